@@ -1,0 +1,13 @@
+"""ada-core's built-in components, registered through the same hook as any plugin."""
+
+from __future__ import annotations
+
+from ada_core.hookspecs import hookimpl
+from ada_core.registry import Registry
+
+
+@hookimpl
+def ada_register(registry: Registry) -> None:
+    from ada_core.masks import WindowMaskBuilder
+
+    registry.masks.add(WindowMaskBuilder)

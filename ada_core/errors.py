@@ -1,0 +1,68 @@
+"""The exception hierarchy. Everything ADA raises on purpose is an :class:`AdaError`.
+
+The CLI turns an ``AdaError`` into a one-paragraph message and exit code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AdaError",
+    "ConfigError",
+    "ContractError",
+    "DataError",
+    "InputError",
+    "PluginError",
+    "UnknownComponentError",
+    "closest",
+    "suggest",
+]
+
+
+class AdaError(Exception):
+    """Base class of every error ADA raises deliberately."""
+
+
+class ConfigError(AdaError, ValueError):
+    """A configuration file, an override or a component's parameters are invalid."""
+
+
+class PluginError(AdaError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class UnknownComponentError(ConfigError, KeyError):
+    """A component name that no loaded plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(AdaError):
+    """A data file or data set is missing, malformed or inconsistent."""
+
+
+class InputError(AdaError, ValueError):
+    """A tensor handed to a component has the wrong shape, dtype or values."""
+
+
+class ContractError(AdaError):
+    """A component broke its interface's contract (wrong output shape, leftover hooks, ...)."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice most similar to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """A sentence listing the valid choices and, when one is close, suggesting it."""
+    choices = sorted(choices)
+    valid = ", ".join(repr(c) for c in choices) if choices else "(none registered)"
+    near = closest(name, choices)
+    hint = f" Did you mean {near!r}?" if near else ""
+    return f"Valid choices: {valid}.{hint}"

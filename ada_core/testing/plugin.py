@@ -1,0 +1,1 @@
+"""ada_core.testing pytest plugin (being implemented)."""

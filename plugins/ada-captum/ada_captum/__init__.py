@@ -1,0 +1,1 @@
+"""ada-captum plugin (being implemented)."""

@@ -1,0 +1,1 @@
+"""ada-scgm plugin (being implemented)."""

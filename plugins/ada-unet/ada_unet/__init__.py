@@ -1,0 +1,1 @@
+"""ada-unet plugin (being implemented)."""
