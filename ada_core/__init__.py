@@ -1,44 +1,59 @@
 """ADA: Active Data Augmentation for medical image segmentation.
 
-Public surface: the interfaces, the config models, the registry and plugin loading.
-Nothing is loaded at import; call :func:`load_plugins`.
+Public surface: the interfaces, the config models, the registry and plugin loading. Names are
+imported on first use (so ``ada --help`` does not wait for torch), and no plugin is loaded at
+import: call :func:`load_plugins`.
 """
 
-from ada_core.config import ComponentSpec, ExperimentConfig, load_config
-from ada_core.errors import AdaError, ConfigError, DataError, InputError, PluginError
-from ada_core.hookspecs import hookimpl
-from ada_core.interfaces import (
-    Attributor,
-    ComponentConfig,
-    MaskBuilder,
-    SegDataset,
-    SegModel,
-    Subject,
-    Volume,
-)
-from ada_core.plugins import load_plugins
-from ada_core.registry import Registry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdaError",
-    "Attributor",
-    "ComponentConfig",
-    "ComponentSpec",
-    "ConfigError",
-    "DataError",
-    "ExperimentConfig",
-    "InputError",
-    "MaskBuilder",
-    "PluginError",
-    "Registry",
-    "SegDataset",
-    "SegModel",
-    "Subject",
-    "Volume",
-    "hookimpl",
-    "load_plugins",
-    "load_config",
-    "__version__",
-]
+_EXPORTS = {
+    "AdaError": "ada_core.errors",
+    "ConfigError": "ada_core.errors",
+    "DataError": "ada_core.errors",
+    "InputError": "ada_core.errors",
+    "PluginError": "ada_core.errors",
+    "Attributor": "ada_core.interfaces",
+    "ComponentConfig": "ada_core.interfaces",
+    "MaskBuilder": "ada_core.interfaces",
+    "SegDataset": "ada_core.interfaces",
+    "SegModel": "ada_core.interfaces",
+    "Subject": "ada_core.interfaces",
+    "Volume": "ada_core.interfaces",
+    "ComponentSpec": "ada_core.config",
+    "ExperimentConfig": "ada_core.config",
+    "load_config": "ada_core.config",
+    "hookimpl": "ada_core.hookspecs",
+    "load_plugins": "ada_core.plugins",
+    "Registry": "ada_core.registry",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ada_core' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ada_core.config import ComponentSpec, ExperimentConfig, load_config
+    from ada_core.errors import AdaError, ConfigError, DataError, InputError, PluginError
+    from ada_core.hookspecs import hookimpl
+    from ada_core.interfaces import (
+        Attributor,
+        ComponentConfig,
+        MaskBuilder,
+        SegDataset,
+        SegModel,
+        Subject,
+        Volume,
+    )
+    from ada_core.plugins import load_plugins
+    from ada_core.registry import Registry

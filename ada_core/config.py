@@ -72,6 +72,26 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
     channels_last: bool = Field(True, description="channels_last memory format on CUDA.")
     eval_batch_size: int = Field(64, ge=1, description="Batch size for attribution and evaluation.")
+    augment_ada_images: bool = Field(
+        True, description="Apply the classical augmentation to ADA images too (not only to "
+        "the conventional ones)."
+    )
+    save_ada_images: bool = Field(
+        True, description="Save each branch's first-cycle ADA images (cycle1.pt) besides its "
+        "keep masks, for figures and checks."
+    )
+    robustness: bool = Field(
+        True, description="Evaluate each branch's best checkpoint on the robustness set "
+        "(Algorithm 2) at the end of a run."
+    )
+    robustness_size: int | None = Field(
+        None, ge=1, description="Side Z of the robustness set's zeroed square; None takes the "
+        "mask builder's `size` (20 when it has none)."
+    )
+    reuse_standard: bool = Field(
+        True, description="Reuse a finished standard phase in the run folder whose settings "
+        "(data, model, augmentation, schedule, seed) are unchanged, instead of retraining it."
+    )
 
 
 class ExperimentConfig(BaseModel):

@@ -1,0 +1,1 @@
+"""An example third-party ADA plugin (see docs/plugins.md)."""
