@@ -1,8 +1,15 @@
-"""Entry point module of the plugin."""
+"""Entry point module of the ada-unet plugin: registers ``unet-paper`` and ``smp``."""
+
+from __future__ import annotations
 
 from ada_core.hookspecs import hookimpl
+from ada_core.registry import Registry
 
 
 @hookimpl
-def ada_register(registry):
-    """Registered components are added as they are implemented."""
+def ada_register(registry: Registry) -> None:
+    from ada_unet.smp_model import SmpModel
+    from ada_unet.unet import PaperUNet
+
+    registry.models.add(PaperUNet)
+    registry.models.add(SmpModel)
