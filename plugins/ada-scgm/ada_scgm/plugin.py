@@ -1,8 +1,17 @@
-"""Entry point module of the plugin."""
+"""Entry point module of the ada-scgm plugin: the ``scgm``, ``bids`` and ``phantom`` data sets."""
+
+from __future__ import annotations
 
 from ada_core.hookspecs import hookimpl
+from ada_core.registry import Registry
 
 
 @hookimpl
-def ada_register(registry):
-    """Registered components are added as they are implemented."""
+def ada_register(registry: Registry) -> None:
+    from ada_scgm.bids import BidsDataset
+    from ada_scgm.phantom import PhantomDataset
+    from ada_scgm.scgm import ScgmDataset
+
+    registry.datasets.add(ScgmDataset)
+    registry.datasets.add(BidsDataset)
+    registry.datasets.add(PhantomDataset)

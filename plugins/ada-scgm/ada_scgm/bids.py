@@ -1,0 +1,182 @@
+"""A BIDS data set with manual labels under ``derivatives``.
+
+Images ``sub-X[/ses-Y]/anat/<stem>_<image_suffix>.nii.gz``; GM labels
+``<labels_dir>/sub-X[/ses-Y]/anat/<stem>_<image_suffix>_<label_suffix>.nii.gz`` and optional cord
+labels with ``cord_suffix``; the site comes from a column of ``participants.tsv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ada_core.errors import DataError, suggest
+from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
+from ada_scgm._nifti import binary_label, check_pair, files_fingerprint, read_nifti
+
+__all__ = ["BidsConfig", "BidsDataset"]
+
+log = logging.getLogger(__name__)
+
+
+class BidsConfig(ComponentConfig):
+    root: str = Field("", description="The BIDS dataset folder (holding sub-*/ and derivatives/).")
+    image_suffix: str = Field("T2starw", description="BIDS suffix of the images.")
+    label_suffix: str = Field("gmseg-manual", description="Suffix of the grey-matter labels.")
+    cord_suffix: str | None = Field(
+        "seg-manual", description="Suffix of the cord labels (used for cropping when present)."
+    )
+    labels_dir: str = Field("derivatives/labels", description="Folder of the labels, from root.")
+    site_column: str | None = Field(
+        "Site", description="participants.tsv column naming the site (None: all 'unknown')."
+    )
+    person_pattern: str = Field(
+        r"^(?P<person>.+?)(?:[-_]?[Ss]es[-_]?[0-9A-Za-z]*)?$",
+        description="Regex on the subject label whose 'person' group groups sessions of one "
+        "person (the default maps 9709Ses1 and 9709Ses2 to 9709).",
+    )
+    sites: tuple[str, ...] = Field((), description="Only these sites (empty: all).")
+    subjects: tuple[str, ...] = Field((), description="Only these subjects, e.g. 'sub-9418'.")
+    missing_label: Literal["unlabelled", "error"] = Field(
+        "unlabelled",
+        description="An image without a GM label: list it as unlabelled (reported, not "
+        "trained on) or fail when it is loaded.",
+    )
+    label_threshold: float | None = Field(
+        None, description="Binarise soft (fractional) labels at this value instead of failing."
+    )
+
+
+class BidsDataset(SegDataset):
+    """BIDS images with derivative GM labels; sessions of one person share ``Subject.person``."""
+
+    name: ClassVar[str] = "bids"
+    Config = BidsConfig
+    config: BidsConfig
+
+    def __init__(self, config: BidsConfig | None = None) -> None:
+        super().__init__(config)
+        try:
+            self._person = re.compile(self.config.person_pattern)
+        except re.error as e:
+            raise DataError(f"dataset 'bids': person_pattern is not a valid regex: {e}") from None
+        if "person" not in self._person.groupindex:
+            raise DataError("dataset 'bids': person_pattern needs a named group (?P<person>...)")
+        self._files: dict[str, dict[str, Path]] | None = None
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config.root).expanduser()
+
+    def _sites(self) -> dict[str, str]:
+        col = self.config.site_column
+        if col is None:
+            return {}
+        tsv = self.root / "participants.tsv"
+        if not tsv.is_file():
+            raise DataError(f"{tsv}: not found; it names the sites (column {col!r}); "
+                            "set site_column = None to use site 'unknown'")  # fmt: skip
+        with tsv.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if rows and col not in rows[0]:
+            raise DataError(f"{tsv}: no column {col!r}. " + suggest(col, list(rows[0])))
+        return {r.get("participant_id", ""): (r.get(col) or "n/a").strip() for r in rows}
+
+    def _scan(self) -> dict[str, dict[str, Path]]:
+        root, cfg = self.root, self.config
+        if not cfg.root or not root.is_dir():
+            raise DataError(f"dataset 'bids': root {str(root)!r} is not a folder; set "
+                            "data.params.root to the BIDS dataset")  # fmt: skip
+        images = sorted(
+            p for p in root.glob(f"sub-*/**/*_{cfg.image_suffix}.nii*")
+            if p.name.endswith((".nii", ".nii.gz"))
+        )  # fmt: skip
+        if not images:
+            raise DataError(f"dataset 'bids': no images sub-*/**/*_{cfg.image_suffix}.nii.gz "
+                            f"in {root}; check root and image_suffix")  # fmt: skip
+        stems = {p: p.name.split(".nii")[0] for p in images}
+        found: dict[str, dict[str, Path]] = {}
+        for p, stem in stems.items():
+            sub = stem.split("_")[0]
+            ses = next((e for e in stem.split("_") if e.startswith("ses-")), None)
+            short = sub + (f"_{ses}" if ses else "")
+            many = sum(1 for q in stems.values() if q.startswith(short + "_")) > 1
+            sid = stem[: -len(cfg.image_suffix) - 1] if many else short
+            labels = root / cfg.labels_dir / p.parent.relative_to(root)
+            entry = {"image": p, "label": labels / f"{stem}_{cfg.label_suffix}.nii.gz"}
+            if cfg.cord_suffix:
+                entry["cord"] = labels / f"{stem}_{cfg.cord_suffix}.nii.gz"
+            found[sid] = entry
+        return found
+
+    def subjects(self) -> list[Subject]:
+        cfg = self.config
+        found = self._scan()
+        sites = self._sites()
+        if cfg.subjects:
+            for s in cfg.subjects:
+                if s not in found:
+                    raise DataError(f"dataset 'bids': subject {s!r} not found. "
+                                    + suggest(s, found))  # fmt: skip
+        out = []
+        for sid, files in found.items():
+            sub = sid.split("_")[0]
+            site = sites.get(sub, "unknown") if cfg.site_column else "unknown"
+            if cfg.site_column and sub not in sites:
+                log.warning("%s: not in participants.tsv; its site is 'unknown'", sub)
+            site = "unknown" if site in ("", "n/a") else site
+            if cfg.sites and site not in cfg.sites:
+                continue
+            if cfg.subjects and sid not in cfg.subjects:
+                continue
+            m = self._person.match(sub[4:])
+            person = "sub-" + (m.group("person") if m and m.group("person") else sub[4:])
+            ses = next((e[4:] for e in sid.split("_") if e.startswith("ses-")), None)
+            if ses is None and person != sub:
+                ses = sub[len(person) :].lstrip("-_")
+            labelled = files["label"].is_file() or cfg.missing_label == "error"
+            out.append(Subject(sid, site, person, ses, labelled))
+        if not out:
+            all_sites = sorted({s for s in sites.values()})
+            raise DataError(f"dataset 'bids': the filters select nothing in {self.root}; "
+                            f"sites: {all_sites}")  # fmt: skip
+        self._files = found
+        return out
+
+    def load(self, subject: Subject) -> Volume:
+        if self._files is None or subject.id not in self._files:
+            self._files = self._scan()
+        files = self._files.get(subject.id)
+        if files is None:
+            raise DataError(f"dataset 'bids': subject {subject.id!r} not found in {self.root}")
+        image = read_nifti(files["image"])
+        mask = cord = None
+        if subject.labelled:
+            if not files["label"].is_file():
+                raise DataError(f"{files['label']}: GM label missing for image {files['image']}")
+            label = read_nifti(files["label"])
+            check_pair(image, label)
+            mask = binary_label(label, False, self.config.label_threshold)
+            if "cord" in files and files["cord"].is_file():
+                cord_nii = read_nifti(files["cord"])
+                check_pair(image, cord_nii)
+                cord = binary_label(cord_nii, False, self.config.label_threshold)
+        return Volume(
+            subject=subject,
+            image=image.data.astype(np.float32),
+            mask=mask,
+            spacing=image.spacing,
+            cord=cord,
+            source=str(files["image"]),
+        )
+
+    def fingerprint(self) -> str:
+        files = [p for f in self._scan().values() for p in f.values()]
+        files.append(self.root / "participants.tsv")
+        return f"bids:{self.config.model_dump_json()}:{files_fingerprint(files, self.root)}"

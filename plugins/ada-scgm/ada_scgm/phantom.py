@@ -1,0 +1,277 @@
+"""The procedural phantom: axial slices that look like T2*-weighted cervical cord MRI.
+
+Each person gets an elliptic cord with a butterfly of brighter grey matter (four horns and a
+commissure), a bright CSF ring, the dark bony canal and vertebral body, and textured muscle.
+Each site has its own contrast (GM/WM ratio, CSF and muscle brightness), effective resolution
+(acquired coarser, interpolated onto the grid) and noise (folded Gaussian, as in magnitude images); each scan its own bias field. Everything is drawn from
+``seed``: the same config gives the same data, on any machine, for any ``size``.
+
+The optional context cue is a small bright disc at a fixed offset from the cord centre (the
+middle of the GM butterfly), turning with the cord. A network can learn to lean on it; ``cue_probability`` and
+``cue_missing_sites`` make it absent in some slices or sites (e.g. the validation site of a
+leave-one-site-out split), which is what ADA is meant to make a network robust to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from ada_core.errors import DataError
+from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
+
+__all__ = ["PhantomConfig", "PhantomDataset", "generate"]
+
+_Side = Annotated[int, Field(ge=16)]
+
+#: Bump when the same config would render different data (it changes the fingerprint).
+GENERATOR_VERSION = 1
+
+
+class PhantomConfig(ComponentConfig):
+    n_subjects: int = Field(8, ge=1, description="Number of persons.")
+    sessions: int = Field(1, ge=1, description="Scans per person (same anatomy, new noise).")
+    slices_per_subject: int = Field(12, ge=1, description="Axial slices per scan.")
+    size: tuple[_Side, _Side] = Field((200, 200), description="Generated (height, width) in pixels.")
+    spacing: float = Field(0.25, gt=0, description="In-plane pixel size in mm.")
+    slice_thickness: float = Field(3.0, gt=0, description="Slice thickness in mm.")
+    sites: int = Field(3, ge=1, description="Number of sites (person p scans at site p % sites).")
+    gm_contrast: float = Field(
+        1.0, ge=0, description="Scales each site's GM-over-WM brightening (0: invisible GM)."
+    )
+    context_cue: bool = Field(False, description="Draw the context cue (a bright landmark).")
+    cue_offset_mm: tuple[float, float] = Field(
+        (-7.0, 5.0), description="Cue centre from the cord centre (the middle of the GM butterfly), "
+        "(rows, cols) in mm, turning with the cord; negative rows: anterior.",
+    )
+    cue_radius_mm: float = Field(1.0, gt=0, description="Radius of the cue disc in mm.")
+    cue_probability: float = Field(
+        1.0, ge=0, le=1, description="Probability that a slice shows the cue."
+    )
+    cue_missing_sites: tuple[int, ...] = Field(
+        (), description="Sites (0-based) whose scans never show the cue."
+    )
+    seed: int = Field(0, description="Seed of everything random in the phantom.")
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([abs(int(k)) for k in key])
+
+
+def _site(seed: int, site: int) -> dict[str, float]:
+    r = _rng(seed, 1, site)
+    return {
+        "wm": r.uniform(0.40, 0.55), "gm_ratio": r.uniform(1.12, 1.30),
+        "csf": r.uniform(0.85, 1.10), "muscle": r.uniform(0.30, 0.42),
+        "bone": r.uniform(0.08, 0.18), "res_mm": r.uniform(0.25, 0.8),
+        "noise": r.uniform(0.015, 0.05),
+    }  # fmt: skip
+
+
+def _anatomy(seed: int, person: int) -> dict[str, float]:
+    r = _rng(seed, 2, person)
+    return {
+        "a": r.uniform(4.6, 5.6), "b": r.uniform(3.2, 3.9), "theta": r.uniform(-0.15, 0.15),
+        "csf": r.uniform(1.4, 2.4), "bone": r.uniform(2.5, 3.5), "horn": r.uniform(0.9, 1.1),
+        "dorsal": r.uniform(0.85, 1.15), "phase": r.uniform(0, 2 * math.pi),
+        "body_gap": r.uniform(1.0, 2.5),
+    }  # fmt: skip
+
+
+def _membership(x: Tensor, y: Tensor, e: _Ellipse, edge: float) -> Tensor:
+    """Membership in [0, 1] of ellipse ``e`` on the grid ``x (1|Z, 1, w)``, ``y (1|Z, h, 1)``.
+
+    The border ramps over ``edge`` mm; ``(1 - q) / 2`` approximates the distance to the border
+    in units of the semi-axis (exact at the border, where it matters), without a square root.
+    """
+    dx, dy = x - e.cx, y - e.cy
+    u = (dx * e.cos + dy * e.sin) / e.ax
+    v = (dy * e.cos - dx * e.sin) / e.ay
+    q = u * u + v * v
+    return ((1 - q) * (torch.minimum(e.ax, e.ay) / (2 * edge)) + 0.5).clamp_(0, 1)
+
+
+class _Ellipse:
+    """An ellipse per slice: centre, semi-axes (mm) and angle, each ``(Z, 1, 1)``."""
+
+    def __init__(self, cx: Tensor, cy: Tensor, ax: Tensor, ay: Tensor, ang: Tensor) -> None:
+        z = ang.shape[0]
+        f = lambda v: torch.as_tensor(v, dtype=torch.float32).expand(z, 1, 1)  # noqa: E731
+        self.cx, self.cy, self.ax, self.ay = f(cx), f(cy), f(ax), f(ay)
+        self.cos, self.sin = torch.cos(ang), torch.sin(ang)
+
+    def box(self, grid: _Grid) -> tuple[slice, slice]:
+        """Pixel rows and columns that hold the ellipse in every slice (with a margin)."""
+        r = torch.maximum(self.ax, self.ay) + 2 * grid.sp
+        rows = (self.cy - r, self.cy + r)
+        cols = (self.cx - r, self.cx + r)
+        return grid.span(rows, 0), grid.span(cols, 1)
+
+
+class _Grid:
+    """Pixel-centre coordinates in mm, centred on the image (rows: y, columns: x)."""
+
+    def __init__(self, h: int, w: int, sp: float) -> None:
+        self.h, self.w, self.sp = h, w, sp
+        self.y = ((torch.arange(h, dtype=torch.float32) - (h - 1) / 2) * sp).view(1, h, 1)
+        self.x = ((torch.arange(w, dtype=torch.float32) - (w - 1) / 2) * sp).view(1, 1, w)
+
+    def span(self, lo_hi: tuple[Tensor, Tensor], axis: int) -> slice:
+        n = (self.h, self.w)[axis]
+        lo = math.floor(float(lo_hi[0].min()) / self.sp + (n - 1) / 2)
+        hi = math.ceil(float(lo_hi[1].max()) / self.sp + (n - 1) / 2) + 1
+        return slice(min(max(lo, 0), n), min(max(hi, 0), n))
+
+    def member(self, e: _Ellipse, rows: slice, cols: slice) -> Tensor:
+        return _membership(self.x[..., cols], self.y[:, rows], e, max(self.sp, 0.2))
+
+
+def _paint(img: Tensor, grid: _Grid, e: _Ellipse, level: float | Tensor) -> None:
+    """Blend ``level`` into ``img (Z, H, W)`` inside ellipse ``e``, in place, in its box only."""
+    rows, cols = e.box(grid)
+    sub = img[:, rows, cols]
+    lv = level[:, rows, cols] if isinstance(level, Tensor) else torch.full_like(sub, level)
+    img[:, rows, cols] = torch.lerp(sub, lv, grid.member(e, rows, cols))
+
+
+def _texture(gen: torch.Generator, z: int, h: int, w: int, rank: int = 4) -> Tensor:
+    """Smooth random texture ``(Z, H, W)``, unit-ish variance: a sum of separable products."""
+    a = F.interpolate(torch.randn(z, rank, 8, generator=gen), size=h, mode="linear")
+    b = F.interpolate(torch.randn(z, rank, 8, generator=gen), size=w, mode="linear")
+    return torch.bmm(a.transpose(1, 2), b) / math.sqrt(rank)
+
+
+def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Render one scan.
+
+    Args:
+        config: the phantom settings.
+        person: person index in ``[0, n_subjects)`` (fixes anatomy and site).
+        session: session index in ``[0, sessions)`` (fixes position, noise, bias field, cue).
+
+    Returns:
+        ``(image, gm, cord)``, each ``(Z, H, W)`` in display orientation (rows from anterior to
+        posterior); image float32, gm and cord uint8 in {0, 1}.
+    """
+    z, (h, w), sp = config.slices_per_subject, config.size, config.spacing
+    site_idx = person % config.sites
+    site, anat = _site(config.seed, site_idx), _anatomy(config.seed, person)
+    r = _rng(config.seed, 3, person, session)
+    gen = torch.Generator().manual_seed(int(r.integers(2**62)))
+    grid = _Grid(h, w, sp)
+    zz = torch.arange(z, dtype=torch.float32).view(z, 1, 1)
+    wave = torch.sin(zz * 0.35 + anat["phase"])
+    cy = float(r.uniform(-1.5, 1.5)) + 0.15 * wave
+    cx = float(r.uniform(-1.5, 1.5)) + 0.1 * torch.cos(zz * 0.3 + anat["phase"])
+    ang = torch.full_like(zz, anat["theta"] + float(r.uniform(-0.05, 0.05)))
+    a, b = anat["a"] * (1 + 0.06 * wave), torch.full_like(zz, anat["b"])
+    c, s = torch.cos(ang), torch.sin(ang)
+
+    def at(u: float, v: float) -> tuple[Tensor, Tensor]:  # cord-normalised -> mm
+        return cx + u * a * c - v * b * s, cy + u * a * s + v * b * c
+
+    texture = _texture(gen, z, h, w)
+    img = site["muscle"] * (1 + 0.12 * texture)
+    canal = anat["csf"] + anat["bone"]
+    by = cy - (b + canal + anat["body_gap"] + 5.5)
+    _paint(img, grid, _Ellipse(cx, by, 9.0, 6.0, ang), site["bone"] * 1.6)
+    _paint(img, grid, _Ellipse(cx, cy, a + canal, b + canal, ang), site["bone"])
+    _paint(img, grid, _Ellipse(cx, cy, a + anat["csf"], b + anat["csf"], ang), site["csf"])
+    cord_e = _Ellipse(cx, cy, a, b, ang)
+    rows, cols = cord_e.box(grid)
+    cord = grid.member(cord_e, rows, cols)
+    hv, hd = anat["horn"], anat["dorsal"]
+    gm = grid.member(_Ellipse(*at(0, 0.05), 0.38 * a, 0.12 * b, ang), rows, cols)  # commissure
+    for side in (-1.0, 1.0):
+        horns = (
+            _Ellipse(*at(side * 0.33, -0.33), 0.24 * a * hv, 0.34 * b * hv, ang + side * 0.5),
+            _Ellipse(*at(side * 0.24, 0.48), 0.09 * a * hd, 0.42 * b * hd, ang - side * 0.45),
+        )
+        for e in horns:
+            gm = torch.maximum(gm, grid.member(e, rows, cols))
+    gm = gm * (cord >= 0.99)  # grey matter stays inside the cord
+    wm = site["wm"] * (1 + 0.03 * texture[:, rows, cols])
+    sub = torch.lerp(img[:, rows, cols], wm, cord)
+    gm_level = wm * (1 + (site["gm_ratio"] - 1) * config.gm_contrast)
+    img[:, rows, cols] = torch.lerp(sub, gm_level, gm)
+    show = (torch.rand(z, 1, 1, generator=gen) < config.cue_probability).float()  # always drawn:
+    if config.context_cue and site_idx not in config.cue_missing_sites:  # the cue changes nothing else
+        oy, ox = config.cue_offset_mm
+        rad = config.cue_radius_mm
+        cue = _Ellipse(cx + ox * c - oy * s, cy + ox * s + oy * c, rad, rad, ang)
+        cr, cc = cue.box(grid)
+        sub = img[:, cr, cc]
+        img[:, cr, cc] = torch.lerp(sub, torch.full_like(sub, 1.35), grid.member(cue, cr, cc) * show)
+    factor = max(1, round(site["res_mm"] / sp))
+    if factor > 1:  # acquired at a coarser resolution, interpolated onto the grid
+        low = F.interpolate(img[:, None], scale_factor=1 / factor, mode="area")
+        img = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    coef = r.uniform(-0.15, 0.15, 3)
+    half = (max(h, w) - 1) / 2 * sp
+    gx, gy = grid.x / half, grid.y / half
+    bias = 1 + float(coef[0]) * gx + float(coef[1]) * gy + float(coef[2]) * (gx * gx + gy * gy)
+    noise = torch.randn(z, h, w, generator=gen).mul_(site["noise"])
+    img = (img * bias).add_(noise).abs_()  # magnitude image: folded (Rician-like) noise
+    gm_full = torch.zeros(z, h, w, dtype=torch.uint8)
+    cord_full = torch.zeros(z, h, w, dtype=torch.uint8)
+    gm_full[:, rows, cols] = (gm >= 0.5).to(torch.uint8)
+    cord_full[:, rows, cols] = (cord >= 0.5).to(torch.uint8)
+    return img, gm_full, cord_full
+
+
+def _volume(x: Tensor) -> np.ndarray:
+    """Display slices ``(Z, H, W)`` -> canonical ``(X, Y, Z)`` (the inverse of ada_core.data's view)."""
+    return x.numpy()[:, ::-1, :].transpose(2, 1, 0)
+
+
+class PhantomDataset(SegDataset):
+    """The embedded default data set: nothing to download, deterministic by seed."""
+
+    name: ClassVar[str] = "phantom"
+    Config = PhantomConfig
+    config: PhantomConfig
+
+    def __init__(self, config: PhantomConfig | None = None) -> None:
+        super().__init__(config)
+        bad = [s for s in self.config.cue_missing_sites if not 0 <= s < self.config.sites]
+        if bad:
+            raise DataError(f"dataset 'phantom': cue_missing_sites {bad} are not sites 0.."
+                            f"{self.config.sites - 1}")  # fmt: skip
+
+    def _id(self, person: int, session: int) -> str:
+        base = f"phantom-{person:03d}"
+        return base if self.config.sessions == 1 else f"{base}-ses{session + 1}"
+
+    def subjects(self) -> list[Subject]:
+        cfg = self.config
+        return [
+            Subject(self._id(p, k), f"site{p % cfg.sites}", f"phantom-{p:03d}",
+                    None if cfg.sessions == 1 else str(k + 1))  # fmt: skip
+            for p in range(cfg.n_subjects)
+            for k in range(cfg.sessions)
+        ]
+
+    def load(self, subject: Subject) -> Volume:
+        cfg = self.config
+        index = {self._id(p, k): (p, k) for p in range(cfg.n_subjects) for k in range(cfg.sessions)}
+        if subject.id not in index:
+            raise DataError(f"dataset 'phantom': no subject {subject.id!r} "
+                            f"(ids phantom-000 .. phantom-{cfg.n_subjects - 1:03d})")  # fmt: skip
+        image, gm, cord = generate(cfg, *index[subject.id])
+        return Volume(
+            subject=subject,
+            image=_volume(image),
+            mask=_volume(gm),
+            spacing=(cfg.spacing, cfg.spacing, cfg.slice_thickness),
+            cord=_volume(cord),
+            source=f"phantom:{subject.id}",
+        )
+
+    def fingerprint(self) -> str:
+        return f"phantom:v{GENERATOR_VERSION}:{self.config.model_dump_json()}"

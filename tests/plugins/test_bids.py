@@ -1,0 +1,192 @@
+"""The BIDS loader: the real gm-challenge-dev acceptance test and fake trees for the error paths."""
+
+from __future__ import annotations
+
+import collections
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ada_core.data import (
+    DataWarning,
+    PreprocessConfig,
+    SplitConfig,
+    load_slices,
+    split_slices,
+)
+from ada_core.errors import DataError
+from ada_core.plugins import load_plugins
+from ada_core.testing import DatasetContract
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+GMDEV = DATA / "gm-challenge-dev"
+SCT = DATA / "sct-testing-t2s"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real MRI test data not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_plugins()
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.fixture(scope="module")
+def dev_slices(registry):
+    ds = registry.datasets.build("bids", {"root": str(_need(GMDEV))})
+    return ds, load_slices(ds, PreprocessConfig())  # the defaults: 0.25 mm, 200 x 200
+
+
+def test_gm_challenge_dev_acceptance(dev_slices):
+    ds, slices = dev_slices
+    assert slices.images.shape[1:] == (1, 200, 200)
+    assert bool((slices.masks.flatten(1).amax(1) == 1).all())  # GM in each slice
+    assert collections.Counter(slices.site) == {"UCL": 17, "Philips": 15, "Milan": 40}
+    assert collections.Counter(slices.subject) == {
+        "sub-9418": 17, "sub-9604": 15, "sub-9709Ses1": 20, "sub-9709Ses2": 20,
+    }  # fmt: skip
+    torch.testing.assert_close(slices.spacing, torch.full((72, 2), 0.25), rtol=1e-3, atol=0)
+    means = slices.images.mean((1, 2, 3))
+    assert bool((means.abs() < 1e-4).all())  # z-scored per slice
+
+
+def test_sessions_of_one_person_stay_together(dev_slices):
+    ds, slices = dev_slices
+    persons = {s.id: s.group for s in ds.subjects()}
+    assert persons["sub-9709Ses1"] == persons["sub-9709Ses2"] == "sub-9709"
+    assert persons["sub-9418"] == "sub-9418"
+    for seed in range(6):
+        train, val = split_slices(slices, SplitConfig(val_fraction=0.34, seed=seed))
+        for part in (train, val):
+            assert {"sub-9709Ses1", "sub-9709Ses2"} <= set(part.subject) or not (
+                {"sub-9709Ses1", "sub-9709Ses2"} & set(part.subject)
+            )
+    train, val = split_slices(slices, SplitConfig(method="site", val_site="Milan"))
+    assert set(val.subject) == {"sub-9709Ses1", "sub-9709Ses2"} and len(train) == 32
+
+
+def test_lps_image_is_reoriented_to_canonical(registry):
+    ds = registry.datasets.build("bids", {"root": str(_need(GMDEV)), "subjects": ["sub-9604"]})
+    raw = nib.load(GMDEV / "sub-9604/anat/sub-9604_run-1_T2starw.nii.gz")
+    assert nib.aff2axcodes(raw.affine) == ("L", "P", "S")
+    vol = ds.load(ds.subjects()[0])
+    np.testing.assert_array_equal(vol.image, np.asanyarray(raw.dataobj)[::-1, ::-1])
+    assert vol.cord is not None and vol.cord.shape == vol.image.shape
+    assert set(np.unique(vol.mask)) == {0, 1} and vol.mask.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- fake trees
+
+
+def _write(data, affine, path: Path, dtype=np.float32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype), affine), str(path))
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Path:
+    """sub-01 with ses-1 and ses-2 folders, sub-02 without a label; custom suffixes and column."""
+    _need(SCT / "t2s.nii.gz")
+    img = nib.load(SCT / "t2s.nii.gz")
+    data = np.asanyarray(img.dataobj)
+    gm = np.asanyarray(nib.load(SCT / "t2s_gmseg_manual.nii.gz").dataobj)
+    root = tmp_path_factory.mktemp("bids")
+    for rel in ("sub-01/ses-1/anat", "sub-01/ses-2/anat", "sub-02/anat"):
+        stem = rel.split("/anat")[0].replace("/", "_")
+        _write(data, img.affine, root / rel / f"{stem}_T2w.nii.gz")
+        if not rel.startswith("sub-02"):
+            _write(gm, img.affine, root / "derivatives/manual" / rel / f"{stem}_T2w_label-GM.nii.gz",
+                   np.uint8)  # fmt: skip
+    (root / "participants.tsv").write_text("participant_id\tcenter\nsub-01\tA\nsub-02\tB\n")
+    return root
+
+
+FAKE = dict(image_suffix="T2w", label_suffix="label-GM", labels_dir="derivatives/manual",
+            site_column="center", cord_suffix=None)  # fmt: skip
+
+
+def build(registry, root, **params):
+    return registry.datasets.build("bids", {"root": str(root), **FAKE, **params})
+
+
+def test_configurable_suffixes_sessions_and_site_column(registry, fake):
+    subjects = build(registry, fake).subjects()
+    assert [(s.id, s.site, s.group, s.session, s.labelled) for s in subjects] == [
+        ("sub-01_ses-1", "A", "sub-01", "1", True),
+        ("sub-01_ses-2", "A", "sub-01", "2", True),
+        ("sub-02", "B", "sub-02", None, False),
+    ]
+    with pytest.warns(DataWarning, match="1 unlabelled subjects not used: sub-02"):
+        slices = load_slices(build(registry, fake), PreprocessConfig(spacing=0.5, size=(32, 32)))
+    assert set(slices.subject) == {"sub-01_ses-1", "sub-01_ses-2"}
+    assert [s.id for s in build(registry, fake, sites=["B"]).subjects()] == ["sub-02"]
+
+
+def test_missing_label_as_error_names_the_expected_file(registry, fake):
+    ds = build(registry, fake, missing_label="error")
+    sub02 = next(s for s in ds.subjects() if s.id == "sub-02")
+    assert sub02.labelled
+    with pytest.raises(DataError, match=r"sub-02_T2w_label-GM\.nii\.gz: GM label missing for image"):
+        ds.load(sub02)
+
+
+def test_participants_problems(registry, fake, tmp_path):
+    with pytest.raises(DataError, match="no column 'Site'.*Valid choices: 'center', 'participant_id'"):
+        build(registry, fake, site_column="Site").subjects()
+    root = tmp_path / "copy"
+    shutil.copytree(fake, root)
+    (root / "participants.tsv").unlink()
+    with pytest.raises(DataError, match="participants.tsv: not found.*site_column = None"):
+        build(registry, root).subjects()
+    assert {s.site for s in build(registry, root, site_column=None).subjects()} == {"unknown"}
+
+
+def test_empty_and_wrong_suffix(registry, tmp_path, fake):
+    with pytest.raises(DataError, match="no images"):
+        build(registry, tmp_path).subjects()
+    with pytest.raises(DataError, match="no images .*_T1w"):
+        build(registry, fake, image_suffix="T1w").subjects()
+    with pytest.raises(DataError, match="'sub-03' not found.*Did you mean"):
+        build(registry, fake, subjects=["sub-03"]).subjects()
+    with pytest.raises(DataError, match="person_pattern needs a named group"):
+        build(registry, fake, person_pattern="(.*)")
+
+
+def test_label_with_other_grid_names_both_files(registry, fake, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(fake, root)
+    label = root / "derivatives/manual/sub-01/ses-1/anat/sub-01_ses-1_T2w_label-GM.nii.gz"
+    _write(np.zeros((10, 10, 9)), np.eye(4), label, np.uint8)
+    ds = build(registry, root)
+    with pytest.raises(DataError) as err:
+        ds.load(ds.subjects()[0])
+    assert "sub-01_ses-1_T2w.nii.gz" in str(err.value) and label.name in str(err.value)
+    assert "(49, 54, 9)" in str(err.value) and "(10, 10, 9)" in str(err.value)
+    with pytest.warns(DataWarning) as rec:
+        slices = load_slices(ds, PreprocessConfig(spacing=0.5, size=(32, 32), on_error="skip"))
+    assert any("skipped subject 'sub-01_ses-1'" in str(w.message) for w in rec)
+    assert set(slices.subject) == {"sub-01_ses-2"}
+
+
+class TestBidsContract(DatasetContract):
+    @pytest.fixture
+    def dataset(self, fake):
+        return load_plugins().datasets.build("bids", {"root": str(fake), **FAKE})
