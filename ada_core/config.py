@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ada_core.augment import AugmentConfig
-from ada_core.data import PreprocessConfig, SplitConfig
+from ada_core.data import PreprocessConfig
+from ada_core.splits import SplitConfig
 from ada_core.errors import ConfigError, closest
 
 __all__ = [
