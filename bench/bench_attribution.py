@@ -1,0 +1,158 @@
+"""Attribution throughput: per-image loop vs batched vs the shared multi-method pass.
+
+For every attributor of ada-captum this prints images/s of
+  * ``loop``:    one image at a time (the naive reference: one captum call per image),
+  * ``batched``: one captum call per batch,
+and the ratio; then the shared pass (``ada_core.attribution.attribute_all`` over all gradient
+methods) against the sum of the separate batched calls; and the cost of a full attribution
+pass (all methods) relative to one training epoch (forward + backward + Adam step) on the
+same images.
+
+    python bench/bench_attribution.py            # CPU default: well under a minute
+    python bench/bench_attribution.py --quick    # a few seconds
+    python bench/bench_attribution.py --device cuda --size 200 --width 64 --n 512  # paper scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ada_core.attribution import attribute_all
+from ada_core.plugins import load_plugins
+
+METHODS = [
+    "vanilla",
+    "guided_backprop",
+    "gradcam",
+    "guided_gradcam",
+    "input_x_gradient",
+    "deconvnet",
+]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # kernels are asynchronous; time them to completion
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> float:
+    fn()  # warm-up (cuDNN autotuning, captum imports, allocator)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def _data(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 1, size, size, generator=gen)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disk = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 6) ** 2).float()
+    return images.to(device), disk.expand(n, 1, size, size).contiguous().to(device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--model", default="unet-paper", help="registered model (falls back to 'tiny')")
+    p.add_argument("--width", type=int, default=None, help="model width (default: 8 CPU, 64 CUDA)")
+    p.add_argument("--size", type=int, default=None, help="image side (default: 64 CPU, 200 CUDA)")
+    p.add_argument("--n", type=int, default=None, help="images (default: 32 CPU, 512 CUDA)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: 16 CPU, 64 CUDA)")
+    p.add_argument("--loop", type=int, default=None, help="images in the per-image loop")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if not cuda:
+        torch.set_num_threads(1)
+    width = args.width or (4 if args.quick else 64 if cuda else 8)
+    size = args.size or (32 if args.quick else 200 if cuda else 64)
+    n = args.n or (8 if args.quick else 512 if cuda else 32)
+    batch = args.batch or (8 if args.quick else 64 if cuda else 16)
+    n_loop = min(n, args.loop or (4 if args.quick else 64 if cuda else 8))
+
+    reg = load_plugins()
+    torch.manual_seed(0)
+    if args.model in reg.models:
+        params = (
+            {"width": width} if "width" in reg.models.get(args.model).Config.model_fields else {}
+        )
+        model = reg.models.build(args.model, params)
+        name = args.model
+    else:
+        from ada_core.testing.models import TinySegModel
+
+        model, name = TinySegModel(), f"tiny (model {args.model!r} not registered)"
+    model = model.to(device)
+    images, masks = _data(n, size, device)
+    amp = {"amp": args.amp}
+    label = "bf16" if args.amp and cuda else "fp32"
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'cpu, 1 thread'}), "
+        f"model {name} width {width}, {n} images {size}x{size}, batch {batch}, "
+        f"loop {n_loop}, {label}"
+    )
+
+    def batched(a) -> None:
+        for s in range(0, n, batch):
+            a.attribute(model, images[s : s + batch], masks[s : s + batch])
+
+    def loop(a) -> None:
+        for i in range(n_loop):
+            a.attribute(model, images[i : i + 1], masks[i : i + 1])
+
+    print(f"{'method':18s} {'loop img/s':>11s} {'batched img/s':>14s} {'ratio':>7s}")
+    separate_total = 0.0
+    per_method: dict[str, float] = {}
+    for method in METHODS + ["random"]:
+        a = reg.attributors.build(method, {} if method == "random" else amp)
+        t_loop = _timed(lambda a=a: loop(a), device) / n_loop
+        t_batch = _timed(lambda a=a: batched(a), device) / n
+        per_method[method] = t_batch
+        if method != "random":
+            separate_total += t_batch
+        print(f"{method:18s} {1 / t_loop:11.1f} {1 / t_batch:14.1f} {t_loop / t_batch:6.1f}x")
+
+    shared = {m: reg.attributors.build(m, amp) for m in METHODS}
+    t_shared = (
+        _timed(lambda: attribute_all(shared, model, images, masks, batch_size=batch), device) / n
+    )
+    print(
+        f"all {len(METHODS)} gradient methods: separate batched calls "
+        f"{1 / separate_total:.1f} img/s, "
+        f"shared pass {1 / t_shared:.1f} img/s, ratio {separate_total / t_shared:.2f}x"
+    )
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def epoch() -> None:
+        model.train()
+        for s in range(0, n, batch):
+            with torch.autocast(device.type, torch.bfloat16, enabled=args.amp and cuda):
+                loss = F.binary_cross_entropy_with_logits(
+                    model(images[s : s + batch]), masks[s : s + batch]
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    t_epoch = _timed(epoch, device)
+    print(
+        f"one training epoch (fwd+bwd+Adam) on the same images: {t_epoch:.3f} s "
+        f"({n / t_epoch:.1f} img/s); full attribution pass (shared, all {len(METHODS)} methods): "
+        f"{t_shared * n:.3f} s = {t_shared * n / t_epoch:.2f} epochs; vanilla alone (batched): "
+        f"{per_method['vanilla'] * n / t_epoch:.2f} epochs"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The control: uniform random saliency, i.e. ADA with random erasing.
+
+The paper compares interpretability methods but not against chance; with ``random`` the
+window mask builder erases a uniformly random window outside the ground truth, so a run
+shows whether the explanation matters at all.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from ada_core.interfaces import Attributor, ComponentConfig, SegModel
+
+__all__ = ["RandomAttributor", "RandomConfig"]
+
+
+class RandomConfig(ComponentConfig):
+    seed: int = Field(0, description="Seed of the random saliency; call k uses seed and k.")
+
+
+class RandomAttributor(Attributor):
+    """Uniform random saliency in [0, 1), independent of the model.
+
+    Call ``k`` (counted from 0 per instance, see :attr:`calls`) draws from a CPU generator
+    seeded with ``(seed, k)``, so a run is replayable from the seed and the call count, and
+    identical on CPU and GPU. By design a sample's map depends on its position in the batch
+    and on the call count (the contract's batch-independence and determinism checks are
+    declared known gaps).
+    """
+
+    name = "random"
+    Config: ClassVar[type[RandomConfig]] = RandomConfig
+    config: RandomConfig
+    contract_xfail: ClassVar[dict[str, str]] = {
+        "test_batch_independence": "by design: a sample's random map depends on its batch position",
+        "test_deterministic": "by design: each call draws fresh noise (seeded by seed, call count)",
+        "test_group_equals_separate": "by design: the grouped and the separate call are two draws",
+    }
+
+    def __init__(self, config: RandomConfig | None = None) -> None:
+        super().__init__(config)
+        #: Number of calls so far; set it to replay a run from a given call (e.g. on resume).
+        self.calls = 0
+
+    def _attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        return torch.rand(images.shape, generator=gen).to(images.device)
