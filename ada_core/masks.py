@@ -1,0 +1,307 @@
+"""The built-in mask builder ``window`` (the paper's ``build_mask``) and the erased-region IoU.
+
+The maths lives in pure functions (:func:`window_boxes`, :func:`window_keep_mask`,
+:func:`erased_iou_matrix`); :class:`WindowMaskBuilder` only wraps them.
+
+Window selection, for every image independently and all images at once:
+
+1. Score every ``Z x Z`` window whose top-left corner lies on ``range(0, H - Z + 1, stride)`` x
+   ``range(0, W - Z + 1, stride)`` by the sum of its saliency. With ``gt_policy="restore"`` or
+   ``"avoid"`` only the saliency outside the ground truth counts; with ``"ignore"`` all of it.
+   With ``stride > 1`` the last window need not reach the image border.
+2. Keep only the *allowed* windows: ``restore``: windows with at least one pixel outside the
+   ground truth (a window inside the ground truth would erase nothing); ``avoid``: windows that
+   touch no ground-truth pixel; ``ignore``: every window.
+3. Take the best allowed window. Ties go to the first window in row-major order (smallest row,
+   then smallest column). Scores are summed in float64 through an integral image; two scores
+   that differ by less than ``1e-10`` times the absolute total of the image's scored
+   saliency count as tied, so the choice does not depend on summation order (CPU vs GPU).
+4. For ``regions > 1`` repeat greedily: the next region is the best allowed window that does
+   not overlap any window already chosen. An image runs out of regions when no such window is
+   left; it then erases fewer regions.
+5. Erase the chosen windows; with ``restore`` the ground-truth pixels inside them are kept.
+
+When an image has no allowed window at all (ground truth everywhere, or touching every window
+with ``avoid``), nothing is erased: its keep mask is all ones.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from ada_core.errors import InputError
+from ada_core.interfaces import ComponentConfig, MaskBuilder
+
+__all__ = [
+    "GtPolicy",
+    "boxes_to_keep",
+    "WindowConfig",
+    "WindowMaskBuilder",
+    "erased_iou_matrix",
+    "window_boxes",
+    "window_keep_mask",
+]
+
+GtPolicy = Literal["restore", "avoid", "ignore"]
+_POLICIES = ("restore", "avoid", "ignore")
+#: Relative tolerance under which two window scores count as tied (see the module docstring).
+_TIE_RTOL = 1e-10
+
+
+def _score_dtype(device: torch.device) -> torch.dtype:
+    # float64 makes integral-image sums exact enough for the tie rule; MPS has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _window_sums(x: Tensor, size: int, stride: int) -> tuple[Tensor, Tensor]:
+    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` -> ``(B, H', W')``, and
+    the total of each image ``(B,)``."""
+    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    z, st = size, stride
+    sums = s[:, z::st, z::st] - s[:, :-z:st, z::st] - s[:, z::st, :-z:st] + s[:, :-z:st, :-z:st]
+    return sums, s[:, -1, -1]
+
+
+def _check_window_inputs(
+    saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
+) -> None:
+    owner = "window_keep_mask"
+    for arg, t in (("saliency", saliency), ("ground_truth", ground_truth)):
+        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != 1:
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise InputError(f"{owner}: {arg} must be a (B, 1, H, W) tensor, got {got}")
+    if saliency.shape != ground_truth.shape:
+        raise InputError(
+            f"{owner}: saliency shape {tuple(saliency.shape)} differs from ground_truth shape "
+            f"{tuple(ground_truth.shape)}; pass one saliency map per ground-truth mask"
+        )
+    # A finite sum proves every element finite; only an overflowing sum needs the full check.
+    if not bool(torch.isfinite(saliency.sum())) and not bool(torch.isfinite(saliency).all()):
+        raise InputError(f"{owner}: saliency contains NaN or infinite values; expected finite")
+    if not torch.equal(ground_truth, ground_truth * ground_truth):  # x == x*x iff x in {0, 1}
+        raise InputError(f"{owner}: ground_truth must be binary (0/1); threshold it first")
+    for arg, value in (("size", size), ("stride", stride), ("regions", regions)):
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{owner}: {arg} must be an integer >= 1, got {value!r}")
+    h, w = saliency.shape[-2:]
+    if size > min(h, w):
+        raise InputError(
+            f"{owner}: window size Z={size} is larger than the image ({h}x{w}); use a size of at "
+            f"most {min(h, w)} (mask.params.size)"
+        )
+    if gt_policy not in _POLICIES:
+        raise InputError(f"{owner}: gt_policy must be one of {_POLICIES}, got {gt_policy!r}")
+
+
+def window_boxes(
+    saliency: Tensor,
+    ground_truth: Tensor,
+    size: int,
+    stride: int = 1,
+    regions: int = 1,
+    gt_policy: GtPolicy = "restore",
+) -> Tensor:
+    """Top-left corners of the windows to erase, chosen as the module docstring describes.
+
+    Args:
+        saliency: ``(B, 1, H, W)`` finite saliency (any real dtype).
+        ground_truth: ``(B, 1, H, W)`` masks in {0, 1}.
+        size: window side ``Z`` (``<= min(H, W)``).
+        stride: step between candidate windows.
+        regions: number of non-overlapping windows per image.
+        gt_policy: ``"restore"``, ``"avoid"`` or ``"ignore"``.
+
+    Returns:
+        ``(B, regions, 2)`` long (row, col), best region first; ``-1`` where an image has no
+        allowed window left for that region.
+    """
+    _check_window_inputs(saliency, ground_truth, size, stride, regions, gt_policy)
+    return _window_boxes(saliency, ground_truth, size, stride, regions, gt_policy)
+
+
+def _window_boxes(
+    saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
+) -> Tensor:
+    """:func:`window_boxes` for inputs already validated."""
+    dtype = _score_dtype(saliency.device)
+    gt = ground_truth[:, 0] != 0
+    sal = saliency[:, 0].to(dtype, copy=True)
+    if gt_policy != "ignore":
+        sal.masked_fill_(gt, 0)
+    score, total = _window_sums(sal, size, stride)
+    # Integral-image rounding errors scale with the image total, so the tie tolerance does too.
+    tol = _TIE_RTOL * total.abs()[:, None]
+    if gt_policy == "ignore":
+        allowed = torch.ones_like(score, dtype=torch.bool)
+    else:
+        # Counts of at most H*W are exact in float32.
+        gt_count = _window_sums(gt.float(), size, stride)[0]
+        allowed = gt_count < size * size - 0.5 if gt_policy == "restore" else gt_count < 0.5
+    b, nh, nw = score.shape
+    score = score.reshape(b, -1)
+    allowed = allowed.reshape(b, -1)
+    win_r = (torch.arange(nh, device=score.device) * stride).repeat_interleave(nw)
+    win_c = (torch.arange(nw, device=score.device) * stride).repeat(nh)
+    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=score.device)
+    boxes = torch.full((b, regions, 2), -1, dtype=torch.long, device=score.device)
+    for k in range(regions):  # a loop over regions only (few), never over images or windows
+        masked = torch.where(allowed, score, neg_inf)
+        best = masked.amax(1, keepdim=True)
+        # argmax of a bool picks the first True: the first window (row-major) within tolerance.
+        idx = (allowed & (masked >= best - tol)).to(torch.uint8).argmax(1)
+        found = allowed.any(1)
+        rc = torch.stack([win_r[idx], win_c[idx]], 1)
+        boxes[:, k] = torch.where(found[:, None], rc, torch.full_like(rc, -1))
+        if k + 1 < regions:
+            overlap = ((win_r[None] - rc[:, :1]).abs() < size) & (
+                (win_c[None] - rc[:, 1:]).abs() < size
+            )
+            allowed = allowed & ~(overlap & found[:, None])
+    return boxes
+
+
+def boxes_to_keep(
+    boxes: Tensor, height: int, width: int, size: int, protect: Tensor | None = None
+) -> Tensor:
+    """Keep mask ``(B, 1, H, W)`` float32: 0 inside the ``(B, R, 2)`` boxes (``-1``: none).
+
+    ``protect`` (``(B, 1, H, W)``, nonzero = keep) marks pixels that are never erased.
+    """
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    r, c = boxes[..., 0, None], boxes[..., 1, None]  # (B, R, 1); -1 never matches a pixel
+    in_r = ((rows >= r) & (rows < r + size) & (r >= 0))[..., :, None]  # (B, R, H, 1)
+    in_c = ((cols >= c) & (cols < c + size))[..., None, :]  # (B, R, 1, W)
+    if boxes.shape[1] == 1:
+        erase = in_r & in_c
+    else:
+        erase = (in_r & in_c).any(1, keepdim=True)
+    if protect is not None:
+        erase &= protect == 0
+    return (~erase).float()
+
+
+def window_keep_mask(
+    saliency: Tensor,
+    ground_truth: Tensor,
+    size: int,
+    stride: int = 1,
+    regions: int = 1,
+    gt_policy: GtPolicy = "restore",
+) -> Tensor:
+    """The paper's ``build_mask``: erase the most salient window(s) outside the ground truth.
+
+    Args:
+        saliency: ``(B, 1, H, W)`` finite saliency.
+        ground_truth: ``(B, 1, H, W)`` masks in {0, 1}.
+        size: window side ``Z``.
+        stride: step between candidate windows.
+        regions: number of non-overlapping windows to erase per image.
+        gt_policy: ``"restore"`` (ground-truth pixels are never erased), ``"avoid"`` (only
+            windows touching no ground truth) or ``"ignore"``.
+
+    Returns:
+        ``(B, 1, H, W)`` float32 keep mask in {0, 1} (0 = erase) on the saliency's device; all
+        ones for an image with no allowed window.
+    """
+    boxes = window_boxes(saliency, ground_truth, size, stride, regions, gt_policy)
+    protect = ground_truth if gt_policy == "restore" else None
+    return boxes_to_keep(boxes, saliency.shape[-2], saliency.shape[-1], size, protect)
+
+
+class WindowConfig(ComponentConfig):
+    size: int = Field(20, ge=1, description="Side Z of the square window to erase, in pixels.")
+    stride: int = Field(1, ge=1, description="Step between candidate windows, in pixels.")
+    regions: int = Field(
+        1, ge=1, description="Number of non-overlapping windows to erase, chosen greedily."
+    )
+    gt_policy: GtPolicy = Field(
+        "restore",
+        description="Ground truth handling: 'restore' never erases ground-truth pixels; "
+        "'avoid' only considers windows that touch no ground truth; 'ignore' treats it as "
+        "background.",
+    )
+    fill: float = Field(0.0, description="Value written into the erased pixels.")
+
+
+class WindowMaskBuilder(MaskBuilder):
+    """Erase the ``Z x Z`` window(s) with the most saliency outside the ground truth.
+
+    Counters: ``no_window`` (images with no allowed window; kept unchanged) and
+    ``fewer_regions`` (images where fewer than ``regions`` windows fit).
+    """
+
+    name: ClassVar[str] = "window"
+    Config = WindowConfig
+
+    def _build(self, saliency: Tensor, ground_truth: Tensor) -> Tensor:
+        cfg = self.config
+        h, w = saliency.shape[-2:]
+        if cfg.size > min(h, w):
+            raise InputError(
+                f"mask builder {self.name!r}: size={cfg.size} is larger than the image "
+                f"({h}x{w}); set mask.params.size to at most {min(h, w)}"
+            )
+        # build() has validated shapes, finiteness and binary ground truth.
+        boxes = _window_boxes(
+            saliency, ground_truth, cfg.size, cfg.stride, cfg.regions, cfg.gt_policy
+        )
+        protect = ground_truth if cfg.gt_policy == "restore" else None
+        keep = boxes_to_keep(boxes, h, w, cfg.size, protect)
+        n_found = (boxes[..., 0] >= 0).sum(1)
+        # .item() is a host-device sync point; once per batch is cheap.
+        self.counters["no_window"] += int((n_found == 0).sum().item())
+        self.counters["fewer_regions"] += int(
+            ((n_found > 0) & (n_found < cfg.regions)).sum().item()
+        )
+        return keep
+
+
+def erased_iou_matrix(keeps: dict[str, Tensor], chunk: int = 64) -> tuple[list[str], Tensor]:
+    """Mean pairwise IoU of the erased regions of several methods (the paper's Figure 4).
+
+    Args:
+        keeps: method name -> ``(N, 1, H, W)`` keep mask in {0, 1} (0 = erased), all over the
+            same ``N`` images in the same order.
+        chunk: images processed at once (bounds memory).
+
+    Returns:
+        The names (in the dict's order) and an ``(M, M)`` float64 matrix whose ``[i, j]`` is the
+        mean over the ``N`` images of ``|E_i & E_j| / |E_i | E_j|`` with ``E = (keep == 0)``.
+        An image where both methods erase nothing counts as IoU 1 (the erased regions are
+        equal); one erasing nothing and the other something counts as 0. The diagonal is 1.
+    """
+    if not isinstance(keeps, dict) or not keeps:
+        raise InputError("erased_iou_matrix: keeps must be a non-empty dict name -> (N,1,H,W) mask")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"erased_iou_matrix: chunk must be an integer >= 1, got {chunk!r}")
+    names = list(keeps)
+    first = keeps[names[0]]
+    for name, keep in keeps.items():
+        if not isinstance(keep, Tensor) or keep.ndim != 4 or keep.shape[1] != 1:
+            got = tuple(keep.shape) if isinstance(keep, Tensor) else type(keep).__name__
+            raise InputError(f"erased_iou_matrix: keeps[{name!r}] must be (N, 1, H, W), got {got}")
+        if keep.shape != first.shape:
+            raise InputError(
+                f"erased_iou_matrix: keeps[{name!r}] has shape {tuple(keep.shape)} but "
+                f"keeps[{names[0]!r}] has {tuple(first.shape)}; all must cover the same images"
+            )
+        if bool(((keep != 0) & (keep != 1)).any()):
+            raise InputError(f"erased_iou_matrix: keeps[{name!r}] must be binary (0/1)")
+    if first.shape[0] == 0:
+        raise InputError("erased_iou_matrix: the keep masks cover no images (N = 0)")
+    total = torch.zeros(len(names), len(names), dtype=torch.float64, device=first.device)
+    for s in range(0, first.shape[0], chunk):  # bounds memory at (M, chunk, H*W)
+        # float64: exact counts, and never TF32 (which the engine may enable for float32 matmuls).
+        erased = torch.stack([(keeps[n][s : s + chunk] == 0).flatten(1) for n in names]).double()
+        inter = torch.einsum("mnp,knp->mkn", erased, erased)
+        area = erased.sum(-1)  # (M, n)
+        union = area[:, None] + area[None, :] - inter
+        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+        total += iou.sum(-1)
+    return names, total / first.shape[0]

@@ -1,0 +1,506 @@
+"""Segmentation metrics as in the paper's Table 1: DSC, TPR, TNR, PPV (percent), HSD, HD95 (mm).
+
+Pure batched torch functions, usable on any device:
+
+- :func:`segmentation_metrics`: per slice, ``(B,)`` tensors.
+- :func:`volume_metrics` / :func:`per_volume_metrics`: per subject volume.
+- :func:`summarize`: means, standard deviations and empty-case counts for a table row.
+
+Definitions (``tp, fp, fn, tn`` count pixels or voxels)::
+
+    DSC = 200 tp / (2 tp + fp + fn)     TPR = 100 tp / (tp + fn)
+    TNR = 100 tn / (tn + fp)            PPV = 100 tp / (tp + fp)
+
+Surface distances (``hausdorff="boundary"``, the default) follow medpy's ``hd`` and ``hd95``:
+the boundary of a mask is the mask minus its binary erosion by the cross-shaped structuring
+element (4-connectivity in 2-D, 6 in 3-D; outside the image counts as background, so mask
+pixels on the image border are boundary). With ``d(A -> B)`` the distances in millimetres from
+each boundary point of A to the nearest boundary point of B (voxel spacing applied per axis,
+anisotropic allowed), ``HSD = max(max d(P -> T), max d(T -> P))`` and ``HD95`` is the 95th
+percentile (linear interpolation) of ``d(P -> T)`` and ``d(T -> P)`` pooled together.
+
+``hausdorff="legacy"`` sets ``hsd`` to what medicaltorch and ivadomed compute:
+``scipy.spatial.distance.directed_hausdorff(pred, target)[0]`` on the raw 2-D arrays. That
+treats every image *row* as one point in ``R^W`` and is directed only (prediction to target),
+so a mask shifted along the rows scores 0 and the value is not in millimetres. It is wrong as a
+surface distance and is there only to compare with published numbers that used it; ``hd95``
+stays the boundary HD95.
+
+Empty masks (``empty_policy``); ``pred_empty`` and ``target_empty`` flags are always returned
+and :func:`summarize` counts them:
+
+- ``"nan"`` (default): a ratio whose denominator is 0 and every distance involving an empty
+  boundary is NaN; :func:`summarize` leaves NaNs out of means and reports how many values each
+  mean used. Defined values stay: a prediction on an empty target has DSC 0 and PPV 0.
+- ``"bounded"``: every value is finite. An undefined ratio is 100 when prediction and target
+  are equal (both empty) and 0 otherwise; an undefined distance is 0 when both masks are empty
+  and otherwise the field-of-view diagonal in millimetres (the largest distance possible).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ada_core.errors import InputError
+
+__all__ = [
+    "EmptyPolicy",
+    "HausdorffMode",
+    "concat_metrics",
+    "legacy_hausdorff",
+    "per_volume_metrics",
+    "segmentation_metrics",
+    "summarize",
+    "volume_metrics",
+]
+
+HausdorffMode = Literal["boundary", "legacy"]
+EmptyPolicy = Literal["nan", "bounded"]
+METRICS = ("dsc", "tpr", "tnr", "ppv", "hsd", "hd95")
+#: Largest number of pairwise distances held at once (float64 elements).
+_DIST_BUDGET = 1 << 24
+
+
+def _dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:
+    for arg, t in (("pred", pred), ("target", target)):
+        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != 1:
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise InputError(f"{owner}: {arg} must be a (B, 1, H, W) tensor, got {got}")
+        if bool(((t != 0) & (t != 1)).any()):
+            raise InputError(
+                f"{owner}: {arg} must be binary (0/1 or bool); threshold probabilities first, "
+                f"e.g. (torch.sigmoid(logits) > 0.5)"
+            )
+    if pred.shape != target.shape:
+        raise InputError(
+            f"{owner}: pred shape {tuple(pred.shape)} differs from target shape "
+            f"{tuple(target.shape)}"
+        )
+
+
+def _check_spacing(spacing: Tensor | Sequence[float], batch: int, ndim: int, owner: str) -> Tensor:
+    """Return spacing as a ``(batch, ndim)`` tensor, broadcasting a single ``(ndim,)`` value."""
+    t = torch.as_tensor(spacing, dtype=torch.float64)
+    if t.ndim == 1 and t.shape[0] == ndim:
+        t = t.expand(batch, ndim)
+    if t.shape != (batch, ndim):
+        raise InputError(
+            f"{owner}: spacing must have shape ({batch}, {ndim}) (millimetres per axis) or "
+            f"({ndim},), got {tuple(t.shape)}"
+        )
+    if not bool(torch.isfinite(t).all() & (t > 0).all()):
+        raise InputError(f"{owner}: spacing must be finite and > 0 mm, got {t.tolist()}")
+    return t
+
+
+def _boundary(mask: Tensor) -> Tensor:
+    """Inner boundary of ``(B, *S)`` bool masks: mask minus its cross-shaped erosion."""
+    nd = mask.ndim - 1
+    padded = F.pad(mask.to(torch.uint8), (1, 1) * nd).bool()
+    eroded = mask.clone()
+    for axis in range(1, nd + 1):
+        for lo in (0, 2):
+            sl = [slice(None)] + [slice(1, -1)] * nd
+            sl[axis] = slice(lo, lo + mask.shape[axis])
+            eroded &= padded[tuple(sl)]
+    return mask & ~eroded
+
+
+def _points(boundary: Tensor) -> tuple[Tensor, Tensor]:
+    """Padded index sets of the True pixels: ``(B, K, nd)`` long and ``(B, K)`` validity."""
+    b, nd = boundary.shape[0], boundary.ndim - 1
+    idx = boundary.nonzero()  # sorted by batch index; a host-device sync point
+    counts = torch.bincount(idx[:, 0], minlength=b)
+    k = max(1, int(counts.max().item()) if idx.shape[0] else 0)
+    start = counts.cumsum(0) - counts
+    rank = torch.arange(idx.shape[0], device=idx.device) - start[idx[:, 0]]
+    pts = torch.zeros(b, k, nd, dtype=torch.long, device=boundary.device)
+    valid = torch.zeros(b, k, dtype=torch.bool, device=boundary.device)
+    pts[idx[:, 0], rank] = idx[:, 1:]
+    valid[idx[:, 0], rank] = True
+    return pts, valid
+
+
+def _row_distance(feature: Tensor) -> Tensor:
+    """Rows from each pixel to the nearest True pixel of its own column: ``(B, H, R)``.
+
+    ``feature`` is ``(B, H, R)`` bool; ``inf`` where a column has no True pixel.
+    """
+    h = feature.shape[1]
+    rows = torch.arange(h, device=feature.device)[None, :, None]
+    big = 4 * h
+    above = torch.where(feature, rows, -big).cummax(1).values
+    below = torch.where(feature, rows, big).flip(1).cummin(1).values.flip(1)
+    g = torch.minimum(rows - above, below - rows)
+    return torch.where(g > h, float("inf"), g.to(_dtype(feature.device)))
+
+
+def _nearest(query: Tensor, q_valid: Tensor, feature: Tensor, spacing: Tensor) -> Tensor:
+    """Exact Euclidean distance (mm) from query pixels to the nearest True pixel of ``feature``.
+
+    Separable: with ``g`` the row distance to the nearest feature pixel within each column
+    (or, in 3-D, each (slice, column) line), the squared distance of a query ``q`` is
+    ``min over lines l of (g[q_row, l] * s_row)^2 + |q_rest - l|^2`` (the rest in mm).
+    That is ``O(K * W)`` per slice instead of ``O(K^2)`` for all boundary pairs.
+
+    Args:
+        query: ``(B, K, nd)`` long pixel indices (axes of ``feature``), ``q_valid`` ``(B, K)``.
+        feature: ``(B, *S)`` bool, rows on the second-to-last axis.
+        spacing: ``(B, nd)`` mm per axis.
+
+    Returns:
+        ``(B, K)``: ``inf`` when ``feature`` is empty, NaN at invalid query entries.
+    """
+    b, nd = feature.shape[0], feature.ndim - 1
+    row_axis = nd - 2  # the rows among the spatial axes
+    rest_axes = [a for a in range(nd) if a != row_axis]
+    perm = [0, 1 + row_axis] + [1 + a for a in rest_axes]
+    f = feature.permute(perm)  # (B, H, *rest)
+    rest_shape = f.shape[2:]
+    g = _row_distance(f.reshape(b, f.shape[1], -1))  # (B, H, R)
+    g2 = (g * spacing[:, row_axis, None, None]) ** 2
+    r = g2.shape[2]
+    # Squared offsets along each other axis, in mm: (B, n, n) tables gathered per query.
+    tables = []
+    for axis, n in zip(rest_axes, rest_shape, strict=True):
+        steps = torch.arange(n, device=f.device, dtype=g.dtype)
+        diff = (steps[:, None] - steps[None, :])[None] * spacing[:, axis, None, None]
+        tables.append(diff**2)
+    out = torch.empty(query.shape[:2], dtype=g.dtype, device=g.device)
+    block = max(1, _DIST_BUDGET // max(1, b * r))
+    batch = torch.arange(b, device=g.device)[:, None]
+    for s in range(0, query.shape[1], block):
+        q = query[:, s : s + block]  # (B, k, nd)
+        k = q.shape[1]
+        # Indexing whole rows copies contiguous memory; gather with an expanded index is slow.
+        d2 = g2[batch, q[..., row_axis]]  # (B, k, R)
+        d2 = d2.view(b, k, *rest_shape)
+        for j, (axis, table) in enumerate(zip(rest_axes, tables, strict=True)):
+            term = table[batch, q[..., axis]]
+            shape = [b, k] + [1] * len(rest_axes)
+            shape[2 + j] = table.shape[2]
+            d2 = d2 + term.view(shape)
+        out[:, s : s + block] = d2.reshape(b, k, r).amin(-1).sqrt()
+    return out.masked_fill(~q_valid, float("nan"))
+
+
+def _crop_to_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Crop ``(B, *S)`` masks to the bounding box of all their pixels plus one pixel.
+
+    Distances do not change under translation, and the one-pixel background margin (or the
+    image border, which erosion treats as background too) keeps every boundary pixel the same.
+    """
+    union = pred | target
+    if not bool(union.any()):  # a host-device sync point, once per chunk
+        return pred, target
+    index: list[slice] = [slice(None)]
+    for axis in range(1, union.ndim):
+        others = [a for a in range(union.ndim) if a != axis]
+        hit = union.amax(dim=others)
+        where = hit.nonzero()[:, 0]
+        lo = max(int(where[0]) - 1, 0)
+        hi = min(int(where[-1]) + 2, union.shape[axis])
+        index.append(slice(lo, hi))
+    return pred[tuple(index)], target[tuple(index)]
+
+
+def _directed_sets(pred: Tensor, target: Tensor, spacing: Tensor) -> tuple[Tensor, Tensor]:
+    """``d(P -> T)`` and ``d(T -> P)`` padded with NaN: ``(B, Kp)`` and ``(B, Kt)``."""
+    pred, target = _crop_to_union(pred, target)
+    pb, tb = _boundary(pred), _boundary(target)
+    p, p_ok = _points(pb)
+    t, t_ok = _points(tb)
+    return _nearest(p, p_ok, tb, spacing), _nearest(t, t_ok, pb, spacing)
+
+
+def _hsd_hd95(d_pt: Tensor, d_tp: Tensor) -> tuple[Tensor, Tensor]:
+    """HSD and HD95 per row from padded directed distances; NaN when undefined."""
+    pooled = torch.cat([d_pt, d_tp], 1)
+    undefined = torch.isinf(pooled).any(1) | torch.isnan(pooled).all(1)
+    hsd = torch.nan_to_num(pooled, nan=float("-inf")).amax(1)
+    hd95 = torch.nanquantile(pooled.masked_fill(torch.isinf(pooled), 0.0), 0.95, dim=1)
+    nan = torch.full_like(hsd, float("nan"))
+    return torch.where(undefined, nan, hsd), torch.where(undefined, nan, hd95)
+
+
+def legacy_hausdorff(pred: Tensor, target: Tensor) -> Tensor:
+    """medicaltorch/ivadomed ``hausdorff_score``: ``directed_hausdorff(pred, target)[0]``.
+
+    Wrong as a surface distance (rows are points; see the module docstring); for comparison
+    with published numbers only.
+
+    Args:
+        pred: ``(B, 1, H, W)`` binary.
+        target: ``(B, 1, H, W)`` binary.
+
+    Returns:
+        ``(B,)`` float64 (pixel units, no spacing).
+    """
+    _check_masks(pred, target, "legacy_hausdorff")
+    dt = _dtype(pred.device)
+    p, t = pred[:, 0].to(dt), target[:, 0].to(dt)
+    d = torch.cdist(p, t, compute_mode="donot_use_mm_for_euclid_dist")  # (B, H, H)
+    return d.amin(2).amax(1)
+
+
+def _ratio(num: Tensor, den: Tensor, equal: Tensor, policy: str) -> Tensor:
+    undefined_value = torch.where(equal, 100.0, 0.0) if policy == "bounded" else float("nan")
+    return torch.where(den > 0, 100.0 * num / den.clamp_min(1), undefined_value)
+
+
+def _bound_distance(value: Tensor, both_empty: Tensor, diagonal: Tensor, policy: str) -> Tensor:
+    if policy != "bounded":
+        return value
+    fallback = torch.where(both_empty, torch.zeros_like(diagonal), diagonal)
+    return torch.where(torch.isnan(value), fallback, value)
+
+
+def _check_options(hausdorff: str, empty_policy: str, owner: str) -> None:
+    if hausdorff not in ("boundary", "legacy"):
+        raise InputError(f"{owner}: hausdorff must be 'boundary' or 'legacy', got {hausdorff!r}")
+    if empty_policy not in ("nan", "bounded"):
+        raise InputError(f"{owner}: empty_policy must be 'nan' or 'bounded', got {empty_policy!r}")
+
+
+def _counts(pred: Tensor, target: Tensor, dims: tuple[int, ...]) -> dict[str, Tensor]:
+    dt = _dtype(pred.device)
+    p, t = pred.bool(), target.bool()
+    tp = (p & t).sum(dims).to(dt)
+    fp = (p & ~t).sum(dims).to(dt)
+    fn = (~p & t).sum(dims).to(dt)
+    tn = (~p & ~t).sum(dims).to(dt)
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def _ratios(c: dict[str, Tensor], equal: Tensor, policy: str) -> dict[str, Tensor]:
+    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
+    return {
+        "dsc": _ratio(2 * tp, 2 * tp + fp + fn, equal, policy),
+        "tpr": _ratio(tp, tp + fn, equal, policy),
+        "tnr": _ratio(tn, tn + fp, equal, policy),
+        "ppv": _ratio(tp, tp + fp, equal, policy),
+    }
+
+
+def segmentation_metrics(
+    pred: Tensor,
+    target: Tensor,
+    spacing: Tensor | Sequence[float],
+    *,
+    hausdorff: HausdorffMode = "boundary",
+    empty_policy: EmptyPolicy = "nan",
+    chunk: int = 256,
+) -> dict[str, Tensor]:
+    """Per-slice metrics.
+
+    Args:
+        pred: ``(B, 1, H, W)`` predicted masks in {0, 1} (bool or numeric).
+        target: ``(B, 1, H, W)`` ground truth in {0, 1}.
+        spacing: ``(B, 2)`` pixel size in mm (rows, cols), or one ``(2,)`` for all slices.
+        hausdorff: ``"boundary"`` (mm surface distance) or ``"legacy"`` (see module docstring).
+        empty_policy: ``"nan"`` or ``"bounded"`` (see module docstring).
+        chunk: slices per distance computation (bounds memory).
+
+    Returns:
+        ``(B,)`` float64 tensors ``dsc``, ``tpr``, ``tnr``, ``ppv`` (percent), ``hsd``, ``hd95``
+        (mm), and ``(B,)`` bool ``pred_empty``, ``target_empty``; on the inputs' device.
+    """
+    owner = "segmentation_metrics"
+    _check_masks(pred, target, owner)
+    _check_options(hausdorff, empty_policy, owner)
+    b, _, h, w = pred.shape
+    dt = _dtype(pred.device)
+    sp = _check_spacing(spacing, b, 2, owner).to(pred.device, dt)
+    c = _counts(pred, target, (1, 2, 3))
+    pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
+    out = _ratios(c, (c["fp"] + c["fn"]) == 0, empty_policy)
+    hsd, hd95 = [], []
+    for s in range(0, b, max(1, chunk)):
+        e = s + max(1, chunk)
+        d_pt, d_tp = _directed_sets(pred[s:e, 0].bool(), target[s:e, 0].bool(), sp[s:e])
+        a, q = _hsd_hd95(d_pt, d_tp)
+        hsd.append(a)
+        hd95.append(q)
+    out["hsd"], out["hd95"] = torch.cat(hsd), torch.cat(hd95)
+    if hausdorff == "legacy":
+        out["hsd"] = legacy_hausdorff(pred, target)
+    diagonal = ((sp * torch.tensor([h - 1, w - 1], dtype=dt, device=sp.device)) ** 2).sum(1).sqrt()
+    for key in ("hsd", "hd95"):
+        out[key] = _bound_distance(out[key], pred_empty & target_empty, diagonal, empty_policy)
+    out["pred_empty"], out["target_empty"] = pred_empty, target_empty
+    return out
+
+
+def volume_metrics(
+    pred: Tensor,
+    target: Tensor,
+    spacing: Tensor | Sequence[float],
+    slice_thickness: float | None,
+    *,
+    empty_policy: EmptyPolicy = "nan",
+) -> dict[str, Tensor]:
+    """Metrics of one subject volume made of its slices stacked in order.
+
+    Args:
+        pred: ``(S, 1, H, W)`` predicted masks of the subject's consecutive slices.
+        target: ``(S, 1, H, W)`` ground truth.
+        spacing: in-plane pixel size ``(2,)`` mm (rows, cols), the same for every slice.
+        slice_thickness: distance between slice centres in mm. ``None`` (unknown) treats the
+            slices as infinitely far apart: a boundary point is matched only within its own
+            slice, the volume HSD is the largest per-slice distance, and a slice where exactly
+            one of the two masks is empty makes the distances undefined (NaN or bounded).
+        empty_policy: ``"nan"`` or ``"bounded"``.
+
+    Returns:
+        0-dim float64 tensors ``dsc``, ``tpr``, ``tnr``, ``ppv``, ``hsd``, ``hd95`` and 0-dim bool
+        ``pred_empty``, ``target_empty``.
+    """
+    owner = "volume_metrics"
+    _check_masks(pred, target, owner)
+    _check_options("boundary", empty_policy, owner)
+    s, _, h, w = pred.shape
+    dt = _dtype(pred.device)
+    sp = _check_spacing(spacing, 1, 2, owner)[0]
+    if slice_thickness is not None and not (float(slice_thickness) > 0):
+        raise InputError(
+            f"{owner}: slice_thickness must be > 0 mm or None, got {slice_thickness!r}"
+        )
+    c = _counts(pred, target, (0, 1, 2, 3))
+    pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
+    out = _ratios(c, (c["fp"] + c["fn"]) == 0, empty_policy)
+    p, t = pred[:, 0].bool(), target[:, 0].bool()
+    if slice_thickness is None:
+        d_pt, d_tp = _directed_sets(p, t, sp.expand(s, 2).to(pred.device, dt))
+        d_pt, d_tp = d_pt.reshape(1, -1), d_tp.reshape(1, -1)
+        extent = sp.to(dt) * torch.tensor([h - 1, w - 1], dtype=dt)
+    else:
+        sp3 = torch.cat([torch.tensor([float(slice_thickness)], dtype=torch.float64), sp])
+        d_pt, d_tp = _directed_sets(p[None], t[None], sp3[None].to(pred.device, dt))
+        extent = sp3.to(dt) * torch.tensor([s - 1, h - 1, w - 1], dtype=dt)
+    hsd, hd95 = _hsd_hd95(d_pt, d_tp)
+    diagonal = (extent**2).sum().sqrt().to(pred.device)
+    out["hsd"] = _bound_distance(hsd[0], pred_empty & target_empty, diagonal, empty_policy)
+    out["hd95"] = _bound_distance(hd95[0], pred_empty & target_empty, diagonal, empty_policy)
+    out["pred_empty"], out["target_empty"] = pred_empty, target_empty
+    return out
+
+
+def per_volume_metrics(
+    pred: Tensor,
+    target: Tensor,
+    spacing: Tensor | Sequence[float],
+    groups: Tensor,
+    slice_thickness: float | Sequence[float] | None = None,
+    *,
+    empty_policy: EmptyPolicy = "nan",
+) -> dict[str, Tensor]:
+    """:func:`volume_metrics` for every subject in a batch of slices.
+
+    Args:
+        pred: ``(B, 1, H, W)`` predicted masks.
+        target: ``(B, 1, H, W)`` ground truth.
+        spacing: ``(B, 2)`` or ``(2,)`` in-plane pixel size in mm; constant within a subject.
+        groups: ``(B,)`` integer subject id of each slice; a subject's slices are taken in
+            batch order (give them in anatomical order).
+        slice_thickness: one value for all subjects, one per subject (in sorted id order), or
+            None (unknown; see :func:`volume_metrics`).
+        empty_policy: ``"nan"`` or ``"bounded"``.
+
+    Returns:
+        ``(G,)`` tensors as :func:`volume_metrics`, subjects in sorted id order, plus ``group``
+        ``(G,)`` long with the ids.
+    """
+    owner = "per_volume_metrics"
+    _check_masks(pred, target, owner)
+    b = pred.shape[0]
+    sp = _check_spacing(spacing, b, 2, owner)
+    groups = torch.as_tensor(groups)
+    if groups.shape != (b,) or groups.is_floating_point():
+        raise InputError(
+            f"{owner}: groups must be a ({b},) integer tensor (subject id per slice), got "
+            f"{tuple(groups.shape)} {groups.dtype}"
+        )
+    ids = torch.unique(groups.cpu())
+    if slice_thickness is None or isinstance(slice_thickness, (int, float)):
+        thickness = [slice_thickness] * len(ids)
+    else:
+        thickness = [float(v) for v in slice_thickness]
+        if len(thickness) != len(ids):
+            raise InputError(
+                f"{owner}: slice_thickness has {len(thickness)} values for {len(ids)} subjects"
+            )
+    rows: list[dict[str, Tensor]] = []
+    for g, thick in zip(ids.tolist(), thickness, strict=True):  # a loop over subjects, not slices
+        sel = (groups.cpu() == g).nonzero()[:, 0]
+        if not bool((sp[sel] == sp[sel[0]]).all()):
+            raise InputError(
+                f"{owner}: subject {g} has slices with different spacing "
+                f"{sp[sel].unique(dim=0).tolist()}; a volume needs one in-plane spacing"
+            )
+        dev_sel = sel.to(pred.device)
+        rows.append(
+            volume_metrics(
+                pred[dev_sel], target[dev_sel], sp[sel[0]], thick, empty_policy=empty_policy
+            )
+        )
+    out = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    out["group"] = ids.to(pred.device)
+    return out
+
+
+def concat_metrics(parts: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Concatenate per-slice metric dicts of several batches (same keys in each)."""
+    if not parts:
+        raise InputError("concat_metrics: got no parts; pass at least one metrics dict")
+    keys = list(parts[0])
+    for i, part in enumerate(parts):
+        if list(part) != keys:
+            raise InputError(
+                f"concat_metrics: part {i} has keys {sorted(part)}, expected {sorted(keys)}"
+            )
+    return {k: torch.cat([p[k].reshape(-1) for p in parts]) for k in keys}
+
+
+def summarize(per_slice: Mapping[str, Tensor]) -> dict[str, float]:
+    """Table row: mean, standard deviation and count of every metric, and empty-case counts.
+
+    Args:
+        per_slice: output of :func:`segmentation_metrics` (or :func:`concat_metrics`, or
+            :func:`per_volume_metrics`).
+
+    Returns:
+        ``{metric}_mean``, ``{metric}_std`` (population, ``ddof=0``) and ``{metric}_n`` (values
+        used: NaNs are left out) for every float entry; ``n`` (rows), ``both_empty``,
+        ``pred_empty_only`` and ``target_empty_only`` when the flags are present. A metric
+        with no defined value has mean and std NaN and ``_n`` 0: never a silent 0.
+    """
+    out: dict[str, float] = {}
+    n = None
+    for key, value in per_slice.items():
+        if key in ("pred_empty", "target_empty", "group") or not value.is_floating_point():
+            continue
+        v = value.detach().reshape(-1).double().cpu()
+        ok = v[~torch.isnan(v)]
+        n = v.numel()
+        out[f"{key}_mean"] = float(ok.mean()) if ok.numel() else float("nan")
+        out[f"{key}_std"] = float(ok.std(correction=0)) if ok.numel() else float("nan")
+        out[f"{key}_n"] = float(ok.numel())
+    if "pred_empty" in per_slice and "target_empty" in per_slice:
+        p = per_slice["pred_empty"].reshape(-1).bool().cpu()
+        t = per_slice["target_empty"].reshape(-1).bool().cpu()
+        n = p.numel()
+        out["both_empty"] = float((p & t).sum())
+        out["pred_empty_only"] = float((p & ~t).sum())
+        out["target_empty_only"] = float((~p & t).sum())
+    if n is not None:
+        out["n"] = float(n)
+    return out
