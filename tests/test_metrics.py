@@ -12,6 +12,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist, directed_hausdorff
 
 from ada_core import metrics as M
+from ada_core import surface
 from ada_core.errors import InputError
 from ada_core.metrics import (
     concat_metrics,
@@ -80,7 +81,7 @@ def test_confusion_ratios_random_against_numpy():
 @pytest.mark.parametrize("budget", [None, 7])
 def test_hausdorff_against_scipy_anisotropic(monkeypatch, budget):
     if budget is not None:  # tiny memory budget: exercises the blocked distance path
-        monkeypatch.setattr(M, "_DIST_BUDGET", budget)
+        monkeypatch.setattr(surface, "_DIST_BUDGET", budget)
     gen = np.random.default_rng(1)
     b, h, w = 6, 24, 31
     pred = np.stack([blobs(gen, (h, w)) for _ in range(b)])
