@@ -1,13 +1,30 @@
 """Classical augmentations, batched on the device (image and mask together).
 
-(Being implemented: see issue 7.)
+The paper's Table 2 is the default: rotation +-4.6 deg, shift +-0.03 of the size, scale
+0.98-1.02, channel (intensity) shift +-0.17, elastic deformation alpha 30 sigma 4.
+
+Like torchio/MONAI, a random augmentation first samples its parameters
+(:func:`sample_params`, one :class:`AugmentParams` per batch) and then applies a deterministic
+transform (:func:`apply_params`), so every augmentation can be replayed from its parameters.
+Image and mask go through one sampling grid; the mask is resampled bilinearly and thresholded
+at 0.5, so it stays binary and its boundary follows the continuous deformation instead of the
+half-pixel jitter of nearest-neighbour resampling.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["AugmentConfig"]
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor
+
+from ada_core.errors import InputError
+
+__all__ = ["AugmentConfig", "AugmentParams", "Augmenter", "apply_params", "sample_params"]
 
 
 class AugmentConfig(BaseModel):
@@ -17,11 +34,246 @@ class AugmentConfig(BaseModel):
 
     enabled: bool = Field(True, description="Apply classical augmentation during training.")
     rotation_deg: float = Field(4.6, ge=0, description="Maximum rotation in degrees (+-).")
-    shift: float = Field(0.03, ge=0, lt=1, description="Maximum shift as a fraction of the size (+-).")
+    shift: float = Field(
+        0.03, ge=0, lt=1, description="Maximum shift as a fraction of the size (+-)."
+    )
     scale: tuple[float, float] = Field((0.98, 1.02), description="Range of the scale factor.")
     channel_shift: float = Field(0.17, ge=0, description="Maximum intensity shift (+-).")
     elastic_alpha: float = Field(30.0, ge=0, description="Elastic deformation strength (pixels).")
     elastic_sigma: float = Field(4.0, gt=0, description="Elastic deformation smoothness (pixels).")
     p_affine: float = Field(1.0, ge=0, le=1, description="Probability of the affine transform.")
-    p_channel_shift: float = Field(1.0, ge=0, le=1, description="Probability of the intensity shift.")
+    p_channel_shift: float = Field(
+        1.0, ge=0, le=1, description="Probability of the intensity shift."
+    )
     p_elastic: float = Field(0.5, ge=0, le=1, description="Probability of the elastic deformation.")
+    padding: Literal["border", "zeros", "reflection"] = Field(
+        "border",
+        description="How pixels sampled outside the image are filled: 'border' (nearest edge "
+        "value, Keras' fill_mode='nearest'), 'zeros' or 'reflection'.",
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _check_scale(cls, scale: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = scale
+        if not 0 < lo <= hi:
+            raise ValueError(
+                f"must be (low, high) with 0 < low <= high, got {scale}; "
+                "the paper uses (0.98, 1.02)"
+            )
+        return scale
+
+
+@dataclass
+class AugmentParams:
+    """The sampled parameters of one batch; :func:`apply_params` replays them exactly.
+
+    Attributes:
+        angle: ``(B,)`` rotation in radians (0 where the affine transform was not drawn).
+        shift: ``(B, 2)`` translation (x, y) as a fraction of the width / height.
+        scale: ``(B,)`` isotropic zoom factor (1 where not drawn).
+        intensity: ``(B,)`` additive intensity shift (0 where not drawn).
+        displacement: ``(B, 2, H, W)`` elastic displacement (x, y) in pixels (0 where not
+            drawn), or None when no sample of the batch was deformed.
+    """
+
+    angle: Tensor
+    shift: Tensor
+    scale: Tensor
+    intensity: Tensor
+    displacement: Tensor | None
+
+    def to(self, device: torch.device | str) -> AugmentParams:
+        disp = None if self.displacement is None else self.displacement.to(device)
+        return AugmentParams(
+            self.angle.to(device),
+            self.shift.to(device),
+            self.scale.to(device),
+            self.intensity.to(device),
+            disp,
+        )
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen, device=device)
+
+
+def _gaussian_kernel(sigma: float, device: torch.device) -> Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(field: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian smoothing of ``(B, C, H, W)``.
+
+    Whole-sample reflection at the border (scipy's ``mode="mirror"``), radius ``ceil(3 sigma)``.
+    """
+    k = _gaussian_kernel(sigma, field.device)
+    r = k.numel() // 2
+    b, c, h, w = field.shape
+    x = field.reshape(b * c, 1, h, w)
+    # Reflect padding needs pad < size; larger kernels fall back to replicate.
+    mode = "reflect" if r < min(h, w) else "replicate"
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
+    return x.reshape(b, c, h, w)
+
+
+def sample_params(
+    config: AugmentConfig,
+    batch: int,
+    size: tuple[int, int],
+    generator: torch.Generator,
+    *,
+    eligible: Tensor | None = None,
+) -> AugmentParams:
+    """Draw the augmentation of one batch on the generator's device.
+
+    Args:
+        config: ranges and probabilities.
+        batch: number of samples ``B``.
+        size: ``(H, W)`` of the images.
+        generator: the source of randomness; its device is where the parameters live.
+        eligible: optional ``(B,)`` bool; samples marked False get the identity transform.
+
+    Returns:
+        The parameters; samples whose transform was not drawn get its identity value.
+    """
+    device = generator.device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    h, w = size
+    ok = (
+        torch.ones(batch, dtype=torch.bool, device=device)
+        if eligible is None
+        else eligible.to(device)
+    )
+
+    def drawn(p: float) -> Tensor:
+        return (torch.rand(batch, generator=generator, device=device) < p) & ok
+
+    # Every draw happens whatever the probabilities, so a change of one probability does not
+    # shift the random stream of the other transforms.
+    affine_on = drawn(config.p_affine)
+    angle = _uniform(batch, -1.0, 1.0, generator, device) * math.radians(config.rotation_deg)
+    shift = (torch.rand(batch, 2, generator=generator, device=device) * 2 - 1) * config.shift
+    scale = _uniform(batch, config.scale[0], config.scale[1], generator, device)
+    angle = torch.where(affine_on, angle, torch.zeros_like(angle))
+    shift = torch.where(affine_on[:, None], shift, torch.zeros_like(shift))
+    scale = torch.where(affine_on, scale, torch.ones_like(scale))
+
+    shift_on = drawn(config.p_channel_shift)
+    intensity = _uniform(batch, -config.channel_shift, config.channel_shift, generator, device)
+    intensity = torch.where(shift_on, intensity, torch.zeros_like(intensity))
+
+    displacement = None
+    elastic_on = drawn(config.p_elastic)
+    if config.elastic_alpha > 0 and config.p_elastic > 0:
+        # Simard et al. 2003: uniform noise in [-1, 1], Gaussian smoothed, scaled by alpha.
+        noise = torch.rand(batch, 2, h, w, generator=generator, device=device) * 2 - 1
+        displacement = gaussian_blur(noise, config.elastic_sigma) * config.elastic_alpha
+        displacement = displacement * elastic_on.view(-1, 1, 1, 1)
+    return AugmentParams(angle, shift, scale, intensity, displacement)
+
+
+def _sampling_grid(params: AugmentParams, h: int, w: int, device: torch.device) -> Tensor:
+    """``(B, H, W, 2)`` normalised sampling grid: output pixel -> input location."""
+    b = params.angle.shape[0]
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    # Pixel coordinates relative to the centre, so rotation and zoom keep the centre fixed.
+    px = gx.expand(b, h, w) - cx
+    py = gy.expand(b, h, w) - cy
+    if params.displacement is not None:
+        px = px + params.displacement[:, 0].float()
+        py = py + params.displacement[:, 1].float()
+    cos = torch.cos(params.angle).view(b, 1, 1)
+    sin = torch.sin(params.angle).view(b, 1, 1)
+    inv = (1.0 / params.scale).view(b, 1, 1)
+    # Inverse map of "scale, rotate by +angle, then shift": a point of the output comes from
+    # R(-angle) (p - t) / s in the input.
+    tx = (params.shift[:, 0] * w).view(b, 1, 1)
+    ty = (params.shift[:, 1] * h).view(b, 1, 1)
+    qx, qy = px - tx, py - ty
+    sx = (cos * qx + sin * qy) * inv + cx
+    sy = (-sin * qx + cos * qy) * inv + cy
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels.
+    return torch.stack([sx / max(w - 1, 1) * 2 - 1, sy / max(h - 1, 1) * 2 - 1], dim=-1)
+
+
+def apply_params(
+    images: Tensor, masks: Tensor, params: AugmentParams, padding: str = "border"
+) -> tuple[Tensor, Tensor]:
+    """Apply sampled parameters to a batch (deterministic).
+
+    Args:
+        images: ``(B, 1, H, W)`` float images.
+        masks: ``(B, 1, H, W)`` float masks in {0, 1}.
+        params: from :func:`sample_params` with the same ``B`` (and ``H, W``).
+        padding: grid_sample padding mode for pixels that come from outside the image.
+
+    Returns:
+        ``(images, masks)``: warped and intensity-shifted images in the input dtype, and warped
+        masks in {0, 1} (bilinear, thresholded at 0.5).
+    """
+    if images.ndim != 4 or masks.shape != images.shape:
+        raise InputError(
+            f"augment: images and masks must both be (B, C, H, W) of one shape, got "
+            f"{tuple(images.shape)} and {tuple(masks.shape)}"
+        )
+    b, _, h, w = images.shape
+    if params.angle.shape[0] != b:
+        raise InputError(
+            f"augment: parameters are for {params.angle.shape[0]} samples, batch has {b}"
+        )
+    if params.displacement is not None and tuple(params.displacement.shape[-2:]) != (h, w):
+        raise InputError(
+            f"augment: elastic field is {tuple(params.displacement.shape[-2:])}, "
+            f"images are {(h, w)}"
+        )
+    grid = _sampling_grid(params, h, w, images.device)
+    both = torch.cat([images.float(), masks.float()], dim=1)
+    warped = F.grid_sample(both, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+    c = images.shape[1]
+    out_images = warped[:, :c] + params.intensity.view(b, 1, 1, 1)
+    out_masks = (warped[:, c:] >= 0.5).to(masks.dtype)
+    return out_images.to(images.dtype), out_masks
+
+
+class Augmenter:
+    """Seeded, batched augmentation on one device.
+
+    Args:
+        config: the transforms and their probabilities.
+        generator: the random source (on the images' device); seed it for determinism.
+        keep_params: keep the last batch's parameters in :attr:`last_params` for replay.
+    """
+
+    def __init__(
+        self, config: AugmentConfig, generator: torch.Generator, keep_params: bool = False
+    ):
+        self.config = config
+        self.generator = generator
+        self.keep_params = keep_params
+        self.last_params: AugmentParams | None = None
+
+    def __call__(
+        self, images: Tensor, masks: Tensor, eligible: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Augment ``(B, 1, H, W)`` images and masks; ``eligible`` ``(B,)`` bool limits which."""
+        if not self.config.enabled:
+            return images, masks
+        params = sample_params(
+            self.config,
+            images.shape[0],
+            tuple(images.shape[-2:]),
+            self.generator,
+            eligible=eligible,
+        )
+        if self.keep_params:
+            self.last_params = params
+        return apply_params(images, masks, params, self.config.padding)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,37 +89,25 @@ def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, Registry]:
     return config, registry
 
 
-def _to_toml(data: dict[str, Any], prefix: str = "") -> list[str]:
-    """Minimal TOML writer for the resolved config (tables, arrays of tables, scalars)."""
-    scalars, tables, arrays = [], [], []
-    for key, value in data.items():
-        if isinstance(value, dict) and value and key != "params":
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            arrays.append((key, value))
-        elif value is not None:
-            scalars.append(f"{key} = {json.dumps(value)}")
-    lines = list(scalars)
-    for key, value in tables:
-        lines += ["", f"[{prefix}{key}]", *_to_toml(value, f"{prefix}{key}.")]
-    for key, items in arrays:
-        for item in items:
-            lines += ["", f"[[{prefix}{key}]]", *_to_toml(item, f"{prefix}{key}.")]
-    return lines
-
-
 def _cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "reference":
+        from ada_core.plugins import load_plugins
+        from ada_core.reference import config_reference
+
+        print(config_reference(load_plugins(skip_broken=args.skip_broken)), end="")
+        return 0
+    if args.config is None:
+        raise AdaError(f"`ada config {args.action}` needs a config FILE")
     config, _ = _load(args)
     if args.action == "validate":
         print(f"{args.config}: valid")
         return 0
-    data = config.model_dump(mode="json")
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(config.model_dump(mode="json"), indent=2))
     else:
-        text = "\n".join(_to_toml(data)).strip() + "\n"
-        tomllib.loads(text)  # the printed config must be valid TOML
-        print(text, end="")
+        from ada_core.config import to_toml
+
+        print(to_toml(config), end="")
     return 0
 
 
@@ -154,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-broken", action="store_true", help="skip plugins that fail to load")
     p.set_defaults(func=_cmd_plugins)
 
-    def add_config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", type=Path, help="experiment TOML file")
+    def add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+        p.add_argument("config", type=Path, nargs="?" if optional else None, help="experiment TOML file")
         p.add_argument(
             "--set",
             dest="overrides",
@@ -166,9 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--skip-broken", action="store_true", help="skip plugins that fail to load")
 
-    p = sub.add_parser("config", help="validate or show an experiment config")
-    p.add_argument("action", choices=["validate", "show"], help="validate: check; show: print resolved")
-    add_config_args(p)
+    p = sub.add_parser("config", help="validate or show an experiment config; print the reference")
+    p.add_argument(
+        "action",
+        choices=["validate", "show", "reference"],
+        help="validate: check FILE; show: print FILE resolved with defaults; "
+        "reference: every config key and component parameter (Markdown)",
+    )
+    add_config_args(p, optional=True)
     p.add_argument("--json", action="store_true", help="show as JSON instead of TOML")
     p.set_defaults(func=_cmd_config)
 

@@ -6,6 +6,7 @@ own ``Config`` by :func:`ada_core.registry.Registry.validate_experiment` when a 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "to_toml",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -209,3 +211,27 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         data = apply_overrides(data, list(overrides))
         source += " (with --set overrides)"
     return parse_config(data, source)
+
+
+def _toml_lines(data: dict[str, Any], prefix: str = "") -> list[str]:
+    scalars, tables, arrays = [], [], []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            arrays.append((key, value))
+        elif value is not None:  # TOML has no null: an absent key means the default (None)
+            scalars.append(f"{key} = {json.dumps(value)}")
+    lines = list(scalars)
+    for key, value in tables:
+        lines += ["", f"[{prefix}{key}]", *_toml_lines(value, f"{prefix}{key}.")]
+    for key, items in arrays:
+        for item in items:
+            lines += ["", f"[[{prefix}{key}]]", *_toml_lines(item, f"{prefix}{key}.")]
+    return lines
+
+
+def to_toml(config: ExperimentConfig, header: str = "") -> str:
+    """The config as TOML that :func:`load_config` reads back to an equal config."""
+    body = "\n".join(_toml_lines(config.model_dump(mode="json"))).strip() + "\n"
+    return (f"# {header}\n" if header else "") + body

@@ -100,3 +100,13 @@ def test_unknown_component_in_config(tmp_path, capsys):
     assert code == 2
     assert "mask.name = 'windw': unknown mask builder 'windw'" in err
     assert "Did you mean 'window'?" in err
+
+
+def test_config_reference_is_current(capsys):
+    """docs/config.md is generated from the field descriptions; regenerate it when they change."""
+    from conftest import REPO
+
+    code, out, _ = run(capsys, "config", "reference")
+    assert code == 0 and "| `cycles` | int | `31` | ADA cycles per branch. |" in out
+    committed = (REPO / "docs" / "config.md").read_text()
+    assert out == committed, "docs/config.md is stale: run `ada config reference > docs/config.md`"

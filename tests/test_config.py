@@ -110,3 +110,15 @@ def test_component_params_validated_before_work():
     cfg = ExperimentConfig(mask=ComponentSpec(name="window", params={"size": 0}))
     with pytest.raises(ConfigError, match=r"mask.params.size: Input should be greater than"):
         load_plugins().validate_experiment(cfg)
+
+
+def test_to_toml_round_trips_the_demo_and_paper_configs(tmp_path):
+    from conftest import REPO
+
+    from ada_core.config import to_toml
+
+    for name in ("demo", "paper"):
+        cfg = load_config(REPO / "configs" / f"{name}.toml", ["model.params.arch_options={}"])
+        path = tmp_path / f"{name}.toml"
+        path.write_text(to_toml(cfg, header="resolved"))
+        assert load_config(path) == cfg

@@ -31,7 +31,7 @@ def mask_builder(request):
     return REGISTRY.masks.build(request.param)
 
 
-@pytest.fixture(params=REGISTRY.models.names())
+@pytest.fixture(params=REGISTRY.models.names(), scope="module")
 def model(request):
     return REGISTRY.models.build(request.param)
 
