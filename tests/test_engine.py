@@ -229,6 +229,7 @@ def test_compare_writes_the_run_folder(compare_run):
         "summary.txt",
         "analysis/iou.json",
         "analysis/samples.png",
+        "analysis/convergence.png",
         "standard/metrics.jsonl",
         "standard/best.pt",
         "standard/final.pt",
@@ -243,6 +244,25 @@ def test_compare_writes_the_run_folder(compare_run):
     iou = json.loads((run / "analysis/iou.json").read_text())
     assert iou["names"] == ["gradcam", "vanilla", "random"]
     assert [iou["matrix"][i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+    assert "Convergence" in proc.stdout
+
+
+def test_convergence_recomputed_from_the_epoch_logs(compare_run):
+    run, _ = compare_run
+    conv = json.loads((run / "summary.json").read_text())["convergence"]
+    curves = {
+        b: [
+            json.loads(x)["metrics"]["dsc_mean"]
+            for x in (run / "branches" / b / "metrics.jsonl").read_text().splitlines()
+        ]
+        for b in BRANCHES
+    }
+    target = 0.95 * max(max(c) for c in curves.values())
+    assert math.isclose(conv["target"], target)
+    for b, c in curves.items():
+        first = next((i + 1 for i, v in enumerate(c) if v >= target), None)
+        assert conv["branches"][b]["epochs_to_target"] == first
+        assert math.isclose(conv["branches"][b]["mean_dsc"], sum(c) / len(c))
 
 
 def test_epochs_are_counted_per_phase(compare_run):

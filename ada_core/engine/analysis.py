@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ada_core.attribution import attribute_all
 from ada_core.config import ComponentSpec
 from ada_core.engine.checkpoint import write_json
 from ada_core.engine.phases import Session
 from ada_core.interfaces import Attributor, SegModel
+from ada_core.masks import erased_iou_matrix
 
 __all__ = ["FirstCycle", "first_cycle_keeps", "save_iou", "save_samples"]
 
@@ -36,14 +38,6 @@ class FirstCycle:
     attributors: dict[str, Attributor]
 
 
-def _attribute_all():
-    try:
-        from ada_core.attribution import attribute_all
-    except ImportError:  # older core without the shared-pass helper
-        return None
-    return attribute_all
-
-
 def first_cycle_keeps(
     s: Session, specs: Sequence[ComponentSpec], model: SegModel, samples: int = 4
 ) -> FirstCycle:
@@ -63,7 +57,6 @@ def first_cycle_keeps(
     saliency: dict[str, Tensor] = {}
     if not attributors:
         return FirstCycle({}, counters, {}, {})
-    shared = _attribute_all()
     rng = torch.get_rng_state()
     cuda_rng = (
         torch.cuda.get_rng_state(s.runtime.device) if s.runtime.device.type == "cuda" else None
@@ -72,10 +65,7 @@ def first_cycle_keeps(
     data = s.train
     for start in range(0, len(data), bs):
         x, y = data.images[start : start + bs], data.masks[start : start + bs]
-        if shared is not None:
-            sal = shared(attributors, model, x, y)
-        else:
-            sal = {k: a.attribute(model, x, y) for k, a in attributors.items()}
+        sal = attribute_all(attributors, model, x, y)
         for k in attributors:
             keeps[k].append(builder.build(sal[k], y))
             counters[k].update(builder.counters)
@@ -93,8 +83,6 @@ def first_cycle_keeps(
 
 def save_iou(keeps: dict[str, Tensor], path: Path) -> dict[str, object]:
     """Mean pairwise IoU of the first-cycle erased regions -> ``path`` (JSON); returns it."""
-    from ada_core.masks import erased_iou_matrix
-
     if len(keeps) == 0:
         result: dict[str, object] = {"names": [], "matrix": []}
     else:

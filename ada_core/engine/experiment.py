@@ -28,6 +28,7 @@ from ada_core.engine.loop import Runtime, evaluate_robustness
 from ada_core.engine.phases import PhaseResult, Session, run_branch, run_standard
 from ada_core.errors import ConfigError, DataError
 from ada_core.registry import Registry
+from ada_core.report.curves import convergence, read_curve, save_convergence_plot
 from ada_core.report.tables import format_summary
 
 __all__ = ["resolve_device", "run_experiment", "standard_key"]
@@ -216,6 +217,11 @@ def run_experiment(
         rows[k]["first_cycle_erased_fraction"] = float((keep == 0).float().mean())
     iou = save_iou(first.keeps, analysis / "iou.json")
     save_samples(s.train.images[:4], s.train.masks[:4], first, analysis / "samples.png")
+    curves = {sp.key: read_curve(run_dir / "branches" / sp.key / "metrics.jsonl") for sp in specs}
+    conv = convergence(curves) if cfg.cycles else None
+    save_convergence_plot(
+        read_curve(run_dir / "standard" / "metrics.jsonl"), curves, analysis / "convergence.png"
+    )
 
     summary = {
         "name": config.name,
@@ -233,6 +239,7 @@ def run_experiment(
         "standard": rows.pop("standard"),
         "branches": {sp.key: {"attributor": sp.name, **rows[sp.key]} for sp in specs},
         "iou": iou,
+        "convergence": conv,
         "seconds": {"robustness": rob_seconds, "total": time.perf_counter() - t_start},
     }
     write_json(run_dir / "summary.json", summary)

@@ -12,6 +12,8 @@ from torch import Tensor
 from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
 from ada_core.interfaces import SegModel
+from ada_core.metrics import segmentation_metrics, summarize
+from ada_core.robustness import iter_occlusions
 
 __all__ = ["Runtime", "evaluate", "evaluate_robustness", "predict", "train_epoch"]
 
@@ -115,8 +117,6 @@ def predict(model: SegModel, images: Tensor, batch_size: int, runtime: Runtime) 
 
 
 def _summarize(parts: list[dict[str, Tensor]]) -> dict[str, float]:
-    from ada_core.metrics import summarize
-
     per_slice = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return {k: float(v) for k, v in summarize(per_slice).items()}
 
@@ -125,8 +125,6 @@ def evaluate(
     model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime
 ) -> dict[str, float]:
     """Summary metrics (DSC, HSD, TPR, TNR, PPV, ...) of ``model`` on ``data``'s slices."""
-    from ada_core.metrics import segmentation_metrics
-
     parts = []
     for sl in _batches(len(data), batch_size):
         pred = predict(model, data.images[sl], batch_size, runtime)
@@ -141,9 +139,6 @@ def evaluate_robustness(
 
     The occluded copies are generated batch by batch on the device and never all held.
     """
-    from ada_core.metrics import segmentation_metrics
-    from ada_core.robustness import iter_occlusions
-
     parts = []
     for batch in iter_occlusions(data.images, data.masks, size, batch_size):
         pred = predict(model, batch.images, batch_size, runtime)

@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ada_core.report.curves import format_convergence
+
 __all__ = ["COLUMNS", "format_iou", "format_summary", "format_table"]
 
 #: (header, metric key, unit) of the paper's tables.
@@ -65,7 +67,7 @@ def format_iou(names: Sequence[str], matrix: Sequence[Sequence[float]]) -> str:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """Table 3, Table 4 and the IoU matrix of a run's ``summary.json`` content."""
+    """Table 3, Table 4, convergence and the IoU matrix of a run's ``summary.json``."""
     rows = {"standard": summary["standard"], **summary["branches"]}
     best = {k: f"{v['best_epoch']} (cycle {v['best_cycle']})" for k, v in rows.items()}
     parts = [
@@ -79,6 +81,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     if rob:
         z = summary.get("robustness_size")
         parts.append(format_table(f"Table 4: robustness set (Algorithm 2, Z = {z})", rob))
+    if summary.get("convergence"):
+        parts.append(format_convergence(summary["convergence"]))
     iou = summary.get("iou")
     if iou and iou.get("names"):
         parts.append(format_iou(iou["names"], iou["matrix"]))
