@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import sys
+from pathlib import Path
 import subprocess
 import tomllib
 
@@ -12,7 +13,10 @@ import pytest
 
 from ada_core.cli import main
 
-ADA = shutil.which("ada") or pytest.fail("the `ada` console script is not installed")
+# The console script installed next to this interpreter (the venv need not be activated).
+ADA = Path(sys.executable).with_name("ada")
+if not ADA.is_file():
+    pytest.fail(f"the `ada` console script is not installed next to {sys.executable}")
 
 
 def run(capsys, *args):
@@ -27,7 +31,7 @@ def ada(*args, env=None, check=False):
     full_env = {**os.environ, **(env or {})}
     if "ADA_DISABLE_PLUGINS" not in (env or {}):
         full_env.pop("ADA_DISABLE_PLUGINS", None)
-    return subprocess.run([ADA, *args], capture_output=True, text=True, env=full_env, check=check)
+    return subprocess.run([str(ADA), *args], capture_output=True, text=True, env=full_env, check=check)
 
 
 def test_version_and_help():

@@ -230,6 +230,7 @@ def test_compare_writes_the_run_folder(compare_run):
         "analysis/iou.json",
         "analysis/samples.png",
         "analysis/convergence.png",
+        "analysis/robustness_positions.png",
         "standard/metrics.jsonl",
         "standard/best.pt",
         "standard/final.pt",
@@ -349,7 +350,9 @@ def test_summary_numbers_equal_recomputation_from_best_checkpoints(compare_run):
     z = summary["robustness_size"]
     h, w = val.images.shape[-2:]
     rows = {"standard": summary["standard"], **summary["branches"]}
-    for row in rows.values():
+    positions = json.loads((run / "analysis/robustness_positions.json").read_text())
+    assert positions["size"] == z and set(positions["dsc_by_position"]) == set(rows)
+    for label, row in rows.items():
         model = reg.build("model", config.model)
         state = torch.load(run / row["checkpoint"], weights_only=False)
         model.load_state_dict(state["model"])
@@ -370,6 +373,12 @@ def test_summary_numbers_equal_recomputation_from_best_checkpoints(compare_run):
             masks = torch.stack([o[1] for o in occluded])
             rob = _dsc_by_hand((model(imgs) > 0).float(), masks)
         assert row["robustness"]["dsc_mean"] == pytest.approx(rob.mean().item(), abs=1e-4)
+        grid = rob.reshape(len(val), math.ceil(h / z), math.ceil(w / z)).double().nanmean(0)
+        logged = torch.tensor(  # JSON null = no defined DSC at that position
+            [[math.nan if v is None else v for v in r] for r in positions["dsc_by_position"][label]],
+            dtype=torch.float64,
+        )
+        torch.testing.assert_close(logged, grid, atol=1e-4, rtol=0, equal_nan=True)
         assert row["robustness"]["dsc_n"] == len(val) * math.ceil(h / z) * math.ceil(w / z)
     # The best epoch is the maximum of the logged validation DSC.
     for label in BRANCHES:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
 from ada_core.config import ExperimentConfig, to_toml
 from ada_core.data import load_slices, split_slices
@@ -29,6 +30,7 @@ from ada_core.engine.phases import PhaseResult, Session, run_branch, run_standar
 from ada_core.errors import ConfigError, DataError
 from ada_core.registry import Registry
 from ada_core.report.curves import convergence, read_curve, save_convergence_plot
+from ada_core.report.positions import save_position_maps
 from ada_core.report.tables import format_summary
 
 __all__ = ["resolve_device", "run_experiment", "standard_key"]
@@ -106,7 +108,7 @@ def _standard_phase(s: Session, folder: Path, key: str, resume: bool) -> PhaseRe
     return result
 
 
-def _robustness(s: Session, checkpoint: Path, size: int) -> dict[str, float]:
+def _robustness(s: Session, checkpoint: Path, size: int) -> tuple[dict[str, float], Tensor]:
     model = s.new_model()
     model.load_state_dict(load_checkpoint(checkpoint, s.runtime.device)["model"])
     return evaluate_robustness(model, s.val, size, s.config.train.eval_batch_size, s.runtime)
@@ -199,20 +201,30 @@ def run_experiment(
     size = cfg.robustness_size or int(getattr(builder.config, "size", 20))
     t_rob = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
+    by_position: dict[str, Tensor] = {}
     for label, result, ckpt in [("standard", standard, run_dir / "standard" / "best.pt")] + [
         (k, r, run_dir / "branches" / k / "best.pt") for k, r in branches.items()
     ]:
+        robust = None
+        if cfg.robustness:
+            robust, by_position[label] = _robustness(s, ckpt, size)
         rows[label] = {
             "best_epoch": result.best_epoch,
             "best_cycle": result.best_cycle,
             "validation": result.best_metrics,
-            "robustness": _robustness(s, ckpt, size) if cfg.robustness else None,
+            "robustness": robust,
             "checkpoint": str(ckpt.relative_to(run_dir)),
             "seconds": result.seconds,
         }
     rob_seconds = time.perf_counter() - t_rob
 
     analysis = run_dir / "analysis"
+    if by_position:
+        write_json(
+            analysis / "robustness_positions.json",
+            {"size": size, "dsc_by_position": {k: v.tolist() for k, v in by_position.items()}},
+        )
+        save_position_maps(by_position, size, analysis / "robustness_positions.png")
     for k, keep in first.keeps.items():
         rows[k]["first_cycle_erased_fraction"] = float((keep == 0).float().mean())
     iou = save_iou(first.keeps, analysis / "iou.json")

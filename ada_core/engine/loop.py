@@ -134,14 +134,30 @@ def evaluate(
 
 def evaluate_robustness(
     model: SegModel, data: SliceSet, size: int, batch_size: int, runtime: Runtime
-) -> dict[str, float]:
-    """Summary metrics on the robustness set of Algorithm 2 (every ``size`` square zeroed).
+) -> tuple[dict[str, float], Tensor]:
+    """Metrics on the robustness set of Algorithm 2 (every ``size`` square zeroed in turn).
 
     The occluded copies are generated batch by batch on the device and never all held.
+
+    Returns:
+        The summary metrics over every occluded copy, and the mean DSC per occlusion position:
+        a ``(ceil(H / size), ceil(W / size))`` float64 CPU grid (NaN where undefined), the map
+        of where losing context hurts the model.
     """
+    h, w = data.images.shape[-2:]
+    grid = (-(-h // size), -(-w // size))
+    dsc_sum = torch.zeros(grid[0] * grid[1], dtype=torch.float64, device=data.images.device)
+    dsc_n = torch.zeros_like(dsc_sum)
     parts = []
     for batch in iter_occlusions(data.images, data.masks, size, batch_size):
         pred = predict(model, batch.images, batch_size, runtime)
         spacing = data.spacing[batch.image_index.to(data.spacing.device)]
-        parts.append(segmentation_metrics(pred, batch.masks, spacing))
-    return _summarize(parts)
+        metrics = segmentation_metrics(pred, batch.masks, spacing)
+        parts.append(metrics)
+        cell = (batch.position[:, 0] // size) * grid[1] + batch.position[:, 1] // size
+        dsc = metrics["dsc"].to(torch.float64)
+        ok = ~torch.isnan(dsc)
+        dsc_sum.index_add_(0, cell[ok], dsc[ok])
+        dsc_n.index_add_(0, cell[ok], torch.ones_like(dsc[ok]))
+    by_position = (dsc_sum / dsc_n).reshape(grid).cpu()  # 0/0 -> NaN: no defined DSC there
+    return _summarize(parts), by_position
