@@ -108,6 +108,13 @@ def _state(model, optimizer, gens, runtime, **extra) -> dict[str, Any]:
     }
 
 
+def _save_best(folder: Path, model, epoch: int, cycle: int, metrics: dict[str, float]) -> None:
+    save_checkpoint(
+        folder / "best.pt",
+        {"model": model.state_dict(), "epoch": epoch, "cycle": cycle, "metrics": metrics},
+    )
+
+
 def _load_state(path: Path, model, optimizer, gens, runtime) -> dict[str, Any]:
     state = load_checkpoint(path, runtime.device)
     model.load_state_dict(state["model"])
@@ -154,10 +161,7 @@ def run_standard(s: Session, folder: Path, resume: bool) -> PhaseResult:
     bar = Progress(cfg.standard_epochs, "standard", s.quiet, initial=start)
     if cfg.standard_epochs == 0:  # the untrained model is the standard-phase result
         best = evaluate(model, s.val, cfg.eval_batch_size, s.runtime)
-        save_checkpoint(
-            folder / "best.pt",
-            {"model": model.state_dict(), "epoch": 0, "cycle": 0, "metrics": best},
-        )
+        _save_best(folder, model, 0, 0, best)
     for epoch in range(start + 1, cfg.standard_epochs + 1):
         loss, metrics, train_s, total_s = _epoch(
             s, model, opt, gens, augmenter, s.train.images, s.train.masks, None
@@ -177,10 +181,7 @@ def run_standard(s: Session, folder: Path, resume: bool) -> PhaseResult:
         )
         if _better(metrics, best):
             best, best_epoch = metrics, epoch
-            save_checkpoint(
-                folder / "best.pt",
-                {"model": model.state_dict(), "epoch": epoch, "cycle": 0, "metrics": metrics},
-            )
+            _save_best(folder, model, epoch, 0, metrics)
         save_checkpoint(
             folder / "last.pt",
             _state(
@@ -342,15 +343,7 @@ def run_branch(
             )
             if _better(metrics, best):
                 best, best_epoch, best_cycle = metrics, epoch, cycle
-                save_checkpoint(
-                    folder / "best.pt",
-                    {
-                        "model": model.state_dict(),
-                        "epoch": epoch,
-                        "cycle": cycle,
-                        "metrics": metrics,
-                    },
-                )
+                _save_best(folder, model, epoch, cycle, metrics)
             save_checkpoint(
                 folder / "last.pt",
                 _state(
@@ -373,10 +366,7 @@ def run_branch(
     bar.close()
     if best is None:  # cycles == 0: the branch is the standard phase's final model
         best = evaluate(model, s.val, cfg.eval_batch_size, s.runtime)
-        save_checkpoint(
-            folder / "best.pt",
-            {"model": model.state_dict(), "epoch": 0, "cycle": 0, "metrics": best},
-        )
+        _save_best(folder, model, 0, 0, best)
     bar.note(
         f"done: best val DSC {_score(best):.2f} at epoch {best_epoch} (cycle {best_cycle}), "
         f"{elapsed:.1f} s"
