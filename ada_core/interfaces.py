@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -146,6 +146,14 @@ class Attributor(Component, ABC):
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         self._init_config(config)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Run-time state beyond the config (e.g. a random stream's position); the engine
+        checkpoints it so that a resumed run continues exactly. Default: none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
         """Saliency of ``model`` on ``images``.

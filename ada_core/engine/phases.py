@@ -277,6 +277,8 @@ def run_branch(
             st["best_cycle"],
             st["seconds"],
         )
+        if attributor is not None:
+            attributor.load_state_dict(st.get("attributor", {}))
     log = MetricsLog(folder / "metrics.jsonl", keep=done)
     augmenter = Augmenter(s.config.augment, gens["augment"])
     total = cfg.cycles * cfg.ada_epochs
@@ -356,6 +358,7 @@ def run_branch(
                     best_epoch=best_epoch,
                     best_cycle=best_cycle,
                     seconds=elapsed,
+                    attributor={} if attributor is None else attributor.state_dict(),
                 ),
             )
             bar.update(cycle=cycle, loss=loss, dsc=_score(metrics))

@@ -251,6 +251,16 @@ class ModelContract(_ContractBase):
         model(x).sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
+    def test_state_dict_round_trip(self, model, model_input):
+        state = model.state_dict()
+        assert {n for n, _ in model.named_parameters()} <= set(state)
+        twin = type(model)(model.config)
+        twin.load_state_dict(state)
+        model.eval()
+        twin.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(twin(model_input), model(model_input))
+
     def test_rejects_bad_size(self, model, model_input):
         m = model.input_multiple
         if m <= 1:

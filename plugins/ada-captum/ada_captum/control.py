@@ -7,7 +7,7 @@ shows whether the explanation matters at all.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -45,6 +45,12 @@ class RandomAttributor(Attributor):
         super().__init__(config)
         #: Number of calls so far; set it to replay a run from a given call (e.g. on resume).
         self.calls = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = int(state.get("calls", 0))
 
     def _attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
         gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.calls)
