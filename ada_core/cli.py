@@ -127,6 +127,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ada_core.report.html import write_report
+
+    print(f"report: {write_report(args.run)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ada",
@@ -173,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars (for logs)")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run")
         p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("report", help="(re)write RUN/report.html from a finished run folder")
+    p.add_argument("run", type=Path, help="the run folder, e.g. runs/demo")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

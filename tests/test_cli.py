@@ -37,7 +37,7 @@ def ada(*args, env=None, check=False):
 def test_version_and_help():
     assert ada("--version").stdout.strip() == "ada 0.1.0"
     out = ada("--help").stdout
-    for command in ("plugins", "config", "train", "compare"):
+    for command in ("plugins", "config", "train", "compare", "report"):
         assert command in out
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from ada_core.augment import AugmentConfig
+from ada_core.cli import main
 from ada_core.config import ExperimentConfig, parse_config, to_toml
 from ada_core.data import load_slices, split_slices
 from ada_core.engine import run_experiment, standard_key
@@ -246,6 +247,18 @@ def test_compare_writes_the_run_folder(compare_run):
     assert iou["names"] == ["gradcam", "vanilla", "random"]
     assert [iou["matrix"][i][i] for i in range(3)] == [1.0, 1.0, 1.0]
     assert "Convergence" in proc.stdout
+
+
+def test_html_report_embeds_tables_and_figures(compare_run, capsys):
+    run, _ = compare_run
+    page = (run / "report.html").read_text()
+    assert "Table 3: validation" in page and "Table 4: robustness" in page
+    for png in ("convergence.png", "iou.png", "samples.png", "robustness_positions.png"):
+        assert f'alt="{png}" src="data:image/png;base64,' in page, png
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0 and (run / "report.html").is_file()
+    assert main(["report", str(run / "standard")]) == 2
+    assert "no summary.json, so not a finished run folder" in capsys.readouterr().err
 
 
 def test_convergence_recomputed_from_the_epoch_logs(compare_run):

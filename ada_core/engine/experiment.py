@@ -30,6 +30,7 @@ from ada_core.engine.phases import PhaseResult, Session, run_branch, run_standar
 from ada_core.errors import ConfigError, DataError
 from ada_core.registry import Registry
 from ada_core.report.curves import convergence, read_curve, save_convergence_plot
+from ada_core.report.html import write_report
 from ada_core.report.positions import save_position_maps
 from ada_core.report.tables import format_summary
 
@@ -258,4 +259,5 @@ def run_experiment(
     text = format_summary(json.loads((run_dir / "summary.json").read_text()))
     atomic_write_text(run_dir / "summary.txt", text)
     print(text, end="", flush=True)
+    print(f"report: {write_report(run_dir)}", flush=True)
     return run_dir
