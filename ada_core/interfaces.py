@@ -35,6 +35,7 @@ __all__ = [
     "Subject",
     "Volume",
     "check_image_batch",
+    "input_gradients_only",
 ]
 
 
@@ -115,10 +116,11 @@ class SegModel(Component, nn.Module, ABC):
 
 
 @contextlib.contextmanager
-def _input_gradients_only(model: nn.Module) -> Iterator[None]:
+def input_gradients_only(model: nn.Module) -> Iterator[None]:
     """Freeze parameters so autograd computes input (and activation) gradients only.
 
     Restores each parameter's ``requires_grad`` and keeps its ``.grad`` untouched.
+    ``Attributor.attribute`` uses it; a plugin's ``attribute_group`` override should too.
     """
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
@@ -170,7 +172,7 @@ class Attributor(Component, ABC):
         was_training = model.training
         model.eval()
         try:
-            with _input_gradients_only(model):
+            with input_gradients_only(model):
                 saliency = self._attribute(model, images.detach(), masks.detach())
         finally:
             model.train(was_training)

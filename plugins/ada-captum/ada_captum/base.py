@@ -29,7 +29,7 @@ from ada_captum._guard import (
 )
 from ada_captum._targets import TargetConfig, TargetForward, target_scores
 from ada_core.errors import ContractError
-from ada_core.interfaces import Attributor, SegModel, _input_gradients_only
+from ada_core.interfaces import Attributor, SegModel, input_gradients_only
 
 __all__ = ["GradientAttributor", "SharedPass", "grad_cam"]
 
@@ -189,7 +189,7 @@ def _shared(
     was_training = model.training
     model.eval()
     try:
-        with _input_gradients_only(model), attribution_guard(model, owner, guided=guided) as guard:
+        with input_gradients_only(model), attribution_guard(model, owner, guided=guided) as guard:
             switch = ReluSwitch(guard.relus) if set(rules) - {"plain"} else None
             captured: dict[str, Tensor] = {}
             for name, module in needed.items():
