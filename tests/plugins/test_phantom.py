@@ -180,3 +180,84 @@ class TestPhantomContract(DatasetContract):
         return load_plugins().datasets.build(
             "phantom", {"n_subjects": 2, "slices_per_subject": 3, "size": [64, 64]}
         )
+
+
+# --- GM jitter and the cue anchored to the GM -----------------------------------------------
+
+def _centre_mm(mask: np.ndarray, spacing: float) -> np.ndarray:
+    return np.array(ndimage.center_of_mass(mask)) * spacing
+
+
+_JITTER = dict(slices_per_subject=12, size=(128, 128), spacing=0.25, context_cue=True,
+               cue_offset_mm=(-7.0, 5.0), seed=4)  # fmt: skip
+
+
+def test_gm_jitter_moves_the_gm_inside_the_cord_and_changes_nothing_else():
+    still_cfg = PhantomConfig(**_JITTER)
+    moved_cfg = PhantomConfig(**_JITTER, gm_jitter_mm=1.5, cue_anchor="cord")
+    still, gm0, cord0 = generate(still_cfg, person=0)
+    moved, gm1, cord1 = generate(moved_cfg, person=0)
+    assert torch.equal(cord0, cord1)  # same cord, same scan
+    assert bool((gm1 <= cord1).all())  # the GM stays inside the cord
+    near = ndimage.binary_dilation((gm0 | gm1).numpy(), np.ones((1, 17, 17)))  # 2 mm: blur
+    far = torch.from_numpy(~near)
+    assert torch.equal(still[far], moved[far])  # only the GM moved (the cue: cord anchor)
+    assert not torch.equal(still, moved)
+    shifts = []
+    for z in range(12):
+        g0, g1 = gm0[z].numpy(), gm1[z].numpy()
+        shifts.append(np.linalg.norm(_centre_mm(g1, 0.25) - _centre_mm(g0, 0.25)))
+        assert 0.8 < g1.sum() / g0.sum() < 1.1  # clipped by the cord at most a little
+    shifts = np.array(shifts)
+    assert shifts.max() < 1.5 * math.sqrt(2) + 0.3  # at most the configured jitter per axis
+    assert np.median(shifts) > 0.4 and np.ptp(shifts) > 0.5  # per slice, not one fixed shift
+
+
+def test_gm_scale_jitter_shrinks_the_butterfly():
+    gm_full = generate(PhantomConfig(**_JITTER), person=1)[1].flatten(1).sum(1).float()
+    gm_small = generate(PhantomConfig(**_JITTER, gm_scale_jitter=0.4), person=1)[1]
+    ratio = gm_small.flatten(1).sum(1).float() / gm_full
+    assert bool((ratio <= 1.02).all()) and bool((ratio > 0.6**2 * 0.8).all())  # area ~ scale^2
+    assert float(ratio.min()) < 0.8 and float(ratio.std()) > 0.03  # drawn per slice
+
+
+def _cue_centres(cfg: PhantomConfig, person: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice, in mm: the cue's centre (from the image difference), the GM and cord centroids."""
+    diff, gm, cord = _cue_difference(cfg, person)
+    cue = np.stack([_centre_mm(d.numpy() > 0.05, cfg.spacing) for d in diff])
+    gmc = np.stack([_centre_mm(g.numpy(), cfg.spacing) for g in gm])
+    cordc = np.stack([_centre_mm(c.numpy(), cfg.spacing) for c in cord])
+    return cue, gmc, cordc
+
+
+def test_cue_follows_the_jittered_gm():
+    """The cue keeps its offset from the GM centroid (scipy), not from the cord, under jitter."""
+    for person in (0, 1):
+        cue0, gm0, _ = _cue_centres(PhantomConfig(**_JITTER), person)
+        cue, gm, cord = _cue_centres(PhantomConfig(**_JITTER, gm_jitter_mm=1.5), person)
+        from_gm, from_gm_still = cue - gm, cue0 - gm0
+        # the butterfly is not symmetric, so its centroid is not its middle: compare with the
+        # same slice without jitter (the cord turns by at most ~0.2 rad: offsets within ~1.5 mm)
+        assert np.abs(from_gm - from_gm_still).max() < 0.35
+        assert np.abs(from_gm - np.array([-7.0, 5.0])).max() < 1.5
+        from_cord = cue - cord  # while the offset from the cord varies with the jitter
+        assert np.ptp(from_cord, axis=0).max() > 1.0
+
+
+def test_cue_anchored_to_the_cord_ignores_the_gm_jitter():
+    cue0, _, cord0 = _cue_centres(PhantomConfig(**_JITTER), 0)
+    cue, gm, cord = _cue_centres(PhantomConfig(**_JITTER, gm_jitter_mm=1.5, cue_anchor="cord"), 0)
+    assert np.abs((cue - cord) - (cue0 - cord0)).max() < 0.05
+    assert np.ptp(cue - gm, axis=0).max() > 1.0  # now the cue says nothing about where the GM is
+
+
+def test_jitter_is_deterministic_and_validated(registry):
+    cfg = PhantomConfig(**_JITTER, gm_jitter_mm=1.0, gm_scale_jitter=0.2)
+    a, b = generate(cfg, 2), generate(cfg, 2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(ConfigError, match="gm_jitter_mm"):
+        build(registry, gm_jitter_mm=5.0)
+    with pytest.raises(ConfigError, match="gm_scale_jitter"):
+        build(registry, gm_scale_jitter=1.0)
+    with pytest.raises(ConfigError, match="cue_anchor"):
+        build(registry, cue_anchor="csf")

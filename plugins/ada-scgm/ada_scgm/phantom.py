@@ -6,16 +6,23 @@ Each site has its own contrast (GM/WM ratio, CSF and muscle brightness), effecti
 (acquired coarser, interpolated onto the grid) and noise (folded Gaussian, as in magnitude images); each scan its own bias field. Everything is drawn from
 ``seed``: the same config gives the same data, on any machine, for any ``size``.
 
-The optional context cue is a small bright disc at a fixed offset from the cord centre (the
-middle of the GM butterfly), turning with the cord. A network can learn to lean on it; ``cue_probability`` and
-``cue_missing_sites`` make it absent in some slices or sites (e.g. the validation site of a
-leave-one-site-out split), which is what ADA is meant to make a network robust to.
+By default the GM butterfly sits at the middle of the cord in every slice. ``gm_jitter_mm`` and
+``gm_scale_jitter`` move and shrink it per slice inside the cord (clipped to the cord), drawn
+from a generator of their own, so that nothing else in the scan changes.
+
+The optional context cue is a small bright disc at a fixed offset from the middle of the GM
+butterfly (``cue_anchor = "gm"``, default) or from the cord centre (``"cord"``), turning with the
+cord; without jitter the two coincide. With jitter and ``cue_anchor = "gm"`` the cue tells where
+the GM is, a shortcut a network can learn to lean on (more so with a faint GM,
+``gm_contrast < 1``); ``cue_probability`` and ``cue_missing_sites`` make it absent in some slices
+or sites (e.g. the validation site of a leave-one-site-out split), which is what ADA is meant to
+make a network robust to.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -45,10 +52,23 @@ class PhantomConfig(ComponentConfig):
     gm_contrast: float = Field(
         1.0, ge=0, description="Scales each site's GM-over-WM brightening (0: invisible GM)."
     )
+    gm_jitter_mm: float = Field(
+        0.0, ge=0, le=3, description="Per slice, move the GM butterfly by up to this many mm along "
+        "each cord axis (uniform; clipped to the cord). 0: always at the cord centre.",
+    )
+    gm_scale_jitter: float = Field(
+        0.0, ge=0, lt=1, description="Per slice, shrink the GM butterfly by a factor drawn "
+        "uniformly from [1 - gm_scale_jitter, 1]. 0: full size.",
+    )
     context_cue: bool = Field(False, description="Draw the context cue (a bright landmark).")
+    cue_anchor: Literal["gm", "cord"] = Field(
+        "gm", description="What cue_offset_mm is measured from: 'gm', the middle of the (jittered) "
+        "GM butterfly, so the cue tells where the GM is; 'cord', the cord centre. Without GM "
+        "jitter the two coincide.",
+    )
     cue_offset_mm: tuple[float, float] = Field(
-        (-7.0, 5.0), description="Cue centre from the cord centre (the middle of the GM butterfly), "
-        "(rows, cols) in mm, turning with the cord; negative rows: anterior.",
+        (-7.0, 5.0), description="Cue centre from its anchor (cue_anchor), (rows, cols) in mm, "
+        "turning with the cord; negative rows: anterior.",
     )
     cue_radius_mm: float = Field(1.0, gt=0, description="Radius of the cue disc in mm.")
     cue_probability: float = Field(
@@ -147,6 +167,23 @@ def _texture(gen: torch.Generator, z: int, h: int, w: int, rank: int = 4) -> Ten
     return torch.bmm(a.transpose(1, 2), b) / math.sqrt(rank)
 
 
+def _gm_jitter(
+    config: PhantomConfig, person: int, session: int
+) -> tuple[Tensor | float, Tensor | float, Tensor | float]:
+    """Per-slice GM shift along the cord's axes (mm) and scale, from a generator of its own.
+
+    Returns plain zeros and one without jitter, so that the default arithmetic (and with it
+    every byte of the default phantom) is unchanged.
+    """
+    if config.gm_jitter_mm == 0 and config.gm_scale_jitter == 0:
+        return 0.0, 0.0, 1.0
+    z = config.slices_per_subject
+    r = _rng(config.seed, 4, person, session)
+    shift = torch.from_numpy(r.uniform(-1, 1, (2, z, 1, 1))).float() * config.gm_jitter_mm
+    scale = 1 - config.gm_scale_jitter * torch.from_numpy(r.uniform(0, 1, (z, 1, 1))).float()
+    return shift[0], shift[1], scale
+
+
 def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Render one scan.
 
@@ -173,8 +210,11 @@ def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tens
     a, b = anat["a"] * (1 + 0.06 * wave), torch.full_like(zz, anat["b"])
     c, s = torch.cos(ang), torch.sin(ang)
 
-    def at(u: float, v: float) -> tuple[Tensor, Tensor]:  # cord-normalised -> mm
-        return cx + u * a * c - v * b * s, cy + u * a * s + v * b * c
+    jx, jy, k = _gm_jitter(config, person, session)  # GM shift (cord frame, mm), scale
+
+    def gm_at(u: float, v: float) -> tuple[Tensor, Tensor]:  # butterfly-normalised -> mm
+        du, dv = jx + k * u * a, jy + k * v * b
+        return cx + du * c - dv * s, cy + du * s + dv * c
 
     texture = _texture(gen, z, h, w)
     img = site["muscle"] * (1 + 0.12 * texture)
@@ -187,11 +227,12 @@ def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tens
     rows, cols = cord_e.box(grid)
     cord = grid.member(cord_e, rows, cols)
     hv, hd = anat["horn"], anat["dorsal"]
-    gm = grid.member(_Ellipse(*at(0, 0.05), 0.38 * a, 0.12 * b, ang), rows, cols)  # commissure
+    ka, kb = k * a, k * b
+    gm = grid.member(_Ellipse(*gm_at(0, 0.05), 0.38 * ka, 0.12 * kb, ang), rows, cols)  # commissure
     for side in (-1.0, 1.0):
         horns = (
-            _Ellipse(*at(side * 0.33, -0.33), 0.24 * a * hv, 0.34 * b * hv, ang + side * 0.5),
-            _Ellipse(*at(side * 0.24, 0.48), 0.09 * a * hd, 0.42 * b * hd, ang - side * 0.45),
+            _Ellipse(*gm_at(side * 0.33, -0.33), 0.24 * ka * hv, 0.34 * kb * hv, ang + side * 0.5),
+            _Ellipse(*gm_at(side * 0.24, 0.48), 0.09 * ka * hd, 0.42 * kb * hd, ang - side * 0.45),
         )
         for e in horns:
             gm = torch.maximum(gm, grid.member(e, rows, cols))
@@ -203,6 +244,8 @@ def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tens
     show = (torch.rand(z, 1, 1, generator=gen) < config.cue_probability).float()  # always drawn:
     if config.context_cue and site_idx not in config.cue_missing_sites:  # the cue changes nothing else
         oy, ox = config.cue_offset_mm
+        if config.cue_anchor == "gm":
+            ox, oy = ox + jx, oy + jy
         rad = config.cue_radius_mm
         cue = _Ellipse(cx + ox * c - oy * s, cy + ox * s + oy * c, rad, rad, ang)
         cr, cc = cue.box(grid)
