@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+import shutil
 import subprocess
 import tomllib
 
@@ -13,10 +14,14 @@ import pytest
 
 from ada_core.cli import main
 
-# The console script installed next to this interpreter (the venv need not be activated).
+# The console script installed next to this interpreter (the venv need not be activated),
+# else the one on PATH (e.g. an install with pip --target).
 ADA = Path(sys.executable).with_name("ada")
 if not ADA.is_file():
-    pytest.fail(f"the `ada` console script is not installed next to {sys.executable}")
+    found = shutil.which("ada")
+    if found is None:
+        pytest.fail(f"the `ada` console script is neither next to {sys.executable} nor on PATH")
+    ADA = Path(found)
 
 
 def run(capsys, *args):
