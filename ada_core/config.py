@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
         True, description="Reuse a finished standard phase in the run folder whose settings "
         "(data, model, augmentation, schedule, seed) are unchanged, instead of retraining it."
     )
+    control_steps: Literal["epochs", "matched"] = Field(
+        "epochs", description="The `none` control: 'epochs' trains the same epochs on the "
+        "conventional data (N images per epoch, the paper's design); 'matched' shows the "
+        "conventional data twice per epoch, the optimiser steps of an ADA branch (2N images)."
+    )
 
 
 class ExperimentConfig(BaseModel):

@@ -459,3 +459,18 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
         return [json.loads(x)["loss"] for x in path.read_text().splitlines()]
 
     assert rows("full") == rows("cut") and len(rows("cut")) == 2 * cycles
+
+
+def test_matched_control_trains_as_many_images_as_an_ada_branch(tmp_path):
+    data = tiny_config(
+        tmp_path, "matched", standard_epochs=1, cycles=1, ada_epochs=1, robustness=False
+    )
+    data["attributors"] = ["none", "vanilla"]
+    data["train"]["control_steps"] = "matched"
+    run = run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
+    seen = {
+        b: json.loads((run / "branches" / b / "metrics.jsonl").read_text().splitlines()[0])
+        for b in ("none", "vanilla")
+    }
+    n = json.loads((run / "summary.json").read_text())["train_slices"]
+    assert seen["none"]["train_images"] == seen["vanilla"]["train_images"] == 2 * n

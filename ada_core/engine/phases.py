@@ -291,6 +291,9 @@ def run_branch(
         t0 = time.perf_counter()
         counters: Counter[str] = Counter()
         images, masks, augment_mask = s.train.images, s.train.masks, None
+        if attributor is None and cfg.control_steps == "matched":
+            # As many optimiser steps as an ADA branch, so extra steps cannot pass for ADA.
+            images, masks = images.repeat(2, 1, 1, 1), masks.repeat(2, 1, 1, 1)
         if attributor is not None:
             if done >= first_epoch:  # resumed inside this cycle: its masks are on disk
                 keep = load_checkpoint(folder / "keep.pt", s.runtime.device)["keep"].float()
