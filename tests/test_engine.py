@@ -153,19 +153,62 @@ def test_checkpoints_are_atomic_and_errors_name_the_file(tmp_path):
     assert json.loads((tmp_path / "n.json").read_text()) == {"v": None, "w": [1.0, None]}
 
 
-def test_standard_key_ignores_branch_settings_only():
-    base = ExperimentConfig()
+#: TrainConfig fields that change neither the standard phase nor a branch's training.
+NEUTRAL_TRAIN = {
+    "device",  # keyed by device *type* separately
+    "eval_batch_size", "save_ada_images", "robustness", "robustness_size", "reuse_standard",
+    "cycles",  # more cycles extend a branch's schedule unchanged
+}  # fmt: skip
+CHANGED = {"standard_epochs": 7, "batch_size": 3, "lr": 0.5, "loss": "bce", "seed": 9,
+           "amp": False, "channels_last": False, "ada_epochs": 9,
+           "augment_ada_images": False, "control_steps": "matched"}  # fmt: skip
+
+
+def test_every_train_field_is_classified_for_the_keys():
+    from ada_core.config import TrainConfig
+    from ada_core.engine.experiment import BRANCH_TRAIN_FIELDS, STANDARD_TRAIN_FIELDS
+
+    fields = set(TrainConfig.model_fields)
+    classified = STANDARD_TRAIN_FIELDS | BRANCH_TRAIN_FIELDS | NEUTRAL_TRAIN
+    assert fields == classified, f"classify the new TrainConfig fields: {fields ^ classified}"
+    assert not STANDARD_TRAIN_FIELDS & BRANCH_TRAIN_FIELDS
+
+
+@pytest.mark.parametrize("field", sorted(CHANGED))
+def test_standard_and_branch_keys_follow_their_fields(field):
+    from ada_core.engine.experiment import STANDARD_TRAIN_FIELDS, branch_key
+
+    base = ExperimentConfig(train={"device": "cpu"})
+    spec = base.attributors[0]
+    changed = base.model_copy(update={"train": base.train.model_copy(update={field: CHANGED[field]})})
+    std, std2 = standard_key(base, "fp"), standard_key(changed, "fp")
+    assert (std != std2) == (field in STANDARD_TRAIN_FIELDS)
+    # A branch depends on its standard phase and on its own fields: any of these changes it.
+    assert branch_key(base, spec, std) != branch_key(changed, spec, std2)
+
+
+def test_keys_ignore_neutral_fields_and_follow_data_model_augment():
+    from ada_core.engine.experiment import branch_key
+
+    base = ExperimentConfig(train={"device": "cpu"})
     key = standard_key(base, "fp")
-    same = base.model_copy(
-        update={"train": base.train.model_copy(update={"cycles": 3, "ada_epochs": 2})}
-    )
+    neutral = {"eval_batch_size": 3, "save_ada_images": False, "robustness": False,
+               "robustness_size": 4, "reuse_standard": False, "cycles": 2}  # fmt: skip
+    same = base.model_copy(update={"train": base.train.model_copy(update=neutral)})
     assert standard_key(same, "fp") == key
+    assert branch_key(same, base.attributors[0], key) == branch_key(base, base.attributors[0], key)
+    cache_off = ExperimentConfig(train={"device": "cpu"}, data={"preprocess": {"cache": False}})
+    assert standard_key(cache_off, "fp") == key
     assert standard_key(base, "other data") != key
     for update in (
-        {"train": base.train.model_copy(update={"standard_epochs": 5})},
         {"augment": AugmentConfig(rotation_deg=1.0)},
+        {"model": base.model.model_copy(update={"params": {"width": 8}})},
     ):
         assert standard_key(base.model_copy(update=update), "fp") != key
+    other_mask = base.model_copy(update={"mask": base.mask.model_copy(update={"params": {"size": 8}})})
+    assert branch_key(other_mask, base.attributors[0], key) != branch_key(
+        base, base.attributors[0], key
+    )
 
 
 def test_bad_device_and_mode_raise_clear_errors(tmp_path):
@@ -474,3 +517,23 @@ def test_matched_control_trains_as_many_images_as_an_ada_branch(tmp_path):
     }
     n = json.loads((run / "summary.json").read_text())["train_slices"]
     assert seen["none"]["train_images"] == seen["vanilla"]["train_images"] == 2 * n
+
+
+def test_resume_after_the_standard_phase_changed_retrains_the_branch(tmp_path, capsys):
+    def config(lr):
+        data = tiny_config(tmp_path, "stale", standard_epochs=1, cycles=1, ada_epochs=1,
+                           robustness=False, lr=lr)  # fmt: skip
+        data["attributors"] = ["vanilla"]
+        return parse_config(data)
+
+    run = run_experiment(config(0.01), load_plugins(), mode="compare", quiet=True)
+    first = (run / "branches/vanilla/metrics.jsonl").read_text()
+    run_experiment(config(0.02), load_plugins(), mode="compare", quiet=True, resume=True)
+    assert "training it afresh" in capsys.readouterr().out
+    assert (run / "branches/vanilla/metrics.jsonl").read_text() != first
+    # start.json records the weights the branch really started from: the new final.pt.
+    final = torch.load(run / "standard/final.pt", weights_only=False)
+    from ada_core.engine.checkpoint import tensor_digest
+
+    start = json.loads((run / "branches/vanilla/start.json").read_text())
+    assert start["model"] == tensor_digest(final["model"])

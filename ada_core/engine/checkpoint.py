@@ -110,9 +110,21 @@ def capture_rng(generators: dict[str, torch.Generator], device: torch.device) ->
 def restore_rng(
     state: dict[str, Any], generators: dict[str, torch.Generator], device: torch.device
 ) -> None:
-    """Inverse of :func:`capture_rng`."""
+    """Inverse of :func:`capture_rng`.
+
+    Raises:
+        DataError: the saved states come from another device type (e.g. a CPU run's
+            checkpoint resumed on CUDA).
+    """
     for name, g in generators.items():
-        g.set_state(state[name].cpu())  # generator states are CPU byte tensors, even on CUDA
+        try:
+            g.set_state(state[name].cpu())  # generator states are CPU byte tensors, even on CUDA
+        except (RuntimeError, KeyError) as e:
+            raise DataError(
+                f"checkpoint random state {name!r} does not fit a {g.device.type} generator "
+                f"({e}); it was written by a run on another device: resume on the same device "
+                "or start the run afresh"
+            ) from None
     torch.set_rng_state(state["_torch"].cpu())
     if device.type == "cuda" and "_cuda" in state:
         torch.cuda.set_rng_state(state["_cuda"].cpu(), device)

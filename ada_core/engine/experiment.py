@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ada_core.config import ExperimentConfig, to_toml
+from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import load_slices, split_slices
 from ada_core.engine.analysis import first_cycle_keeps, save_iou, save_samples
 from ada_core.engine.checkpoint import atomic_write_text, load_checkpoint, write_json
@@ -34,20 +34,21 @@ from ada_core.report.html import write_report
 from ada_core.report.positions import save_position_maps
 from ada_core.report.tables import format_summary
 
-__all__ = ["resolve_device", "run_experiment", "standard_key"]
+__all__ = ["branch_key", "resolve_device", "run_experiment", "standard_key"]
 
-#: TrainConfig fields that do not change the standard phase (so it can be reused).
-_BRANCH_ONLY = {
-    "cycles",
-    "ada_epochs",
-    "eval_batch_size",
-    "augment_ada_images",
-    "save_ada_images",
-    "robustness",
-    "robustness_size",
-    "reuse_standard",
-    "device",
-}
+#: TrainConfig fields that determine the standard phase; every other field is branch-only.
+STANDARD_TRAIN_FIELDS = frozenset(
+    {"standard_epochs", "batch_size", "lr", "loss", "seed", "amp", "channels_last"}
+)
+#: TrainConfig fields that determine a branch's training (besides the standard phase). Not
+#: `cycles`: more cycles continue a branch's schedule unchanged, so a resumed run may extend it.
+BRANCH_TRAIN_FIELDS = frozenset({"ada_epochs", "augment_ada_images", "control_steps"})
+#: PreprocessConfig fields that do not change the slices.
+_PREPROCESS_NEUTRAL = {"cache", "on_error"}
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -68,16 +69,40 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def standard_key(config: ExperimentConfig, data_fingerprint: str) -> str:
-    """Hash of everything that determines the standard phase (not the branches)."""
-    train = {k: v for k, v in config.train.model_dump(mode="json").items() if k not in _BRANCH_ONLY}
-    payload = {
-        "data": config.data.model_dump(mode="json"),
-        "fingerprint": data_fingerprint,
-        "model": config.model.model_dump(mode="json"),
-        "augment": config.augment.model_dump(mode="json"),
-        "train": train,
+    """Hash of everything that determines the standard phase (not the branches).
+
+    Includes the device type: CPU and CUDA runs draw different random streams and keep
+    generator states that do not fit each other.
+    """
+    train = config.train.model_dump(mode="json")
+    data = config.data.model_dump(mode="json")
+    data["preprocess"] = {
+        k: v for k, v in data["preprocess"].items() if k not in _PREPROCESS_NEUTRAL
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return _digest(
+        {
+            "data": data,
+            "fingerprint": data_fingerprint,
+            "model": config.model.model_dump(mode="json"),
+            "augment": config.augment.model_dump(mode="json"),
+            "train": {k: train[k] for k in sorted(STANDARD_TRAIN_FIELDS)},
+            "device": resolve_device(config.train.device).type,
+        }
+    )
+
+
+def branch_key(config: ExperimentConfig, spec: ComponentSpec, standard: str) -> str:
+    """Hash of everything that determines one branch: its standard phase, its attributor, the
+    mask builder and the branch-affecting train fields. A resumed branch must match it."""
+    train = config.train.model_dump(mode="json")
+    return _digest(
+        {
+            "standard": standard,
+            "attributor": spec.model_dump(mode="json"),
+            "mask": config.mask.model_dump(mode="json"),
+            "train": {k: train[k] for k in sorted(BRANCH_TRAIN_FIELDS)},
+        }
+    )
 
 
 def _write_config(run_dir: Path, config: ExperimentConfig, source: str) -> None:
@@ -185,8 +210,18 @@ def run_experiment(
     branches: dict[str, PhaseResult] = {}
     for spec in specs:
         folder = run_dir / "branches" / spec.key
-        if folder.exists() and not resume:
+        bkey = branch_key(config, spec, key)
+        key_file = folder / "key.json"
+        old_key = json.loads(key_file.read_text()).get("key") if key_file.is_file() else None
+        if folder.exists() and (not resume or old_key != bkey):
+            if resume:
+                print(
+                    f"branch {spec.key}: its standard phase or settings changed since the "
+                    "interrupted run; training it afresh",
+                    flush=True,
+                )
             shutil.rmtree(folder)
+        write_json(key_file, {"key": bkey, "standard_key": key})
         branches[spec.key] = run_branch(
             s,
             spec,

@@ -255,20 +255,22 @@ def run_branch(
     opt = s.new_optimizer(model)
     gens = s.new_generators()
     _load_state(standard_final, model, opt, gens, s.runtime)
-    write_json(
-        folder / "start.json",
-        {
-            "from": str(standard_final),
-            "model": tensor_digest(model.state_dict()),
-            "optimizer": tensor_digest(opt.state_dict()),
-            "rng": tensor_digest(capture_rng(gens, s.runtime.device)),
-        },
-    )
+    resuming = resume and (folder / "last.pt").is_file()
+    if not resuming:  # a resumed branch keeps the record of where it really started
+        write_json(
+            folder / "start.json",
+            {
+                "from": str(standard_final),
+                "model": tensor_digest(model.state_dict()),
+                "optimizer": tensor_digest(opt.state_dict()),
+                "rng": tensor_digest(capture_rng(gens, s.runtime.device)),
+            },
+        )
     if attributor is None and spec.name != "none":
         attributor = s.registry.build("attributor", spec, f"attributors[{label}].params")
     builder: MaskBuilder = s.registry.build("mask", s.config.mask, "mask.params")
     done, best, best_epoch, best_cycle, elapsed = 0, None, 0, 0, 0.0
-    if resume and (folder / "last.pt").is_file():
+    if resuming:
         st = _load_state(folder / "last.pt", model, opt, gens, s.runtime)
         done, best, best_epoch, best_cycle, elapsed = (
             st["epoch"],
