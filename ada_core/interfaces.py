@@ -244,6 +244,8 @@ class MaskBuilder(Component, ABC):
         keep = self._build(saliency, ground_truth)
         if keep.shape != saliency.shape:
             raise ContractError(f"{owner} returned {tuple(keep.shape)}, expected {tuple(saliency.shape)}")
+        if bool(((keep != 0) & (keep != 1)).any()):
+            raise ContractError(f"{owner} returned a keep mask with values other than 0 and 1")
         return keep.float()
 
     def apply(self, images: Tensor, keep: Tensor) -> Tensor:

@@ -91,3 +91,19 @@ def test_mask_builder_apply_uses_fill():
     images = torch.arange(4.0).reshape(1, 1, 2, 2)
     keep = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
     assert M().apply(images, keep).tolist() == [[[[0.0, -1.0], [-1.0, 3.0]]]]
+
+
+def test_mask_builder_refuses_a_non_binary_keep_mask():
+    import torch
+
+    from ada_core.errors import ContractError
+
+    class Half(MaskBuilder):
+        name = "half"
+        Config = ComponentConfig
+
+        def _build(self, s, g):
+            return torch.full_like(s, 0.5)
+
+    with pytest.raises(ContractError, match="mask builder 'half' returned a keep mask with values"):
+        Half().build(torch.rand(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))

@@ -22,8 +22,10 @@ def test_convergence_hand_computed():
 
 def test_read_curve_orders_by_epoch_and_plot(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    rows = [{"epoch": 2, "metrics": {"dsc_mean": 5.0}}, {"epoch": 1, "metrics": {"dsc_mean": 3.0}}]
+    rows = [{"epoch": 2, "metrics": {"dsc_mean": 5.0}}, {"epoch": 1, "metrics": {"dsc_mean": 3.0}},
+            {"epoch": 3, "metrics": {"dsc_mean": None}}]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert read_curve(path) == [3.0, 5.0]
+    curve = read_curve(path)
+    assert curve[:2] == [3.0, 5.0] and math.isnan(curve[2])
     png = save_convergence_plot([1.0, 2.0], {"x": [3.0, 5.0]}, tmp_path / "c.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

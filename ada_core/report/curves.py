@@ -25,7 +25,8 @@ def read_curve(metrics_jsonl: Path, key: str = "dsc_mean") -> list[float]:
     """Validation ``key`` per epoch from a phase's ``metrics.jsonl``, in epoch order."""
     rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line]
     rows.sort(key=lambda r: r["epoch"])
-    return [float(r["metrics"].get(key, math.nan)) for r in rows]
+    values = [r["metrics"].get(key) for r in rows]
+    return [math.nan if v is None else float(v) for v in values]  # JSON null: undefined
 
 
 def convergence(curves: Mapping[str, Sequence[float]], fraction: float = 0.95) -> dict[str, Any]:

@@ -257,3 +257,18 @@ class TestScgmContract(DatasetContract):
     @pytest.fixture
     def contract_preprocess(self):
         return PRE.model_copy(update={"cache": False})
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_other_structure_labels_never_become_gm(threshold, tmp_path):
+    """Rater masks mark other structures with integers > 1: they are background, thresholded
+    soft labels included (hand-computed expectation)."""
+    from ada_scgm._nifti import Nifti, binary_label
+
+    values = np.array([0, 1, 2, 3, 1, 0], dtype=float) if threshold is None else np.array(
+        [0, 1, 2, 3, 0.6, 0.4]
+    )
+    data = values.reshape(1, 1, -1)
+    label = Nifti(tmp_path / "m.nii.gz", data, (1.0, 1.0, 1.0), np.eye(4), data.shape)
+    got = binary_label(label, other_structures=True, threshold=threshold).ravel().tolist()
+    assert got == [0, 1, 0, 0, 1, 0]

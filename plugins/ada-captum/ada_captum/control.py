@@ -1,8 +1,10 @@
 """The control: uniform random saliency, i.e. ADA with random erasing.
 
 The paper compares interpretability methods but not against chance; with ``random`` the
-window mask builder erases a uniformly random window outside the ground truth, so a run
-shows whether the explanation matters at all.
+window mask builder erases a random window, so a run shows whether the explanation matters at
+all. The window is not uniform over positions: it is the best-scoring window of i.i.d. noise
+outside the ground truth, so windows that overlap the ground truth (which count fewer pixels
+under ``gt_policy = "restore"``) are chosen less often.
 """
 
 from __future__ import annotations

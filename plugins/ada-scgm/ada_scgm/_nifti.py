@@ -81,13 +81,16 @@ def binary_label(label: Nifti, other_structures: bool = False,
         label: the label file.
         other_structures: values above 1 mark other structures (the SCGM raters' masks) and
             become 0; without it any value outside {0, 1} is an error.
-        threshold: binarise soft labels at this value instead of rejecting them.
+        threshold: binarise soft labels at this value instead of rejecting them (after
+            zeroing other structures when ``other_structures`` is set).
 
     Raises:
         DataError: naming the file and the offending values.
     """
     data = label.data
     if threshold is not None:
+        if other_structures:  # other-structure labels (integers > 1) are never GM
+            data = np.where((data > 1) & (data == np.round(data)), 0, data)
         return (data >= threshold).astype(np.uint8)
     ok = (data == 0) | (data == 1)
     if other_structures:
