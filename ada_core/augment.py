@@ -276,4 +276,9 @@ class Augmenter:
         )
         if self.keep_params:
             self.last_params = params
-        return apply_params(images, masks, params, self.config.padding)
+        out_images, out_masks = apply_params(images, masks, params, self.config.padding)
+        if eligible is not None:  # identity resampling is not bit-exact: keep the originals
+            keep = ~eligible.view(-1, 1, 1, 1)
+            out_images = torch.where(keep, images, out_images)
+            out_masks = torch.where(keep, masks, out_masks)
+        return out_images, out_masks

@@ -85,7 +85,8 @@ def test_general_warp_matches_scipy_map_coordinates():
     params.shift = torch.tensor([[0.05, -0.1], [-0.02, 0.04]])
     params.scale = torch.tensor([1.1, 0.9])
     params.displacement = disp
-    out, _ = apply_params(img, torch.zeros_like(img), params, padding="border")
+    mask = (torch.randn(2, 1, h, w, generator=gen) > 0).float()
+    out, out_mask = apply_params(img, mask, params, padding="border")
     cy, cx = (h - 1) / 2, (w - 1) / 2
     for b in range(2):
         a, s = float(params.angle[b]), float(params.scale[b])
@@ -103,6 +104,12 @@ def test_general_warp_matches_scipy_map_coordinates():
             img[b, 0].double().numpy(), [rows, cols], order=1, mode="nearest"
         )
         np.testing.assert_allclose(out[b, 0].numpy(), ref, atol=1e-4)
+        # The mask: scipy's bilinear value thresholded at 0.5 (ties within 1e-4 may go either way).
+        soft = ndimage.map_coordinates(
+            mask[b, 0].double().numpy(), [rows, cols], order=1, mode="nearest"
+        )
+        decided = np.abs(soft - 0.5) > 1e-4
+        np.testing.assert_array_equal(out_mask[b, 0].numpy()[decided], (soft >= 0.5)[decided])
 
 
 def test_gaussian_blur_matches_scipy():
@@ -113,6 +120,17 @@ def test_gaussian_blur_matches_scipy():
             x.double().numpy(), sigma=(0, 0, sigma, sigma), mode="mirror", truncate=3.0
         )
         np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_ineligible_samples_come_back_bit_identical():
+    cfg = AugmentConfig(p_elastic=1.0)
+    img = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    mask = (img > 0).float()
+    eligible = torch.tensor([True, False, True, False])
+    out, out_mask = Augmenter(cfg, torch.Generator().manual_seed(0))(img, mask, eligible)
+    assert torch.equal(out[~eligible], img[~eligible])
+    assert torch.equal(out_mask[~eligible], mask[~eligible])
+    assert not torch.equal(out[eligible], img[eligible])
 
 
 def test_mask_follows_image_geometry_and_stays_binary():
