@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -260,7 +261,10 @@ def run_experiment(
             analysis / "robustness_positions.json",
             {"size": size, "dsc_by_position": {k: v.tolist() for k, v in by_position.items()}},
         )
-        save_position_maps(by_position, size, analysis / "robustness_positions.png")
+        unoccluded = {
+            k: float(rows[k]["validation"].get("dsc_mean", math.nan)) for k in by_position
+        }
+        save_position_maps(by_position, size, analysis / "robustness_positions.png", unoccluded)
     for k, keep in first.keeps.items():
         rows[k]["first_cycle_erased_fraction"] = float((keep == 0).float().mean())
     iou = save_iou(first.keeps, analysis / "iou.json")

@@ -20,7 +20,7 @@ _FIGURES = (
     ("convergence.png", "Convergence: validation DSC per epoch"),
     ("iou.png", "First-cycle erased-region IoU between methods (the paper's Figure 4)"),
     ("samples.png", "First-cycle saliency and erased window (cyan) per method"),
-    ("robustness_positions.png", "Robustness by position: mean DSC per occluded square"),
+    ("robustness_positions.png", "Robustness by position: DSC points lost when each square is zeroed"),
 )
 
 _STYLE = """
