@@ -21,6 +21,7 @@ from ada_core.errors import ConfigError, closest
 __all__ = [
     "ComponentSpec",
     "DataSpec",
+    "EvalSpec",
     "ExperimentConfig",
     "TrainConfig",
     "apply_overrides",
@@ -57,6 +58,19 @@ class DataSpec(ComponentSpec):
     name: str = Field("phantom", description="Registry key of the data set.")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class EvalSpec(DataSpec):
+    """An extra evaluation set: every branch's best checkpoint is scored on it as well.
+
+    E.g. another site or data set (generalisation), or the phantom without its context cue
+    (does the model lean on the cue?). ``label`` names it in the summary.
+    """
+
+    part: Literal["all", "val", "train"] = Field(
+        "all", description="Which slices: all labelled ones, or the validation / training "
+        "part of this set's own `split` (same persons as the run's split when the data match)."
+    )
 
 
 class TrainConfig(BaseModel):
@@ -119,8 +133,20 @@ class ExperimentConfig(BaseModel):
         description="One ADA branch per attributor; 'none' is the keep-training control.",
     )
     mask: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="window"))
+    evaluate: list[EvalSpec] = Field(
+        default_factory=list,
+        description="Extra evaluation sets scored at every branch's best checkpoint.",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("evaluate")
+    @classmethod
+    def _unique_eval_labels(cls, specs: list[EvalSpec]) -> list[EvalSpec]:
+        keys = [s.key for s in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"evaluation set labels must be unique, got {keys}; set `label`")
+        return specs
 
     @field_validator("attributors")
     @classmethod

@@ -186,6 +186,7 @@ class Registry:
             for i, spec in enumerate(config.attributors)
             if spec.name != "none"
         ]
+        checks += [("dataset", spec, f"evaluate[{i}]") for i, spec in enumerate(config.evaluate)]
         for kind, spec, where in checks:
             try:
                 self.sections[kind].config(spec.name, spec.params, f"{where}.params")

@@ -537,3 +537,39 @@ def test_resume_after_the_standard_phase_changed_retrains_the_branch(tmp_path, c
 
     start = json.loads((run / "branches/vanilla/start.json").read_text())
     assert start["model"] == tensor_digest(final["model"])
+
+
+def test_extra_evaluation_sets_are_scored_at_every_best_checkpoint(tmp_path):
+    data = tiny_config(tmp_path, "extra", standard_epochs=2, cycles=1, ada_epochs=1,
+                       robustness=False)  # fmt: skip
+    data["attributors"] = ["vanilla", "none"]
+    no_cue = {**data["data"], "params": {**data["data"]["params"], "context_cue": False}}
+    data["evaluate"] = [{**no_cue, "label": "no_cue", "part": "val"}]
+    run = run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["evaluate"] == ["no_cue"]
+    assert "Extra evaluation 'no_cue'" in (run / "summary.txt").read_text()
+    # Recompute by hand: the cue-free phantom's validation persons, each best checkpoint.
+    config = ExperimentConfig.model_validate(json.loads((run / "config.json").read_text()))
+    reg = load_plugins()
+    spec = config.evaluate[0]
+    _, val = split_slices(load_slices(reg.build("dataset", spec), spec.preprocess), spec.split)
+    for row in [summary["standard"], *summary["branches"].values()]:
+        model = reg.build("model", config.model)
+        model.load_state_dict(torch.load(run / row["checkpoint"], weights_only=False)["model"])
+        model.eval()
+        with torch.no_grad():
+            dsc = _dsc_by_hand((model(val.images) > 0).float(), val.masks)
+        expected = dsc[~dsc.isnan()].mean().item()
+        assert row["evaluate"]["no_cue"]["dsc_mean"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_bad_evaluation_set_fails_before_any_training(tmp_path):
+    data = tiny_config(tmp_path, "badeval")
+    data["evaluate"] = [{"name": "phantm", "label": "x"}]
+    with pytest.raises(ConfigError, match=r"evaluate\[0\]\.name = 'phantm'.*Did you mean 'phantom'"):
+        run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
+    assert not (tmp_path / "badeval" / "standard").exists()
+    data["evaluate"] = [{"name": "phantom", "label": "x"}, {"name": "phantom", "label": "x"}]
+    with pytest.raises(ConfigError, match="evaluation set labels must be unique"):
+        parse_config(data)

@@ -23,12 +23,13 @@ import torch
 from torch import Tensor
 
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
-from ada_core.data import load_slices, split_slices
+from ada_core.data import SliceSet, load_slices, split_slices
 from ada_core.engine.analysis import first_cycle_keeps, save_iou, save_samples
 from ada_core.engine.checkpoint import atomic_write_text, load_checkpoint, write_json
-from ada_core.engine.loop import Runtime, evaluate_robustness
+from ada_core.engine.loop import Runtime, evaluate, evaluate_robustness
 from ada_core.engine.phases import PhaseResult, Session, run_branch, run_standard
 from ada_core.errors import ConfigError, DataError
+from ada_core.interfaces import SegModel
 from ada_core.registry import Registry
 from ada_core.report.curves import convergence, read_curve, save_convergence_plot
 from ada_core.report.html import write_report
@@ -135,10 +136,28 @@ def _standard_phase(s: Session, folder: Path, key: str, resume: bool) -> PhaseRe
     return result
 
 
-def _robustness(s: Session, checkpoint: Path, size: int) -> tuple[dict[str, float], Tensor]:
+def _checkpoint_model(s: Session, checkpoint: Path) -> SegModel:
     model = s.new_model()
     model.load_state_dict(load_checkpoint(checkpoint, s.runtime.device)["model"])
-    return evaluate_robustness(model, s.val, size, s.config.train.eval_batch_size, s.runtime)
+    return model
+
+
+def _evaluation_sets(config: ExperimentConfig, registry: Registry) -> dict[str, SliceSet]:
+    """The extra evaluation sets (``config.evaluate``), loaded before any training."""
+    sets: dict[str, SliceSet] = {}
+    for i, spec in enumerate(config.evaluate):
+        dataset = registry.build("dataset", spec, f"evaluate[{i}].params")
+        slices = load_slices(dataset, spec.preprocess, cache_dir=Path(config.output) / ".cache")
+        if spec.part != "all":
+            train, val = split_slices(slices, spec.split)
+            slices = val if spec.part == "val" else train
+        if len(slices) == 0:
+            raise DataError(
+                f"evaluate[{i}] ({spec.key!r}, dataset {spec.name!r}, part {spec.part!r}) has "
+                "no slices; check its params, preprocess and split"
+            )
+        sets[spec.key] = slices
+    return sets
 
 
 def run_experiment(
@@ -191,6 +210,7 @@ def run_experiment(
             f"dataset {config.data.name!r}: the split left {len(train)} training and {len(val)} "
             "validation slices; the engine needs both (check data.split and the data set size)"
         )
+    extra = {k: v.to(device) for k, v in _evaluation_sets(config, registry).items()}
     s = Session(config, registry, runtime, train.to(device), val.to(device), quiet)
     if not quiet:
         print(
@@ -242,14 +262,20 @@ def run_experiment(
     for label, result, ckpt in [("standard", standard, run_dir / "standard" / "best.pt")] + [
         (k, r, run_dir / "branches" / k / "best.pt") for k, r in branches.items()
     ]:
+        model = _checkpoint_model(s, ckpt)
         robust = None
         if cfg.robustness:
-            robust, by_position[label] = _robustness(s, ckpt, size)
+            robust, by_position[label] = evaluate_robustness(
+                model, s.val, size, cfg.eval_batch_size, runtime
+            )
         rows[label] = {
             "best_epoch": result.best_epoch,
             "best_cycle": result.best_cycle,
             "validation": result.best_metrics,
             "robustness": robust,
+            "evaluate": {
+                k: evaluate(model, d, cfg.eval_batch_size, runtime) for k, d in extra.items()
+            },
             "checkpoint": str(ckpt.relative_to(run_dir)),
             "seconds": result.seconds,
         }
@@ -288,6 +314,7 @@ def run_experiment(
             "ada_epochs": cfg.ada_epochs,
         },
         "robustness_size": size,
+        "evaluate": list(extra),
         "standard": rows.pop("standard"),
         "branches": {sp.key: {"attributor": sp.name, **rows[sp.key]} for sp in specs},
         "iou": iou,

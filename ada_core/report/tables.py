@@ -81,6 +81,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     if rob:
         z = summary.get("robustness_size")
         parts.append(format_table(f"Table 4: robustness set (Algorithm 2, Z = {z})", rob))
+    for key in summary.get("evaluate", []):
+        parts.append(
+            format_table(
+                f"Extra evaluation {key!r}: best-validation checkpoint of each branch",
+                {k: v["evaluate"][key] for k, v in rows.items() if key in v.get("evaluate", {})},
+            )
+        )
     if summary.get("convergence"):
         parts.append(format_convergence(summary["convergence"]))
     iou = summary.get("iou")
