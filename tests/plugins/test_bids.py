@@ -33,19 +33,6 @@ def _need(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins()
-
-
 # --------------------------------------------------------------------------- real data
 
 

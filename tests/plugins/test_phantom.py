@@ -16,20 +16,6 @@ from ada_core.testing import DatasetContract
 from ada_scgm.phantom import PhantomConfig, generate
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors: threads only add overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins()
-
-
 def build(registry, **params):
     return registry.datasets.build("phantom", params)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
 
 from ada_core.data import DataWarning, PreprocessConfig, load_slices
@@ -19,19 +18,6 @@ from ada_core.testing import DatasetContract
 
 SCT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sct-testing-t2s"
 PRE = PreprocessConfig(spacing=0.5, size=(48, 48))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins()
 
 
 def _real():
