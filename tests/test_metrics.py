@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,9 @@ from ada_core.metrics import (
     summarize,
     volume_metrics,
 )
+from conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sct-testing-t2s"
+DATA = SHARED_DATA / "sct-testing-t2s"
 
 
 def scipy_surface(pred: np.ndarray, target: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:

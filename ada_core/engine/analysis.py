@@ -94,14 +94,12 @@ def save_iou(keeps: dict[str, Tensor], path: Path) -> dict[str, object]:
 
 def save_samples(images: Tensor, masks: Tensor, first: FirstCycle, path: Path) -> Path | None:
     """Figure: each sample image with its ground truth, then per attributor its first-cycle
-    saliency with the erased region outlined. Needs matplotlib; returns None without it."""
-    try:
-        import matplotlib
+    saliency with the erased region outlined; returns None when there is nothing to show."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     labels = list(first.saliency)
     n = (
         min(int(images.shape[0]), *(int(v.shape[0]) for v in first.saliency.values()))

@@ -21,8 +21,9 @@ from ada_core.data import (
 from ada_core.errors import DataError
 from ada_core.plugins import load_plugins
 from ada_core.testing import DatasetContract
+from conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 GMDEV = DATA / "gm-challenge-dev"
 SCT = DATA / "sct-testing-t2s"
 

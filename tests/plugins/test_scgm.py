@@ -15,8 +15,9 @@ from ada_core.data import DataWarning, PreprocessConfig, load_slices
 from ada_core.errors import ConfigError, DataError
 from ada_core.plugins import load_plugins
 from ada_core.testing import DatasetContract
+from conftest import SHARED_DATA
 
-SCT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sct-testing-t2s"
+SCT = SHARED_DATA / "sct-testing-t2s"
 PRE = PreprocessConfig(spacing=0.5, size=(48, 48))
 
 
