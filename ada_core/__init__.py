@@ -15,9 +15,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AdaError": "ada_core.errors",
     "ConfigError": "ada_core.errors",
+    "ContractError": "ada_core.errors",
     "DataError": "ada_core.errors",
     "InputError": "ada_core.errors",
     "PluginError": "ada_core.errors",
+    "UnknownComponentError": "ada_core.errors",
+    "closest": "ada_core.errors",
+    "suggest": "ada_core.errors",
     "Attributor": "ada_core.interfaces",
     "ComponentConfig": "ada_core.interfaces",
     "MaskBuilder": "ada_core.interfaces",
@@ -25,11 +29,14 @@ _EXPORTS = {
     "SegModel": "ada_core.interfaces",
     "Subject": "ada_core.interfaces",
     "Volume": "ada_core.interfaces",
+    "check_image_batch": "ada_core.interfaces",
+    "input_gradients_only": "ada_core.interfaces",
     "ComponentSpec": "ada_core.config",
     "ExperimentConfig": "ada_core.config",
     "load_config": "ada_core.config",
     "hookimpl": "ada_core.hookspecs",
     "load_plugins": "ada_core.plugins",
+    "PluginInfo": "ada_core.registry",
     "Registry": "ada_core.registry",
 }
 
@@ -44,7 +51,17 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ada_core.config import ComponentSpec, ExperimentConfig, load_config
-    from ada_core.errors import AdaError, ConfigError, DataError, InputError, PluginError
+    from ada_core.errors import (
+        AdaError,
+        ConfigError,
+        ContractError,
+        DataError,
+        InputError,
+        PluginError,
+        UnknownComponentError,
+        closest,
+        suggest,
+    )
     from ada_core.hookspecs import hookimpl
     from ada_core.interfaces import (
         Attributor,
@@ -54,6 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
         SegModel,
         Subject,
         Volume,
+        check_image_batch,
+        input_gradients_only,
     )
     from ada_core.plugins import load_plugins
-    from ada_core.registry import Registry
+    from ada_core.registry import PluginInfo, Registry

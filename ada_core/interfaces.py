@@ -84,6 +84,10 @@ class SegModel(Component, nn.Module, ABC):
 
     Activations must be ``nn.ReLU`` modules, one instance per use: guided attribution methods
     hook ReLU modules, and a functional relu silently turns them into vanilla gradients.
+
+    ``forward`` must start with ``self.check_input_size(*x.shape[-2:])``: an image the network
+    cannot take then fails with a message that says how to fix the size, instead of a shape
+    error deep inside a convolution (the contract kit checks it).
     """
 
     #: Key of :meth:`attribution_layers` that layer methods (GradCam) use by default.
@@ -226,8 +230,24 @@ class MaskBuilder(Component, ABC):
 
     @property
     def fill(self) -> float:
-        """Value written into erased pixels by :meth:`apply`."""
-        return float(getattr(self.config, "fill", 0.0))
+        """Value written into erased pixels by :meth:`apply` (default 0); override to change."""
+        return 0.0
+
+    @property
+    def erase_size(self) -> int | None:
+        """Side Z of the square region this builder erases, when it erases squares.
+
+        The engine uses it as the default side of the robustness set's occluding square
+        (``train.robustness_size``). None: the builder has no such size.
+        """
+        return None
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise ConfigError when the builder cannot work on images of this size.
+
+        Called by the engine (and ``ada config validate``) with the preprocessed image size,
+        before any work starts. Default: every size is fine.
+        """
 
     def build(self, saliency: Tensor, ground_truth: Tensor) -> Tensor:
         """Keep mask ``(B, 1, H, W)`` float32 in {0, 1}, on the saliency's device."""

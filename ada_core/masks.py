@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core.errors import InputError
+from ada_core.errors import ConfigError, InputError
 from ada_core.interfaces import ComponentConfig, MaskBuilder
 
 __all__ = [
@@ -238,6 +238,23 @@ class WindowMaskBuilder(MaskBuilder):
 
     name: ClassVar[str] = "window"
     Config = WindowConfig
+    config: WindowConfig
+
+    @property
+    def fill(self) -> float:
+        return self.config.fill
+
+    @property
+    def erase_size(self) -> int:
+        return self.config.size
+
+    def check_image_size(self, height: int, width: int) -> None:
+        if self.config.size > min(height, width):
+            raise ConfigError(
+                f"mask builder {self.name!r}: mask.params.size = {self.config.size} is larger "
+                f"than the {height}x{width} images (data.preprocess.size); set it to at most "
+                f"{min(height, width)}"
+            )
 
     def _build(self, saliency: Tensor, ground_truth: Tensor) -> Tensor:
         cfg = self.config
