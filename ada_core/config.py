@@ -7,6 +7,7 @@ own ``Config`` by :func:`ada_core.registry.Registry.validate_experiment` when a 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -15,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ada_core.augment import AugmentConfig
 from ada_core.data import PreprocessConfig
-from ada_core.splits import SplitConfig
 from ada_core.errors import ConfigError, closest
+from ada_core.fieldtags import affects
+from ada_core.splits import SplitConfig
 
 __all__ = [
     "ComponentSpec",
@@ -24,13 +26,29 @@ __all__ = [
     "EvalSpec",
     "ExperimentConfig",
     "TrainConfig",
+    "SLUG_RULE",
     "apply_overrides",
+    "check_slug",
     "load_config",
     "parse_config",
     "to_toml",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+#: Run names and branch / evaluation-set labels become folder names: they must be path-safe.
+SLUG_RULE = (
+    "1-64 characters from letters, digits, '.', '_' and '-', starting with a letter or digit "
+    "(no '/', no '..', no absolute path)"
+)
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_slug(value: str) -> str:
+    """Return ``value`` when it is a path-safe name (:data:`SLUG_RULE`), else raise ValueError."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value) or ".." in value:
+        raise ValueError(f"{value!r} is not a path-safe name: use {SLUG_RULE}")
+    return value
 
 
 class ComponentSpec(BaseModel):
@@ -40,7 +58,10 @@ class ComponentSpec(BaseModel):
 
     name: str = Field(description="Registry key of the component (see `ada plugins`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Fields of its Config.")
-    label: str | None = Field(None, description="Branch label; defaults to the name.")
+    label: str | None = Field(
+        None, description="Branch label; defaults to the name. Becomes a folder name, so it "
+        f"must be path-safe: {SLUG_RULE}."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -56,8 +77,13 @@ class DataSpec(ComponentSpec):
     """The data set component plus the shared preprocessing and split settings."""
 
     name: str = Field("phantom", description="Registry key of the data set.")
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig, description="How volumes become slices."
+    )
+    split: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="Training / validation / test parts, by person.",
+    )
 
 
 class EvalSpec(DataSpec):
@@ -74,46 +100,140 @@ class EvalSpec(DataSpec):
 
 
 class TrainConfig(BaseModel):
-    """Algorithm 1's schedule and optimisation (paper defaults)."""
+    """Algorithm 1's schedule, optimisation, checkpoint rule and evaluation (paper defaults)."""
 
     model_config = _STRICT
 
-    standard_epochs: int = Field(100, ge=0, description="Epochs of conventional training.")
-    cycles: int = Field(31, ge=0, description="ADA cycles per branch.")
-    ada_epochs: int = Field(30, ge=1, description="Epochs per ADA cycle.")
-    batch_size: int = Field(16, ge=1, description="Training batch size.")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    loss: Literal["dice", "bce", "dice+bce"] = Field("dice", description="Training loss.")
-    seed: int = Field(0, description="Seed of everything random in the run.")
-    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'.")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
-    channels_last: bool = Field(True, description="channels_last memory format on CUDA.")
-    eval_batch_size: int = Field(64, ge=1, description="Batch size for attribution and evaluation.")
+    standard_epochs: int = Field(
+        100, ge=0, description="Epochs of conventional training.",
+        json_schema_extra=affects("standard"),
+    )
+    cycles: int = Field(
+        31, ge=0, description="ADA cycles per branch.", json_schema_extra=affects("branch")
+    )
+    ada_epochs: int = Field(
+        30, ge=1, description="Epochs per ADA cycle.", json_schema_extra=affects("branch")
+    )
+    batch_size: int = Field(
+        16, ge=1, description="Training batch size.", json_schema_extra=affects("standard")
+    )
+    lr: float = Field(
+        1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate (finite, > 0).",
+        json_schema_extra=affects("standard"),
+    )
+    loss: Literal["dice", "bce", "dice+bce"] = Field(
+        "dice", description="Training loss.", json_schema_extra=affects("standard")
+    )
+    seed: int = Field(
+        0, description="Seed of everything random in a run when `seeds` is empty.",
+        json_schema_extra=affects("none"),
+    )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="Seeds of the study: each runs its own standard phase and every branch "
+        "from it, so branches are paired within a seed (e.g. [0, 1, 2]; `--seeds 0,1,2`). "
+        "Empty: the one seed `seed`. Adding a seed to a finished study runs only the new one.",
+        json_schema_extra=affects("none"),
+    )
+    device: str = Field(
+        "auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'. Runs on "
+        "CPU and CUDA draw different random streams, so the device type is part of every key.",
+        json_schema_extra=affects("none"),
+    )
+    amp: bool = Field(
+        True, description="bf16 autocast on CUDA (ignored on CPU).",
+        json_schema_extra=affects("standard"),
+    )
+    channels_last: bool = Field(
+        True, description="channels_last memory format on CUDA.",
+        json_schema_extra=affects("standard"),
+    )
+    eval_batch_size: int = Field(
+        64, ge=1, description="Batch size for attribution and evaluation.",
+        json_schema_extra=affects("none"),
+    )
+    checkpoint: Literal["best", "last", "average"] = Field(
+        "best", description="Which weights of each phase are scored: 'best' = the epoch with "
+        "the best validation DSC (the paper); 'last' = the last epoch; 'average' = the mean of "
+        "the weights of the last `average_last` epochs. Only the validation part selects.",
+        json_schema_extra=affects("standard"),
+    )
+    average_last: int = Field(
+        5, ge=1, description="k of checkpoint = 'average': average the last k epochs' weights "
+        "(at most the epochs of every phase).",
+        json_schema_extra=affects("standard"),
+    )
     augment_ada_images: bool = Field(
         True, description="Apply the classical augmentation to ADA images too (not only to "
-        "the conventional ones)."
+        "the conventional ones).",
+        json_schema_extra=affects("branch"),
     )
     save_ada_images: bool = Field(
         True, description="Save each branch's first-cycle ADA images (cycle1.pt) besides its "
-        "keep masks, for figures and checks."
+        "keep masks, for figures and checks.",
+        json_schema_extra=affects("none"),
+    )
+    convergence_at: list[int] | None = Field(
+        None, description="ADA epochs (counted from a branch's start) after which each "
+        "branch's per-slice validation metrics are kept as evaluation sets 'val@ada<k>', for "
+        "the convergence comparison (the paper: GradCam ahead after the first ADA epochs). "
+        "None: the end of the first cycle.",
+        json_schema_extra=affects("branch"),
     )
     robustness: bool = Field(
-        True, description="Evaluate each branch's best checkpoint on the robustness set "
-        "(Algorithm 2) at the end of a run."
+        True, description="Score each phase's selected checkpoint on the robustness sets "
+        "(Algorithm 2, and the drop near the ground truth) at the end of a run.",
+        json_schema_extra=affects("eval"),
     )
     robustness_size: int | None = Field(
         None, ge=1, description="Side Z of the robustness set's zeroed square; None takes the "
-        "mask builder's `size` (20 when it has none)."
+        "mask builder's erase size (20 when it has none).",
+        json_schema_extra=affects("eval"),
+    )
+    robustness_margin_mm: float = Field(
+        2.0, ge=0, allow_inf_nan=False, description="'robustness_near' counts the squares that "
+        "touch the ground truth dilated by this many mm (most squares of a slice fall on "
+        "background and change nothing).",
+        json_schema_extra=affects("eval"),
+    )
+    context_margin_mm: float | None = Field(
+        2.0, ge=0, allow_inf_nan=False, description="The context probe (the paper's Figure 1): "
+        "every pixel farther than this many mm from the ground truth is set to the mask "
+        "builder's fill value. None: no context probe.",
+        json_schema_extra=affects("eval"),
     )
     reuse_standard: bool = Field(
-        True, description="Reuse a finished standard phase in the run folder whose settings "
-        "(data, model, augmentation, schedule, seed) are unchanged, instead of retraining it."
+        True, description="Reuse a finished standard phase whose key matches instead of "
+        "retraining it (False retrains it, keeping the old one aside).",
+        json_schema_extra=affects("none"),
     )
     control_steps: Literal["epochs", "matched"] = Field(
-        "epochs", description="The `none` control: 'epochs' trains the same epochs on the "
-        "conventional data (N images per epoch, the paper's design); 'matched' shows the "
-        "conventional data twice per epoch, the optimiser steps of an ADA branch (2N images)."
+        "epochs", description="Default of the `none` control's `params.steps`: 'epochs' trains "
+        "the same epochs on the conventional data (N images per epoch, the paper's design); "
+        "'matched' shows the conventional data twice per epoch, the optimiser steps of an ADA "
+        "branch (2N images). Both can be in one study: label one of them.",
+        json_schema_extra=affects("none"),
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        dupes = sorted({s for s in seeds if seeds.count(s) > 1})
+        if dupes:
+            raise ValueError(f"seeds must be unique, {dupes} repeat(s)")
+        return seeds
+
+    @field_validator("convergence_at")
+    @classmethod
+    def _positive_epochs(cls, epochs: list[int] | None) -> list[int] | None:
+        if epochs is not None and any(e < 1 for e in epochs):
+            raise ValueError(f"ADA epochs are counted from 1, got {epochs}")
+        return None if epochs is None else sorted(set(epochs))
+
+    @property
+    def study_seeds(self) -> list[int]:
+        """The seeds of the study: ``seeds``, or ``[seed]`` when that is empty."""
+        return list(self.seeds) or [self.seed]
 
 
 class ExperimentConfig(BaseModel):
@@ -121,29 +241,63 @@ class ExperimentConfig(BaseModel):
 
     model_config = _STRICT
 
-    name: str = Field("ada", description="Run name: results go to <output>/<name>/.")
-    output: Path = Field(Path("runs"), description="Folder that holds run folders.")
-    data: DataSpec = Field(default_factory=DataSpec)
-    model: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="unet-paper"))
+    name: str = Field(
+        "ada", description=f"Run name: results go to <output>/<name>/. {SLUG_RULE}.",
+        json_schema_extra=affects("none"),
+    )
+    output: Path = Field(
+        Path("runs"), description="Folder that holds run folders.",
+        json_schema_extra=affects("none"),
+    )
+    data: DataSpec = Field(
+        default_factory=DataSpec, description="The data set, its preprocessing and split.",
+        json_schema_extra=affects("standard"),
+    )
+    model: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="unet-paper"),
+        description="The segmentation network.",
+        json_schema_extra=affects("standard"),
+    )
     attributors: list[ComponentSpec] = Field(
         default_factory=lambda: [
             ComponentSpec(name=n)
             for n in ("vanilla", "guided_backprop", "gradcam", "guided_gradcam", "input_x_gradient")
         ],
-        description="One ADA branch per attributor; 'none' is the keep-training control.",
+        description="One branch per entry: an attributor (ADA) or 'none', the keep-training "
+        "control (params.steps = 'epochs' | 'matched'). Each branch's key covers only its own "
+        "entry.",
+        json_schema_extra=affects("branch"),
     )
-    mask: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="window"))
+    mask: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="window"),
+        description="The mask builder that turns saliency into the erased region.",
+        json_schema_extra=affects("branch"),
+    )
     evaluate: list[EvalSpec] = Field(
         default_factory=list,
-        description="Extra evaluation sets scored at every branch's best checkpoint.",
+        description="Extra evaluation sets scored at every phase's selected checkpoint.",
+        json_schema_extra=affects("eval"),
     )
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Schedule, optimisation and evaluation."
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="Classical augmentation (the paper's Table 2).",
+        json_schema_extra=affects("standard"),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _path_safe_name(cls, name: str) -> str:
+        return check_slug(name)
 
     @field_validator("evaluate")
     @classmethod
     def _unique_eval_labels(cls, specs: list[EvalSpec]) -> list[EvalSpec]:
         keys = [s.key for s in specs]
+        for key in keys:
+            check_slug(key)
         if len(set(keys)) != len(keys):
             raise ValueError(f"evaluation set labels must be unique, got {keys}; set `label`")
         return specs
@@ -152,6 +306,11 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _unique_labels(cls, specs: list[ComponentSpec]) -> list[ComponentSpec]:
         keys = [s.key for s in specs]
+        for key in keys:
+            check_slug(key)
+        reserved = [k for k in keys if k == "standard"]
+        if reserved:
+            raise ValueError("'standard' names the standard phase; give that branch a `label`")
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:
             raise ValueError(

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ada_core._slicing import crop_centres, display, normalise, resample_crop
 from ada_core.errors import DataError
+from ada_core.fieldtags import affects
 from ada_core.splits import SplitConfig, split_groups, split_slices, split_subjects
 
 if TYPE_CHECKING:
@@ -144,12 +145,16 @@ class PreprocessConfig(BaseModel):
         "zscore", description="Per-slice intensity normalisation (over the cropped slice)."
     )
     drop_empty: bool = Field(True, description="Drop slices without grey matter.")
-    cache: bool = Field(True, description="Cache preprocessed slices on disk (needs a cache_dir).")
+    cache: bool = Field(
+        True, description="Cache preprocessed slices on disk (needs a cache_dir).",
+        json_schema_extra=affects("none"),
+    )
     on_error: Literal["raise", "skip"] = Field(
         "raise",
         description="A subject that fails to load: 'raise' stops with its error; 'skip' leaves "
         "it out and reports every skipped subject with its reason (a DataWarning and "
         "SliceSet.notes).",
+        json_schema_extra=affects("none"),
     )
 
     def cache_key(self) -> dict[str, object]:

@@ -149,9 +149,21 @@ class Attributor(Component, ABC):
 
     #: Attributors with the same non-None key can be computed together by ``attribute_group``.
     share_key: ClassVar[str | None] = None
+    #: True for a control rather than an interpretability method (e.g. random erasing).
+    control: ClassVar[bool] = False
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         self._init_config(config)
+
+    def set_seed(self, seed: int) -> None:
+        """Seed the attributor's random stream from the run (called before a branch starts).
+
+        Default: nothing to seed.
+        """
+
+    def check_model(self, model: SegModel) -> None:
+        """Raise ConfigError when this attributor cannot explain ``model`` (called before any
+        training). Default: every model is fine."""
 
     def state_dict(self) -> dict[str, Any]:
         """Run-time state beyond the config (e.g. a random stream's position); the engine

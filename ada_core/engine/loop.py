@@ -13,9 +13,8 @@ from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
 from ada_core.interfaces import SegModel
 from ada_core.metrics import segmentation_metrics, summarize
-from ada_core.robustness import iter_occlusions
 
-__all__ = ["Runtime", "evaluate", "evaluate_robustness", "predict", "train_epoch"]
+__all__ = ["Runtime", "evaluate", "evaluate_slices", "predict", "train_epoch"]
 
 
 @dataclass(frozen=True)
@@ -116,48 +115,20 @@ def predict(model: SegModel, images: Tensor, batch_size: int, runtime: Runtime) 
         model.train(was_training)
 
 
-def _summarize(parts: list[dict[str, Tensor]]) -> dict[str, float]:
-    per_slice = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    return {k: float(v) for k, v in summarize(per_slice).items()}
+def evaluate_slices(
+    model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime
+) -> dict[str, Tensor]:
+    """Per-slice metrics (:func:`~ada_core.metrics.segmentation_metrics`) of ``model`` on
+    ``data``, on the CPU."""
+    parts = []
+    for sl in _batches(len(data), batch_size):
+        pred = predict(model, data.images[sl], batch_size, runtime)
+        parts.append(segmentation_metrics(pred, data.masks[sl], data.spacing[sl]))
+    return {k: torch.cat([p[k] for p in parts]).cpu() for k in parts[0]}
 
 
 def evaluate(
     model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime
 ) -> dict[str, float]:
     """Summary metrics (DSC, HSD, TPR, TNR, PPV, ...) of ``model`` on ``data``'s slices."""
-    parts = []
-    for sl in _batches(len(data), batch_size):
-        pred = predict(model, data.images[sl], batch_size, runtime)
-        parts.append(segmentation_metrics(pred, data.masks[sl], data.spacing[sl]))
-    return _summarize(parts)
-
-
-def evaluate_robustness(
-    model: SegModel, data: SliceSet, size: int, batch_size: int, runtime: Runtime
-) -> tuple[dict[str, float], Tensor]:
-    """Metrics on the robustness set of Algorithm 2 (every ``size`` square zeroed in turn).
-
-    The occluded copies are generated batch by batch on the device and never all held.
-
-    Returns:
-        The summary metrics over every occluded copy, and the mean DSC per occlusion position:
-        a ``(ceil(H / size), ceil(W / size))`` float64 CPU grid (NaN where undefined), the map
-        of where losing context hurts the model.
-    """
-    h, w = data.images.shape[-2:]
-    grid = (-(-h // size), -(-w // size))
-    dsc_sum = torch.zeros(grid[0] * grid[1], dtype=torch.float64, device=data.images.device)
-    dsc_n = torch.zeros_like(dsc_sum)
-    parts = []
-    for batch in iter_occlusions(data.images, data.masks, size, batch_size):
-        pred = predict(model, batch.images, batch_size, runtime)
-        spacing = data.spacing[batch.image_index.to(data.spacing.device)]
-        metrics = segmentation_metrics(pred, batch.masks, spacing)
-        parts.append(metrics)
-        cell = (batch.position[:, 0] // size) * grid[1] + batch.position[:, 1] // size
-        dsc = metrics["dsc"].to(torch.float64)
-        ok = ~torch.isnan(dsc)
-        dsc_sum.index_add_(0, cell[ok], dsc[ok])
-        dsc_n.index_add_(0, cell[ok], torch.ones_like(dsc[ok]))
-    by_position = (dsc_sum / dsc_n).reshape(grid).cpu()  # 0/0 -> NaN: no defined DSC there
-    return _summarize(parts), by_position
+    return {k: float(v) for k, v in summarize(evaluate_slices(model, data, batch_size, runtime)).items()}

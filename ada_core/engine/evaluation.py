@@ -1,0 +1,212 @@
+"""Scoring a phase's selected checkpoint: one tidy row per slice and evaluation set.
+
+Sets (``set`` column of ``results.csv``):
+
+- ``val``: the validation part, which selected the checkpoint (biased upwards; labelled so);
+- ``test``: the held-out test part, when the split has one (never used for selection);
+- ``robustness``: Algorithm 2 on the reported part (test, else validation): every ``Z x Z``
+  square zeroed in turn; a slice's value is the mean over its occluded copies;
+- ``robustness_near``: the change against the same checkpoint's un-occluded metric, averaged
+  over the squares that touch the ground truth dilated by ``margin_mm`` (negative DSC = worse);
+- ``context``: the paper's Figure 1 probe: every pixel farther than ``context_margin_mm`` from
+  the ground truth set to the fill value;
+- the label of every extra evaluation set (``[[evaluate]]``);
+- ``val@ada<k>`` (branches): validation after ADA epoch ``k``, read from the phase folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ada_core.data import SliceSet
+from ada_core.engine.checkpoint import atomic_write_text, read_json
+from ada_core.engine.loop import Runtime, evaluate_slices, predict
+from ada_core.engine.plan import Evaluation
+from ada_core.interfaces import SegModel
+from ada_core.metrics import segmentation_metrics, summarize
+from ada_core.robustness import iter_occlusions
+
+__all__ = ["COLUMNS", "METRICS", "ScoredSet", "neighbourhood", "score_checkpoint", "write_rows"]
+
+METRICS = ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")
+#: The columns of results.csv, in order.
+COLUMNS = ("seed", "fold", "branch", "set", "subject", "site", "slice", *METRICS)
+
+
+class ScoredSet:
+    """Per-slice metrics of one set: ``values[metric]`` is ``(N,)`` float64 (NaN: undefined)."""
+
+    def __init__(self, name: str, data: SliceSet, values: dict[str, Tensor]) -> None:
+        self.name = name
+        self.subject = list(data.subject)
+        self.site = list(data.site)
+        self.slice = data.slice_index.cpu().tolist()
+        self.values = {m: values[m].double().cpu() for m in METRICS}
+        self.extra: dict[str, Any] = {}
+
+    def summary(self) -> dict[str, float]:
+        return {k: float(v) for k, v in summarize(self.values).items()}
+
+
+def neighbourhood(masks: Tensor, spacing: Tensor, margin_mm: float) -> Tensor:
+    """``(N, 1, H, W)`` bool: pixels within ``margin_mm`` of the ground truth (an ellipse in
+    pixels when rows and columns differ in size), the ground truth included."""
+    gt = masks > 0.5
+    if margin_mm <= 0:
+        return gt
+    sy, sx = (float(v) for v in spacing.double().mean(0))
+    ry, rx = int(math.floor(margin_mm / sy)), int(math.floor(margin_mm / sx))
+    yy = torch.arange(-ry, ry + 1, dtype=torch.float64)[:, None] * sy
+    xx = torch.arange(-rx, rx + 1, dtype=torch.float64)[None, :] * sx
+    disk = ((yy**2 + xx**2) <= margin_mm**2 + 1e-9).to(masks.dtype).to(masks.device)
+    hit = F.conv2d(gt.to(masks.dtype), disk[None, None], padding=(ry, rx))
+    return hit > 0.5
+
+
+def _robustness(
+    model: SegModel, data: SliceSet, clean: dict[str, Tensor], ev: Evaluation, bs: int,
+    runtime: Runtime,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:  # fmt: skip
+    n = len(data)
+    z = ev.size
+    h, w = data.images.shape[-2:]
+    grid = (-(-h // z), -(-w // z))
+    near = neighbourhood(data.masks, data.spacing, ev.margin_mm).float()
+    # cell (i, j) of image k touches the neighbourhood iff its square holds a pixel of it
+    near_cells = F.max_pool2d(near, z, z, ceil_mode=True)[:, 0].bool().cpu()
+    sums = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
+    counts = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
+    near_sums = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
+    near_counts = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
+    pos_sum = torch.zeros(grid[0] * grid[1], dtype=torch.float64)
+    pos_change = torch.zeros_like(pos_sum)
+    pos_n = torch.zeros_like(pos_sum)
+    for batch in iter_occlusions(data.images, data.masks, z, bs):
+        pred = predict(model, batch.images, bs, runtime)
+        idx = batch.image_index.to(data.spacing.device)
+        out = segmentation_metrics(pred, batch.masks, data.spacing[idx])
+        img = batch.image_index.cpu()
+        r, c = batch.position[:, 0].cpu(), batch.position[:, 1].cpu()
+        touches = near_cells[img, r // z, c // z]
+        for m in METRICS:
+            v = out[m].double().cpu()
+            ok = ~torch.isnan(v)
+            sums[m].index_add_(0, img[ok], v[ok])
+            counts[m].index_add_(0, img[ok], torch.ones_like(v[ok]))
+            d = v - clean[m][img]
+            okd = ~torch.isnan(d) & touches
+            near_sums[m].index_add_(0, img[okd], d[okd])
+            near_counts[m].index_add_(0, img[okd], torch.ones_like(d[okd]))
+        cell = (r // z) * grid[1] + c // z
+        dsc = out["dsc"].double().cpu()
+        change = dsc - clean["dsc"][img]
+        ok = ~torch.isnan(change)
+        pos_sum.index_add_(0, cell[ok], dsc[ok])
+        pos_change.index_add_(0, cell[ok], change[ok])
+        pos_n.index_add_(0, cell[ok], torch.ones_like(dsc[ok]))
+    rob = {m: sums[m] / counts[m] for m in METRICS}  # 0/0 -> NaN: nothing defined
+    near_change = {m: near_sums[m] / near_counts[m] for m in METRICS}
+    positions = {
+        "size": z,
+        "grid": list(grid),
+        "dsc": (pos_sum / pos_n).reshape(grid).tolist(),
+        "dsc_change": (pos_change / pos_n).reshape(grid).tolist(),
+        "near_squares_per_slice": float(
+            near_counts["dsc"].sum() / max(1.0, float((near_counts["dsc"] > 0).sum()))
+        ),
+    }
+    return rob, near_change, positions
+
+
+def _context(model: SegModel, data: SliceSet, ev: Evaluation, bs: int, runtime: Runtime) -> dict:
+    keep = neighbourhood(data.masks, data.spacing, float(ev.context_margin_mm or 0.0))
+    probe = SliceSet(
+        torch.where(keep, data.images, torch.full_like(data.images, ev.fill)),
+        data.masks, data.spacing, data.slice_index, data.subject, data.site, data.group,
+    )  # fmt: skip
+    return evaluate_slices(model, probe, bs, runtime)
+
+
+def score_checkpoint(
+    model: SegModel,
+    parts: dict[str, SliceSet],
+    extra: dict[str, SliceSet],
+    ev: Evaluation,
+    batch_size: int,
+    runtime: Runtime,
+) -> list[ScoredSet]:
+    """Every evaluation set of one checkpoint (see the module docstring).
+
+    Args:
+        model: the selected weights, on the device.
+        parts: ``{"val": ..., "test": ...}`` of the replicate's fold (test may be empty).
+        extra: label -> extra evaluation set.
+        ev: the evaluation settings.
+    """
+    scored = []
+    for name in ("val", "test"):
+        if name in parts and len(parts[name]):
+            scored.append(ScoredSet(name, parts[name], evaluate_slices(model, parts[name], batch_size, runtime)))
+    report = scored[-1]
+    data = parts[report.name]
+    if ev.robustness:
+        rob, near, positions = _robustness(model, data, report.values, ev, batch_size, runtime)
+        s = ScoredSet("robustness", data, rob)
+        s.extra = {"positions": positions, "on": report.name}
+        scored.append(s)
+        scored.append(ScoredSet("robustness_near", data, near))
+    if ev.context_margin_mm is not None:
+        scored.append(ScoredSet("context", data, _context(model, data, ev, batch_size, runtime)))
+    for label, slices in extra.items():
+        scored.append(ScoredSet(label, slices, evaluate_slices(model, slices, batch_size, runtime)))
+    return scored
+
+
+def convergence_sets(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``("val@ada<k>", per-slice record)`` for every convergence file of a branch folder."""
+    out = []
+    for path in sorted((folder / "convergence").glob("ada*.json"), key=lambda p: int(p.stem[3:])):
+        out.append((f"val@{path.stem}", read_json(path)))
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+
+
+def write_rows(
+    path: Path,
+    scored: list[ScoredSet],
+    convergence: list[tuple[str, dict[str, Any]]],
+    *,
+    seed: int,
+    fold: str,
+    branch: str,
+) -> int:
+    """Write the tidy rows of one job to ``path`` (CSV with :data:`COLUMNS`); returns the count."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    n = 0
+    for s in scored:
+        values = {m: s.values[m].tolist() for m in METRICS}
+        for i, (subj, site, sl) in enumerate(zip(s.subject, s.site, s.slice, strict=True)):
+            writer.writerow([seed, fold, branch, s.name, subj, site, sl,
+                             *(_fmt(values[m][i]) for m in METRICS)])  # fmt: skip
+            n += 1
+    for name, rec in convergence:
+        for i, (subj, site, sl) in enumerate(zip(rec["subject"], rec["site"], rec["slice"], strict=True)):
+            writer.writerow([seed, fold, branch, name, subj, site, sl,
+                             *(_fmt(np.nan if rec[m][i] is None else rec[m][i]) for m in METRICS)])  # fmt: skip
+            n += 1
+    atomic_write_text(path, buf.getvalue())
+    return n

@@ -1,0 +1,434 @@
+"""Algorithm 1 as one loop: the standard phase is cycle 0 without an attributor.
+
+A phase trains a list of cycles ``(cycle, epochs)`` over a typed :class:`TrainState`. Each
+cycle first builds its training data: the conventional images (the standard phase and the
+keep-training control, shown twice per epoch for the step-matched control), or the
+conventional images plus their ADA copies (an ADA branch: attribute every training image with
+the current model, build keep masks, erase). Then it trains its epochs; after every epoch it
+validates, records the epoch in ``metrics.jsonl``, keeps the best-validation weights and
+writes ``last.pt`` (everything needed to continue exactly, the previous version kept).
+
+Phase folder: ``metrics.jsonl``, ``last.pt`` (+ ``last.prev.pt``), ``best.pt``, ``avg/``
+(checkpoint rule 'average'), and for ADA branches ``keep.pt`` (this cycle's keep masks),
+``cycle1.pt`` (first-cycle keep masks and ADA images: the IoU analysis reads these),
+``samples.pt`` (saliency, keep mask and ADA image of the first training images, for the
+report), ``convergence/ada<k>.json`` (per-slice validation metrics after ADA epoch k).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ada_core.augment import Augmenter
+from ada_core.data import SliceSet
+from ada_core.engine.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    tensor_digest,
+    write_json,
+)
+from ada_core.engine.keys import derive_seed
+from ada_core.engine.loop import Runtime, evaluate_slices, train_epoch
+from ada_core.engine.losses import make_loss
+from ada_core.engine.plan import Schedule
+from ada_core.engine.runlog import MetricsLog, Progress
+from ada_core.errors import AdaError
+from ada_core.interfaces import Attributor, MaskBuilder, SegModel
+from ada_core.metrics import summarize
+
+__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "run_phase", "compute_keep"]
+
+#: Validation metric that picks the best epoch (higher is better).
+SELECT = "dsc_mean"
+#: Training images whose saliency, keep mask and ADA image the report shows.
+SAMPLES = 4
+
+
+class PhaseFailed(AdaError):
+    """A phase stopped: non-finite loss or saliency. Its last good checkpoint is kept."""
+
+    def __init__(self, message: str, *, cycle: int, epoch: int) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+        self.epoch = epoch
+
+
+@dataclass
+class Best:
+    epoch: int
+    cycle: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class Phase:
+    """What one phase trains.
+
+    Attributes:
+        label: ``"standard"`` or the branch label.
+        kind: ``"standard"``, ``"ada"`` or ``"control"``.
+        folder: the phase folder.
+        seed: the replicate's seed (every random stream derives from it).
+        cycles: ``[(cycle, epochs), ...]``; the standard phase is ``[(0, standard_epochs)]``.
+        attributor: the ADA branch's attributor (None otherwise).
+        mask: its mask builder (None otherwise).
+        repeat: times the conventional data is shown per epoch (2: step-matched control).
+        start: checkpoint the phase starts from (a branch: the standard phase's ``last.pt``).
+    """
+
+    label: str
+    kind: Literal["standard", "ada", "control"]
+    folder: Path
+    seed: int
+    cycles: list[tuple[int, int]]
+    attributor: Attributor | None = None
+    mask: MaskBuilder | None = None
+    repeat: int = 1
+    start: Path | None = None
+
+    @property
+    def epochs(self) -> int:
+        return sum(n for _, n in self.cycles)
+
+
+@dataclass
+class TrainState:
+    """Model, optimizer, random generators and bookkeeping of a phase in progress."""
+
+    model: SegModel
+    optimizer: torch.optim.Optimizer
+    generators: dict[str, torch.Generator]
+    epoch: int = 0
+    best: Best | None = None
+    seconds: float = 0.0
+
+    def checkpoint(self, runtime: Runtime, attributor: Attributor | None) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng(self.generators, runtime.device),
+            "epoch": self.epoch,
+            "best": None if self.best is None else vars(self.best),
+            "seconds": self.seconds,
+            "attributor": {} if attributor is None else attributor.state_dict(),
+        }
+
+    def restore(self, state: dict[str, Any], runtime: Runtime) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_rng(state["rng"], self.generators, runtime.device)
+
+
+@dataclass
+class PhaseOutcome:
+    """Where a finished phase ended and which weights it selected."""
+
+    epochs: int
+    best: Best
+    selected: str
+    selected_epoch: int | None
+    seconds: float
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def _new_state(
+    new_model: Callable[[], SegModel], seed: int, schedule: Schedule, runtime: Runtime
+) -> TrainState:
+    torch.manual_seed(seed)  # the initial weights and the global stream dropout draws from
+    model = new_model().to(runtime.device)
+    if runtime.channels_last and runtime.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    generators = {
+        name: torch.Generator(device=runtime.device).manual_seed(derive_seed(seed, name))
+        for name in ("shuffle", "augment")
+    }
+    return TrainState(model, optimizer, generators)
+
+
+def compute_keep(
+    attributor: Attributor,
+    mask: MaskBuilder,
+    model: SegModel,
+    data: SliceSet,
+    batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """Keep masks ``(N, 1, H, W)`` of every image of ``data`` for the current model, and the
+    saliency of the first :data:`SAMPLES` images (for the report).
+
+    Every cycle of every branch attributes through this function, the first cycle included.
+    """
+    keeps, head = [], None
+    for start in range(0, len(data), batch_size):
+        x, y = data.images[start : start + batch_size], data.masks[start : start + batch_size]
+        saliency = attributor.attribute(model, x, y)
+        if head is None:
+            head = saliency[:SAMPLES].cpu()
+        keeps.append(mask.build(saliency, y))
+    return torch.cat(keeps), head
+
+
+def _select(better: dict[str, float], best: Best | None) -> bool:
+    value = better.get(SELECT, math.nan)
+    if best is None:
+        return True
+    old = best.metrics.get(SELECT, math.nan)
+    if value != value:  # a NaN score never replaces a recorded best
+        return False
+    return old != old or value > old
+
+
+def _average(folder: Path, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
+    states = [load_checkpoint(folder / "avg" / f"epoch-{e}.pt", device)["model"] for e in epochs]
+    out = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point():
+            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+        else:  # e.g. batch norm's num_batches_tracked: the last epoch's
+            out[k] = v
+    return out
+
+
+class _Cycle:
+    """The training tensors of one cycle."""
+
+    def __init__(self, images: Tensor, masks: Tensor, augment_mask: Tensor | None) -> None:
+        self.images, self.masks, self.augment_mask = images, masks, augment_mask
+
+
+def _cycle_data(
+    phase: Phase,
+    cycle: int,
+    state: TrainState,
+    train: SliceSet,
+    schedule: Schedule,
+    resumed_inside: bool,
+    counters: Counter[str],
+) -> _Cycle:
+    if phase.attributor is None or phase.mask is None:
+        images, masks = train.images, train.masks
+        if phase.repeat > 1:
+            images = images.repeat(phase.repeat, 1, 1, 1)
+            masks = masks.repeat(phase.repeat, 1, 1, 1)
+        return _Cycle(images, masks, None)
+    folder = phase.folder
+    if resumed_inside:  # the cycle's masks are on disk: attributing again could differ
+        saved = load_checkpoint(folder / "keep.pt", train.images.device)
+        keep = saved["keep"].float()
+    else:
+        keep, head = compute_keep(
+            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size
+        )
+        save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
+        if cycle == 1:
+            ada = phase.mask.apply(train.images, keep)
+            first: dict[str, Any] = {"keep": keep.bool().cpu()}
+            if schedule.save_ada_images:
+                first["ada_images"] = ada.cpu()
+            save_checkpoint(folder / "cycle1.pt", first)
+            save_checkpoint(
+                folder / "samples.pt",
+                {
+                    "images": train.images[:SAMPLES].cpu(),
+                    "masks": train.masks[:SAMPLES].cpu(),
+                    "saliency": head,
+                    "keep": keep[:SAMPLES].bool().cpu(),
+                    "ada_images": ada[:SAMPLES].cpu(),
+                    "fill": phase.mask.fill,
+                },
+            )
+    for component in (phase.attributor, phase.mask):
+        counters.update(component.counters)
+        component.counters.clear()
+    # ADA images are made from the original (un-augmented) training images.
+    ada = phase.mask.apply(train.images, keep)
+    n = len(train)
+    dev = train.images.device
+    augment_mask = torch.cat(
+        [
+            torch.ones(n, dtype=torch.bool, device=dev),
+            torch.full((n,), schedule.augment_ada_images, dtype=torch.bool, device=dev),
+        ]
+    )
+    return _Cycle(torch.cat([train.images, ada]), torch.cat([train.masks, train.masks]), augment_mask)
+
+
+def _write_convergence(folder: Path, k: int, per_slice: dict[str, Tensor], val: SliceSet) -> None:
+    write_json(
+        folder / "convergence" / f"ada{k}.json",
+        {
+            "epoch": k,
+            "subject": list(val.subject),
+            "site": list(val.site),
+            "slice": val.slice_index.cpu().tolist(),
+            **{m: per_slice[m].tolist() for m in ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")},
+        },
+    )
+
+
+def run_phase(
+    phase: Phase,
+    train: SliceSet,
+    val: SliceSet,
+    schedule: Schedule,
+    runtime: Runtime,
+    new_model: Callable[[], SegModel],
+    *,
+    resume: bool,
+    quiet: bool = False,
+    convergence_at: tuple[int, ...] = (),
+) -> PhaseOutcome:
+    """Train ``phase`` to its end (continuing from ``last.pt`` when ``resume``).
+
+    Raises:
+        PhaseFailed: the training loss or an attribution became non-finite; ``last.pt`` still
+            holds the last good epoch.
+    """
+    folder = phase.folder
+    state = _new_state(new_model, phase.seed, schedule, runtime)
+    if phase.attributor is not None:
+        phase.attributor.set_seed(derive_seed(phase.seed, "attributor", phase.label))
+    if phase.start is not None:
+        state.restore(load_checkpoint(phase.start, runtime.device), runtime)
+    last = folder / "last.pt"
+    if resume and last.is_file():
+        saved = load_checkpoint(last, runtime.device, fallback=True)
+        state.restore(saved, runtime)
+        state.epoch, state.seconds = saved["epoch"], saved["seconds"]
+        state.best = None if saved["best"] is None else Best(**saved["best"])
+        if phase.attributor is not None:
+            phase.attributor.load_state_dict(saved.get("attributor", {}))
+    elif phase.start is not None:  # a fresh branch records where it really started
+        write_json(
+            folder / "start.json",
+            {
+                "from": str(phase.start),
+                "model": tensor_digest(state.model.state_dict()),
+                "optimizer": tensor_digest(state.optimizer.state_dict()),
+                "rng": tensor_digest(capture_rng(state.generators, runtime.device)),
+            },
+        )
+    log = MetricsLog(folder / "metrics.jsonl", keep=state.epoch)
+    augmenter = Augmenter(schedule.augment, state.generators["augment"])
+    loss_fn = make_loss(schedule.loss)
+    total = phase.epochs
+    bar = Progress(total, phase.label, quiet, initial=state.epoch)
+    all_counters: Counter[str] = Counter()
+    average_from = total - schedule.average_last + 1 if schedule.checkpoint == "average" else None
+    first_epoch = 1
+    metrics: dict[str, float] = {}
+    for cycle, n_epochs in phase.cycles:
+        end = first_epoch + n_epochs - 1
+        if state.epoch >= end:
+            first_epoch = end + 1
+            continue
+        t0 = time.perf_counter()
+        counters: Counter[str] = Counter()
+        try:
+            data = _cycle_data(
+                phase, cycle, state, train, schedule, state.epoch >= first_epoch, counters
+            )
+        except AdaError as e:
+            raise PhaseFailed(
+                f"{phase.label}: attribution failed in cycle {cycle}: {e}",
+                cycle=cycle,
+                epoch=state.epoch,
+            ) from e
+        all_counters.update(counters)
+        prep_s = time.perf_counter() - t0
+        state.seconds += prep_s
+        for epoch in range(max(first_epoch, state.epoch + 1), end + 1):
+            t1 = time.perf_counter()
+            loss_t = train_epoch(
+                state.model,
+                state.optimizer,
+                data.images,
+                data.masks,
+                loss_fn=loss_fn,
+                batch_size=schedule.batch_size,
+                shuffle=state.generators["shuffle"],
+                augmenter=augmenter if schedule.augment.enabled else None,
+                runtime=runtime,
+                augment_mask=data.augment_mask,
+            )
+            loss = float(loss_t)  # host-device sync point: once per epoch
+            train_s = time.perf_counter() - t1
+            if not math.isfinite(loss):
+                raise PhaseFailed(
+                    f"{phase.label}: the training loss became {loss} in cycle {cycle}, epoch "
+                    f"{epoch}; stopped, the last good checkpoint (epoch {state.epoch}) is kept. "
+                    "Lower train.lr or check the data",
+                    cycle=cycle,
+                    epoch=epoch,
+                )
+            per_slice = evaluate_slices(state.model, val, schedule.eval_batch_size, runtime)
+            metrics = {k: float(v) for k, v in summarize(per_slice).items()}
+            state.epoch = epoch
+            step_s = time.perf_counter() - t1
+            state.seconds += step_s
+            log.write(
+                {
+                    "phase": phase.kind,
+                    "branch": None if phase.kind == "standard" else phase.label,
+                    "seed": phase.seed,
+                    "cycle": cycle,
+                    "epoch": epoch,
+                    "loss": loss,
+                    "metrics": metrics,
+                    "seconds": step_s + (prep_s if epoch == first_epoch else 0.0),
+                    "images_per_s": data.images.shape[0] / train_s,
+                    "train_images": int(data.images.shape[0]),
+                    "counters": dict(counters) if epoch == first_epoch else {},
+                }
+            )
+            if phase.kind != "standard" and epoch in convergence_at:
+                _write_convergence(folder, epoch, per_slice, val)
+            if _select(metrics, state.best):
+                state.best = Best(epoch, cycle, metrics)
+                save_checkpoint(
+                    folder / "best.pt",
+                    {"model": state.model.state_dict(), "epoch": epoch, "cycle": cycle,
+                     "metrics": metrics},
+                )  # fmt: skip
+            if average_from is not None and epoch >= average_from:
+                save_checkpoint(
+                    folder / "avg" / f"epoch-{epoch}.pt", {"model": state.model.state_dict()}
+                )
+            save_checkpoint(last, state.checkpoint(runtime, phase.attributor), keep_previous=True)
+            bar.update(cycle=cycle, loss=loss, dsc=metrics.get(SELECT, math.nan))
+        first_epoch = end + 1
+        if quiet and phase.kind != "standard":
+            bar.note(f"cycle {cycle} done, val DSC {metrics.get(SELECT, math.nan):.2f}")
+    bar.close()
+    if state.best is None:  # no epochs: the start weights are the phase's result
+        metrics = summarize(evaluate_slices(state.model, val, schedule.eval_batch_size, runtime))
+        state.best = Best(0, 0, {k: float(v) for k, v in metrics.items()})
+        save_checkpoint(folder / "best.pt", {"model": state.model.state_dict(), "epoch": 0,
+                                             "cycle": 0, "metrics": state.best.metrics})  # fmt: skip
+        save_checkpoint(last, state.checkpoint(runtime, phase.attributor), keep_previous=True)
+    selected, selected_epoch = "best.pt", state.best.epoch
+    if schedule.checkpoint == "last":
+        selected, selected_epoch = "last.pt", state.epoch
+    elif schedule.checkpoint == "average" and total:
+        epochs = list(range(max(1, total - schedule.average_last + 1), total + 1))
+        save_checkpoint(folder / "average.pt", {"model": _average(folder, epochs, runtime.device),
+                                                "epochs": epochs})  # fmt: skip
+        selected, selected_epoch = "average.pt", None
+    bar.note(
+        f"done: best val DSC {state.best.metrics.get(SELECT, math.nan):.2f} at epoch "
+        f"{state.best.epoch}; scoring {selected}; {state.seconds:.1f} s"
+    )
+    return PhaseOutcome(
+        total, state.best, selected, selected_epoch, state.seconds, dict(all_counters)
+    )

@@ -1,0 +1,349 @@
+"""The run plan: everything a run needs, built and checked once from the config and registry.
+
+:func:`build_plan` is the only engine code that touches the registry, ``ComponentSpec`` and
+the name ``none``. Phases and jobs receive the typed records defined here (:class:`Schedule`,
+:class:`Evaluation`, :class:`Branch`, ...), never the whole ``ExperimentConfig``. Every check a
+run makes before work starts happens here (``ada config validate`` calls the same function):
+component parameters, the device, the model against the image size, each attributor against
+the model (e.g. a GradCam layer), the mask builder and the robustness square against the image
+size, the checkpoint rule and the convergence epochs against the schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from ada_core.augment import AugmentConfig
+from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
+from ada_core.data import PreprocessConfig
+from ada_core.engine.keys import digest
+from ada_core.engine.loop import Runtime
+from ada_core.errors import ConfigError
+from ada_core.fieldtags import tagged_settings
+from ada_core.interfaces import Attributor, ComponentConfig, MaskBuilder, SegDataset, SegModel
+from ada_core.registry import Registry
+from ada_core.splits import SplitConfig
+
+__all__ = [
+    "KEEP_TRAINING",
+    "Branch",
+    "EvalSet",
+    "Evaluation",
+    "KeepTrainingConfig",
+    "RunPlan",
+    "Schedule",
+    "build_plan",
+    "resolve_device",
+]
+
+#: Registry-free name of the keep-training control ("just train longer").
+KEEP_TRAINING = "none"
+
+
+class KeepTrainingConfig(ComponentConfig):
+    """Parameters of the ``none`` control (it has no attributor)."""
+
+    steps: Literal["epochs", "matched"] | None = Field(
+        None, description="'epochs': as many epochs as an ADA branch on the conventional data "
+        "(N images per epoch, the paper's control); 'matched': the conventional data twice per "
+        "epoch, as many optimiser steps as an ADA branch (2N images). None: train.control_steps."
+    )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How phases train (the train fields phases need, resolved)."""
+
+    standard_epochs: int
+    cycles: int
+    ada_epochs: int
+    batch_size: int
+    lr: float
+    loss: str
+    checkpoint: Literal["best", "last", "average"]
+    average_last: int
+    augment: AugmentConfig
+    augment_ada_images: bool
+    save_ada_images: bool
+    convergence_at: tuple[int, ...]
+    eval_batch_size: int
+
+    @property
+    def branch_epochs(self) -> int:
+        return self.cycles * self.ada_epochs
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How selected checkpoints are scored."""
+
+    robustness: bool
+    size: int
+    margin_mm: float
+    context_margin_mm: float | None
+    fill: float
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of the study: an attributor (ADA) or the keep-training control.
+
+    Attributes:
+        label: folder and table name.
+        method: the attributor's registry name, or ``"none"``.
+        control: True for a control (``none``, or an attributor that declares ``control``).
+        new_attributor: builds a fresh attributor; None for the keep-training control.
+        repeat: how often the conventional data is shown per epoch (2: the step-matched control).
+        settings: the branch's own settings (its key and the summary).
+    """
+
+    label: str
+    method: str
+    control: bool
+    new_attributor: Callable[[], Attributor] | None
+    repeat: int
+    settings: dict[str, Any]
+
+    @property
+    def kind(self) -> Literal["ada", "control"]:
+        return "control" if self.new_attributor is None else "ada"
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """An extra evaluation set (``[[evaluate]]``)."""
+
+    label: str
+    dataset: SegDataset
+    preprocess: PreprocessConfig
+    part: Literal["all", "val", "train"]
+    split: SplitConfig
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one run needs; see the module docstring."""
+
+    name: str
+    run_dir: Path
+    cache_dir: Path
+    mode: Literal["train", "compare"]
+    seeds: tuple[int, ...]
+    runtime: Runtime
+    schedule: Schedule
+    evaluation: Evaluation
+    dataset: SegDataset
+    preprocess: PreprocessConfig
+    split: SplitConfig
+    new_model: Callable[[], SegModel]
+    new_mask: Callable[[], MaskBuilder]
+    branches: tuple[Branch, ...]
+    eval_sets: tuple[EvalSet, ...]
+    #: Settings tagged "standard", "branch" and "eval" (the key payloads; fieldtags).
+    standard_settings: dict[str, Any]
+    branch_settings: dict[str, Any]
+    eval_settings: dict[str, Any]
+    config_toml: str
+    config_json: dict[str, Any]
+    model_spec: dict[str, Any] = field(default_factory=dict)
+
+    def branch(self, label: str) -> Branch:
+        return next(b for b in self.branches if b.label == label)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``train.device`` -> a torch device; 'auto' is CUDA when available."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"train.device = {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device = {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {spec!r} but CUDA is not available; use 'auto' or 'cpu'")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        elif device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device = {spec!r}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s)"
+            )
+    return device
+
+
+def _branch(
+    spec: ComponentSpec, i: int, config: ExperimentConfig, registry: Registry, model: SegModel
+) -> Branch:
+    where = f"attributors[{i}]"
+    if spec.name == KEEP_TRAINING:
+        try:
+            params = KeepTrainingConfig(**spec.params)
+        except Exception as e:  # pydantic's message names the field
+            raise ConfigError(f"{where}.params of the 'none' control: {e}") from None
+        steps = params.steps or config.train.control_steps
+        settings = {"method": KEEP_TRAINING, "steps": steps}
+        return Branch(spec.key, KEEP_TRAINING, True, None, 2 if steps == "matched" else 1, settings)
+    section = registry.attributors
+    cls = section.get(spec.name)
+    cfg = section.config(spec.name, spec.params, f"{where}.params")
+    probe = cls(cfg)
+    try:
+        probe.check_model(model)
+    except ConfigError as e:
+        raise ConfigError(f"{where} ({spec.key!r}): {e}") from None
+    settings = {"method": spec.name, "params": cfg.model_dump(mode="json")}
+    return Branch(
+        spec.key, spec.name, bool(cls.control), lambda cls=cls, cfg=cfg: cls(cfg), 1, settings
+    )
+
+
+def _check_schedule(config: ExperimentConfig) -> tuple[int, ...]:
+    t = config.train
+    total = t.cycles * t.ada_epochs
+    if t.checkpoint == "average":
+        for key, epochs in (("standard_epochs", t.standard_epochs), ("cycles x ada_epochs", total)):
+            if 0 < epochs < t.average_last:
+                raise ConfigError(
+                    f"train.average_last = {t.average_last} is larger than train.{key} = "
+                    f"{epochs}: checkpoint = 'average' needs at least k epochs in every phase; "
+                    f"lower train.average_last to at most {epochs}"
+                )
+    if t.convergence_at is None:
+        return (min(t.ada_epochs, total),) if total else ()
+    late = [e for e in t.convergence_at if e > total]
+    if late:
+        raise ConfigError(
+            f"train.convergence_at = {t.convergence_at}: epochs {late} are past the end of a "
+            f"branch ({t.cycles} cycles x {t.ada_epochs} ADA epochs = {total})"
+        )
+    return tuple(t.convergence_at)
+
+
+def build_plan(
+    config: ExperimentConfig,
+    registry: Registry,
+    *,
+    mode: Literal["train", "compare"] = "compare",
+    source: str = "<config>",
+) -> RunPlan:
+    """Check ``config`` against the registry and build the :class:`RunPlan`.
+
+    Raises:
+        ConfigError: naming ``source`` and the dotted key, for every check in the module
+            docstring, before any data is loaded or anything is trained.
+    """
+    if mode not in ("train", "compare"):
+        raise ConfigError(f"mode must be 'train' or 'compare', got {mode!r}")
+    registry.validate_experiment(config, source)
+    if not config.attributors:
+        raise ConfigError(f"{source}: attributors is empty: list at least one (or 'none')")
+    t = config.train
+    device = resolve_device(t.device)
+    runtime = Runtime(device, amp=t.amp, channels_last=t.channels_last)
+    size = tuple(config.data.preprocess.size)
+
+    def new_model() -> SegModel:
+        return registry.build("model", config.model, "model.params")
+
+    model = new_model()
+    try:
+        model.check_input_size(*size)
+    except Exception as e:
+        raise ConfigError(f"{source}: model {config.model.name!r}: {e}") from None
+    specs = list(config.attributors) if mode == "compare" else list(config.attributors[:1])
+    branches = tuple(_branch(sp, i, config, registry, model) for i, sp in enumerate(specs))
+
+    def new_mask() -> MaskBuilder:
+        return registry.build("mask", config.mask, "mask.params")
+
+    mask = new_mask()
+    try:
+        mask.check_image_size(*size)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    z = t.robustness_size or mask.erase_size or 20
+    if t.robustness and z > min(size):
+        key = "train.robustness_size" if t.robustness_size else "mask.params (its erase size)"
+        raise ConfigError(
+            f"{source}: {key} = {z} is larger than the {size[0]}x{size[1]} images "
+            f"(data.preprocess.size); the robustness square must fit: use at most {min(size)}"
+        )
+    convergence = _check_schedule(config)
+    eval_sets = tuple(
+        EvalSet(
+            spec.key,
+            registry.build("dataset", spec, f"evaluate[{i}].params"),
+            spec.preprocess,
+            spec.part,
+            spec.split,
+        )
+        for i, spec in enumerate(config.evaluate)
+    )
+    for es, spec in zip(eval_sets, config.evaluate, strict=True):
+        if tuple(spec.preprocess.size) != size:
+            raise ConfigError(
+                f"{source}: evaluate[{es.label}].preprocess.size = {list(spec.preprocess.size)} "
+                f"differs from data.preprocess.size = {list(size)}; the models take one size"
+            )
+    schedule = Schedule(
+        standard_epochs=t.standard_epochs,
+        cycles=t.cycles,
+        ada_epochs=t.ada_epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        loss=t.loss,
+        checkpoint=t.checkpoint,
+        average_last=t.average_last,
+        augment=config.augment,
+        augment_ada_images=t.augment_ada_images,
+        save_ada_images=t.save_ada_images,
+        convergence_at=convergence,
+        eval_batch_size=t.eval_batch_size,
+    )
+    evaluation = Evaluation(t.robustness, z, t.robustness_margin_mm, t.context_margin_mm, mask.fill)
+    standard = tagged_settings(config, "standard")
+    branch = tagged_settings(config, "branch")
+    branch.pop("attributors", None)  # each branch's key holds only its own entry
+    head = f"resolved configuration of run {config.name!r}" + (f" (from {source})" if source else "")
+    return RunPlan(
+        name=config.name,
+        run_dir=Path(config.output) / config.name,
+        cache_dir=Path(config.output) / ".cache",
+        mode=mode,
+        seeds=tuple(t.study_seeds),
+        runtime=runtime,
+        schedule=schedule,
+        evaluation=evaluation,
+        dataset=registry.build("dataset", config.data, "data.params"),
+        preprocess=config.data.preprocess,
+        split=config.data.split,
+        new_model=new_model,
+        new_mask=new_mask,
+        branches=branches,
+        eval_sets=eval_sets,
+        standard_settings={**standard, "device_type": device.type},
+        branch_settings=branch,
+        eval_settings={
+            **tagged_settings(config, "eval"),
+            "robustness_size": z,
+            "fill": mask.fill,
+        },
+        config_toml=to_toml(config, head),
+        config_json=config.model_dump(mode="json"),
+        model_spec=config.model.model_dump(mode="json"),
+    )
+
+
+def plan_digest(settings: dict[str, Any]) -> str:
+    return digest(settings)
