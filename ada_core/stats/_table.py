@@ -1,0 +1,223 @@
+"""The tidy results table: reading ``results.csv``, validating it, subject means.
+
+One row per (seed, fold, branch, set, subject, slice); a column per metric, empty where the
+metric is undefined on that slice (NaN).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ada_core.errors import DataError, InputError, suggest
+
+__all__ = ["HIGHER_IS_BETTER", "KEY", "KEY_COLUMNS", "SubjectMeans", "Table", "read_table",
+           "subject_means"]
+
+#: Columns every table has, in file order; every other column is a metric.
+KEY_COLUMNS = ("seed", "fold", "branch", "set", "subject", "site", "slice")
+#: The columns that identify a row (``site`` is an attribute of the subject).
+KEY = ("seed", "fold", "branch", "set", "subject", "slice")
+_INT = ("seed", "slice")
+#: Orientation of the known metrics.
+HIGHER_IS_BETTER = {"dsc": True, "hsd": False, "hd95": False, "tpr": True, "tnr": True,
+                    "ppv": True}
+
+
+def _codes(*cols: np.ndarray) -> np.ndarray:
+    """One integer code per row for the combination of ``cols`` (equal rows, equal codes)."""
+    inv = [np.unique(c, return_inverse=True)[1].ravel() for c in cols]
+    return np.unique(np.stack(inv, axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+class Table:
+    """A light column store: column name -> numpy array, validated on construction.
+
+    Args:
+        columns: every name of :data:`KEY_COLUMNS` and at least one metric column.
+        source: the file it came from, for messages.
+        lines: each row's line number in ``source`` (defaults to 1-based row numbers).
+
+    Raises:
+        DataError: a missing column, unequal lengths, bad values, or two rows with the same
+            (seed, fold, branch, set, subject, slice), naming the file, row and column.
+    """
+
+    def __init__(self, columns: Mapping[str, object], *, source: str = "<table>",
+                 lines: object = None) -> None:
+        self.source = source
+        missing = [c for c in KEY_COLUMNS if c not in columns]
+        if missing:
+            raise DataError(f"{source}: missing column(s) {missing}; a results table has "
+                            f"{list(KEY_COLUMNS)} and one column per metric")
+        metrics = tuple(c for c in columns if c not in KEY_COLUMNS)
+        if not metrics:
+            raise DataError(f"{source}: no metric columns (expected e.g. "
+                            f"{sorted(HIGHER_IS_BETTER)})")
+        n = len(columns["seed"])  # type: ignore[arg-type]
+        self.lines = np.arange(2, n + 2) if lines is None else np.asarray(lines)
+        cols: dict[str, np.ndarray] = {}
+        for name, raw in columns.items():
+            arr = np.asarray(raw)
+            if arr.shape != (n,):
+                raise DataError(f"{source}: column {name!r} has shape {arr.shape}, expected "
+                                f"({n},) like 'seed'")
+            if name in _INT:
+                if not np.issubdtype(arr.dtype, np.integer):
+                    raise DataError(f"{source}: column {name!r} must hold integers, got "
+                                    f"{arr.dtype}")
+                arr = arr.astype(np.int64)
+            elif name in KEY_COLUMNS:
+                arr = arr.astype(str)
+            else:
+                arr = arr.astype(np.float64)
+                bad = np.flatnonzero(np.isinf(arr))
+                if bad.size:
+                    raise DataError(f"{source}, line {self.lines[bad[0]]}, column {name!r}: "
+                                    f"infinite value; undefined metrics are left empty (NaN)")
+            cols[name] = arr
+        self.columns = cols
+        self.metrics = metrics
+        if n == 0:
+            raise DataError(f"{source}: the table has no rows")
+        self._check_duplicates()
+
+    def _check_duplicates(self) -> None:
+        code = _codes(*(self.columns[c] for c in KEY))
+        order = np.argsort(code, kind="stable")
+        same = np.flatnonzero(code[order][1:] == code[order][:-1])
+        if same.size:
+            i, j = order[same[0]], order[same[0] + 1]
+            key = ", ".join(f"{c}={self.columns[c][i]!r}" for c in KEY)
+            raise DataError(f"{self.source}: lines {self.lines[i]} and {self.lines[j]} have the "
+                            f"same key ({key}); {same.size} duplicate row(s) in all. Each "
+                            f"(seed, fold, branch, set, subject, slice) must appear once")
+        site = _codes(self.columns["fold"], self.columns["subject"], self.columns["site"])
+        subj = _codes(self.columns["fold"], self.columns["subject"])
+        if np.unique(site).size != np.unique(subj).size:
+            first = {}
+            for i, (s, t) in enumerate(zip(subj, self.columns["site"], strict=True)):
+                if first.setdefault(s, t) != t:
+                    raise DataError(f"{self.source}, line {self.lines[i]}: subject "
+                                    f"{self.columns['subject'][i]!r} has site {t!r} here and "
+                                    f"{first[s]!r} on an earlier line")
+
+    def __len__(self) -> int:
+        return len(self.columns["seed"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            raise InputError(f"{self.source}: no column {name!r}. " + suggest(name, self.columns))
+        return self.columns[name]
+
+    def values(self, column: str) -> list:
+        """The distinct values of ``column``, sorted."""
+        return sorted(np.unique(self[column]).tolist())
+
+    def subset(self, rows: np.ndarray) -> Table:
+        """The rows selected by a boolean mask or index array."""
+        return Table({k: v[rows] for k, v in self.columns.items()}, source=self.source,
+                     lines=self.lines[rows])
+
+
+def _parse(text: str, kind: type, where: str) -> float | int:
+    try:
+        if kind is int:
+            return int(text)
+        return math.nan if text.strip() == "" else float(text)
+    except ValueError as e:
+        want = "an integer" if kind is int else "a number or empty (undefined)"
+        raise DataError(f"{where}: {text!r} is not {want}") from e
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a ``results.csv`` with the csv module.
+
+    Raises:
+        DataError: the file is missing or malformed, naming the file, line and column.
+    """
+    path = Path(path)
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot read results table {path}: {e}") from e
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty file, expected a header row {list(KEY_COLUMNS)}")
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise DataError(f"{path}: column(s) {dup} appear more than once in the header")
+        kinds = [int if h in _INT else str if h in KEY_COLUMNS else float for h in header]
+        data: list[list] = [[] for _ in header]
+        lines = []
+        for row in reader:
+            if not row:
+                continue
+            where = f"{path}, line {reader.line_num}"
+            if len(row) != len(header):
+                raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}")
+            for col, kind, text, name in zip(data, kinds, row, header, strict=True):
+                col.append(text if kind is str else _parse(text, kind, f"{where}, "
+                                                                        f"column {name!r}"))
+            lines.append(reader.line_num)
+    if not lines:
+        raise DataError(f"{path}: the table has a header but no rows")
+    cols = {h: np.asarray(c, dtype=object if k is str else k) for h, c, k in
+            zip(header, data, kinds, strict=True)}
+    return Table(cols, source=str(path), lines=lines)
+
+
+@dataclass(frozen=True)
+class SubjectMeans:
+    """Slices aggregated to one mean per (seed, fold, branch, subject) of one set and metric.
+
+    All fields are parallel ``(G,)`` arrays; ``mean`` is NaN where every slice of the group
+    is undefined.
+    """
+
+    set: str
+    metric: str
+    seed: np.ndarray
+    fold: np.ndarray
+    branch: np.ndarray
+    subject: np.ndarray
+    site: np.ndarray
+    mean: np.ndarray
+    n_slices: np.ndarray
+    n_undefined: np.ndarray
+
+
+def _check_name(kind: str, name: str, valid, source: str) -> None:
+    if name not in valid:
+        raise InputError(f"{source}: unknown {kind} {name!r}. " + suggest(name, valid))
+
+
+def subject_means(table: Table, set: str, metric: str) -> SubjectMeans:
+    """Mean of ``metric`` over each subject's slices in ``set``, NaN-aware.
+
+    Raises:
+        InputError: ``set`` or ``metric`` is not in the table (the valid names are listed).
+    """
+    _check_name("set", set, table.values("set"), table.source)
+    _check_name("metric", metric, table.metrics, table.source)
+    rows = table["set"] == set
+    cols = {c: table[c][rows] for c in ("seed", "fold", "branch", "subject", "site")}
+    values = table[metric][rows]
+    code = _codes(cols["seed"], cols["fold"], cols["branch"], cols["subject"])
+    first = np.unique(code, return_index=True)[1]
+    ok = ~np.isnan(values)
+    n = np.bincount(code)
+    n_ok = np.bincount(code, weights=ok)
+    total = np.bincount(code, weights=np.where(ok, values, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_ok > 0, total / n_ok, np.nan)
+    return SubjectMeans(set=set, metric=metric, **{k: v[first] for k, v in cols.items()},
+                        mean=mean, n_slices=n.astype(np.int64),
+                        n_undefined=(n - n_ok).astype(np.int64))
