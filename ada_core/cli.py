@@ -83,9 +83,11 @@ def _load(args: argparse.Namespace) -> tuple[ExperimentConfig, Registry]:
     from ada_core.config import load_config
     from ada_core.plugins import load_plugins
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "seeds", None):
+        overrides.append(f"train.seeds=[{args.seeds}]")
+    config = load_config(args.config, overrides)
     registry = load_plugins(skip_broken=getattr(args, "skip_broken", False))
-    registry.validate_experiment(config, source=str(args.config))
     return config, registry
 
 
@@ -98,9 +100,14 @@ def _cmd_config(args: argparse.Namespace) -> int:
         return 0
     if args.config is None:
         raise AdaError(f"`ada config {args.action}` needs a config FILE")
-    config, _ = _load(args)
+    config, registry = _load(args)
+    from ada_core.engine import build_plan
+    from ada_core.engine.study import check_data
+
+    plan = build_plan(config, registry, source=str(args.config))
     if args.action == "validate":
-        print(f"{args.config}: valid")
+        notes = check_data(plan)
+        print(f"{args.config}: valid ({notes})")
         return 0
     if args.json:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
@@ -111,20 +118,54 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit code of a run in which a branch (or a standard phase) failed; the others finished.
+EXIT_FAILED_JOBS = 3
+#: Exit code after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ada_core.engine import run_experiment
+    from ada_core.engine import run_study
+    from ada_core.report.html import write_report
 
     config, registry = _load(args)
-    run_dir = run_experiment(
-        config,
-        registry,
-        mode=args.command,
-        quiet=args.quiet,
-        resume=args.resume,
-        config_source=str(args.config),
-    )
-    print(f"run folder: {run_dir}")
+    try:
+        result = run_study(
+            config,
+            registry,
+            mode=args.command,
+            quiet=args.quiet,
+            resume=args.resume,
+            force=args.force,
+            source=str(args.config),
+            debug=args.debug,
+        )
+    except KeyboardInterrupt:
+        again = " ".join(["ada", *sys.argv[1:]]) if "--resume" in sys.argv else " ".join(
+            ["ada", *sys.argv[1:], "--resume"])  # fmt: skip
+        print(f"\ninterrupted; finished epochs are kept. Continue with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result.text, end="", flush=True)
+    print(f"report: {write_report(result.run_dir)}")
+    print(f"run folder: {result.run_dir}")
+    if result.failed:
+        print(f"ada: {len(result.failed)} job(s) failed:", file=sys.stderr)
+        for message in result.failed:
+            print(f"  {message}", file=sys.stderr)
+        return EXIT_FAILED_JOBS
     return 0
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from ada_core.engine import aggregate
+    from ada_core.engine.lock import RunLock
+    from ada_core.report.html import write_report
+
+    with RunLock(args.run, shared=True):
+        result = aggregate(args.run)
+    print(result.text, end="")
+    print(f"report: {write_report(args.run)}")
+    return 0 if result.summary.complete else EXIT_FAILED_JOBS
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -178,9 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         add_config_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars (for logs)")
-        p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        p.add_argument("--resume", action="store_true", help="continue interrupted or failed jobs")
+        p.add_argument(
+            "--force", action="store_true",
+            help="replace results of changed settings (the old ones are kept aside in "
+            "RUN/.superseded/, never deleted)",
+        )  # fmt: skip
+        p.add_argument(
+            "--seeds", metavar="S,S,...", help="seeds of the study, e.g. 0,1,2 (train.seeds)"
+        )
         p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("report", help="(re)write RUN/report.html from a finished run folder")
+    p = sub.add_parser(
+        "aggregate", help="results.csv, statistics, summary and report from a run's finished jobs"
+    )
+    p.add_argument("run", type=Path, help="the run folder, e.g. runs/demo")
+    p.set_defaults(func=_cmd_aggregate)
+    p = sub.add_parser("report", help="(re)write RUN/report.html from an aggregated run folder")
     p.add_argument("run", type=Path, help="the run folder, e.g. runs/demo")
     p.set_defaults(func=_cmd_report)
     return parser

@@ -84,7 +84,8 @@ def _curve(path: Path) -> list[float]:
 
 def _job_record(run_dir: Path, job: dict[str, Any]) -> JobRecord:
     folder = run_dir / job["path"]
-    base = {"label": job["label"], "seed": job["seed"], "fold": job["fold"], "path": job["path"]}
+    base = {"label": job["label"], "seed": job["seed"], "fold": job["fold"], "path": job["path"],
+            "eval_path": f"{job['path']}/eval/{job['eval_key']}"}
     key = read_json(folder / "key.json").get("key") if (folder / "key.json").is_file() else None
     if key != job["key"]:
         return JobRecord(**base, status="missing", error="not started")
@@ -177,7 +178,6 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
         raise DataError(f"{run_dir}: no study.json, so not an ADA run folder; run `ada compare` first")
     study = read_json(run_dir / "study.json")
     jobs = [_job_record(run_dir, j) for j in study["jobs"]]
-    n_reps = len({(j.fold, j.seed) for j in jobs})
     branches, missing = [], []
     info = [{"label": "standard", "method": "standard", "kind": "standard", "control": False},
             *study["branches"]]  # fmt: skip
@@ -247,5 +247,4 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     write_json(run_dir / "summary.json", summary.model_dump(mode="json"))
     text = format_summary(summary)
     atomic_write_text(run_dir / "summary.txt", text)
-    del n_reps
     return AggregateResult(summary, text)

@@ -22,7 +22,6 @@ from pydantic import Field
 from ada_core.augment import AugmentConfig
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
-from ada_core.engine.keys import digest
 from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError
 from ada_core.fieldtags import tagged_settings
@@ -343,7 +342,3 @@ def build_plan(
         config_json=config.model_dump(mode="json"),
         model_spec=config.model.model_dump(mode="json"),
     )
-
-
-def plan_digest(settings: dict[str, Any]) -> str:
-    return digest(settings)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ada_core.config import ExperimentConfig
 from ada_core.data import SliceSet, load_slices, split_slices
 from ada_core.engine._folds_shim import fold_slices, plan_folds
@@ -34,7 +36,7 @@ from ada_core.engine.plan import RunPlan, build_plan
 from ada_core.errors import AdaError, DataError
 from ada_core.registry import Registry
 
-__all__ = ["StudyData", "StudyResult", "load_study_data", "run_study"]
+__all__ = ["StudyData", "StudyResult", "check_data", "execute", "load_study_data", "run_study"]
 
 
 @dataclass
@@ -102,6 +104,37 @@ def load_study_data(plan: RunPlan) -> StudyData:
     return StudyData(parts, _extra_sets(plan), replicates, plan.dataset.fingerprint())
 
 
+def check_data(plan: RunPlan) -> str:
+    """The data checks ``ada config validate`` can make without loading volumes: the data set
+    lists labelled subjects and the split gives every fold non-empty parts (in persons).
+
+    Returns:
+        A one-line description of the split (persons per part and fold).
+
+    Raises:
+        DataError, ConfigError: naming the data set and the split key.
+    """
+    subjects = [s for s in plan.dataset.subjects() if s.labelled]
+    if not subjects:
+        raise DataError(f"dataset {plan.dataset.name!r} lists no labelled subject; check its params")
+    folds = plan_folds([s.group for s in subjects], [s.site for s in subjects], plan.split)
+    parts = []
+    for fold in folds:
+        if not fold.train or not fold.val:
+            raise DataError(
+                f"dataset {plan.dataset.name!r}: the split leaves {len(fold.train)} training and "
+                f"{len(fold.val)} validation persons" + (f" in fold {fold.name!r}" if fold.name else "")
+                + "; the engine needs both (check data.split)"
+            )
+        sizes = f"{len(fold.train)}/{len(fold.val)}/{len(fold.test)}"
+        parts.append(f"{fold.name}: {sizes}" if fold.name else sizes)
+    for es in plan.eval_sets:
+        if not any(s.labelled for s in es.dataset.subjects()):
+            raise DataError(f"evaluate[{es.label!r}]: dataset {es.dataset.name!r} lists no labelled subject")
+    return (f"{len(subjects)} labelled subjects; train/val/test persons {', '.join(parts)}; "
+            f"{len(plan.seeds)} seed(s), {len(plan.branches)} branches")
+
+
 def _phase(plan: RunPlan, job: Job) -> Phase:
     s = plan.schedule
     b = job.branch
@@ -156,14 +189,14 @@ def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
     s = plan.schedule
     scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, plan.runtime)
     conv = convergence_sets(job.folder) if job.branch is not None else []
+    report = parts["test"] if len(parts["test"]) else parts["val"]
     write_json(
         folder / "summary.json",
         {"sets": {x.name: x.summary() for x in scored},
+         "report_part": "test" if len(parts["test"]) else "val",
+         "spacing_mm": [float(v) for v in report.spacing.double().mean(0)],
          **{k: v for x in scored for k, v in x.extra.items()}},
     )  # fmt: skip
-    import numpy as np
-
-    report = parts["test"] if len(parts["test"]) else parts["val"]
     np.save(folder / "mean_image.npy", report.images.mean(0)[0].cpu().numpy())
     write_rows(folder / "rows.csv", scored, conv, seed=job.replicate.seed,
                fold=job.replicate.fold, branch=job.label)  # fmt: skip

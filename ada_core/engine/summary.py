@@ -44,6 +44,8 @@ class JobRecord(BaseModel):
     seed: int
     fold: str
     path: str = Field(description="Job folder, relative to the run folder.")
+    eval_path: str = Field(description="Folder of the scored sets (rows.csv, summary.json with "
+                           "the robustness-by-position grid, mean_image.npy), relative.")
     status: Literal["done", "failed", "missing"]
     error: str | None = None
     best_epoch: int | None = None
