@@ -104,10 +104,18 @@ DISTS = [
         },
     ),
     # Two distributions that both call their plugin "twin".
-    Dist("ada-twin-one", "1.0.0", {"twin": "ada_twin_one.plugin"},
-         {"ada_twin_one/plugin.py": _registers("twin_one")}),
-    Dist("ada-twin-two", "2.0.0", {"twin": "ada_twin_two.plugin"},
-         {"ada_twin_two/plugin.py": _registers("twin_two")}),
+    Dist(
+        "ada-twin-one",
+        "1.0.0",
+        {"twin": "ada_twin_one.plugin"},
+        {"ada_twin_one/plugin.py": _registers("twin_one")},
+    ),
+    Dist(
+        "ada-twin-two",
+        "2.0.0",
+        {"twin": "ada_twin_two.plugin"},
+        {"ada_twin_two/plugin.py": _registers("twin_two")},
+    ),
 ]
 
 
