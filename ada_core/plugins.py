@@ -94,12 +94,17 @@ class _Loader:
 
     def _add_to_pluggy(self, module: object, info: PluginInfo, where: str) -> None:
         try:
-            self.pm.register(module, name=info.name)
+            registered = self.pm.register(module, name=info.name)
         except Exception as e:
             if self.pm.get_plugin(info.name) is module:  # older pluggy may register halfway
                 self.pm.unregister(name=info.name)
             hint = self._register_hint(module, info, e)
             raise PluginError(f"{where} could not be registered: {hint}") from e
+        if registered is None:  # pluggy ignores a None plugin without a word
+            raise PluginError(
+                f"{where} could not be registered: it loaded {module!r}; point the entry point "
+                f"at the module that defines {_HOOK}"
+            )
 
     def _register_hint(self, module: object, info: PluginInfo, e: Exception) -> str:
         found = _first_line(e)
@@ -202,7 +207,7 @@ def load_plugins(*, skip_broken: bool = False, disable: set[str] | None = None) 
             registers something invalid, or two distributions declare the same entry point.
             ada-core's own built-ins failing always raises.
     """
-    source = f"{DISABLE_ENV}" if disable is None else "disable="
+    source = DISABLE_ENV if disable is None else "disable="
     disable = disabled_plugins() if disable is None else disable
     loader = _Loader()
     loader.register(

@@ -85,13 +85,14 @@ DISTS = [
             "alias_a": "ada_hooks.shared",
             "alias_b": "ada_hooks.shared",
             "halfway": "ada_hooks.halfway",
+            "nothing": "ada_hooks.nohook:NOTHING",
         },
         {
             "ada_hooks/typo.py": (
                 "from ada_core import hookimpl\n\n\n@hookimpl\ndef ada_registr(registry):\n"
                 "    raise AssertionError('an unknown hook must never be called')\n"
             ),
-            "ada_hooks/nohook.py": '"""A plugin module that forgot its hook."""\nVALUE = 1\n',
+            "ada_hooks/nohook.py": '"""A plugin module that forgot its hook."""\nNOTHING = None\n',
             "ada_hooks/undecorated.py": "def ada_register(registry):\n    pass\n",
             "ada_hooks/badargs.py": (
                 "from ada_core import hookimpl\n\n\n@hookimpl\ndef ada_register(reg):\n    pass\n"

@@ -143,6 +143,7 @@ SCENARIOS = [
     Scenario("typo_skip", ("typo", "good"), skip_broken=True),
     Scenario("nohook", ("nohook",)),
     Scenario("undecorated", ("undecorated",)),
+    Scenario("nothing", ("nothing",)),
     Scenario("badargs", ("badargs",)),
     Scenario("twin", ("twin",)),
     Scenario("twin_skip", ("twin", "good"), skip_broken=True),
@@ -207,6 +208,13 @@ def test_undecorated_hook_says_to_decorate_it(loaded):
     msg = _error(loaded["undecorated"])
     assert f"entry point 'undecorated' (ada_hooks.undecorated) {HOOKS}" in msg
     assert "without the hook marker" in msg and "@hookimpl" in msg
+
+
+def test_entry_point_to_none_is_refused_not_ignored(loaded):
+    # pluggy's register() returns None for a None plugin instead of raising.
+    msg = _error(loaded["nothing"])
+    assert f"entry point 'nothing' (ada_hooks.nohook:NOTHING) {HOOKS}" in msg
+    assert "loaded None" in msg
 
 
 def test_hook_with_wrong_arguments_wraps_pluggys_validation(loaded):
