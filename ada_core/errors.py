@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "InputError",
     "PluginError",
+    "PluginWarning",
     "UnknownComponentError",
     "closest",
     "suggest",
@@ -32,6 +33,13 @@ class ConfigError(AdaError, ValueError):
 
 class PluginError(AdaError):
     """A plugin failed to load or registered something invalid."""
+
+
+class PluginWarning(UserWarning):
+    """Plugin loading went on, but something in the user's setup is probably a mistake.
+
+    For example, ``ADA_DISABLE_PLUGINS`` names a plugin that is not installed.
+    """
 
 
 class UnknownComponentError(ConfigError, KeyError):

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ada_core.errors import DataError
+from ada_core import DataError
 
 __all__ = ["Nifti", "binary_label", "check_pair", "files_fingerprint", "read_nifti"]
 

@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core.errors import DataError
-from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
+from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume
 
 __all__ = ["PhantomConfig", "PhantomDataset", "generate"]
 

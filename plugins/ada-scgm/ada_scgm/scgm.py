@@ -15,8 +15,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ada_core.errors import DataError, suggest
-from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
+from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, suggest
 from ada_scgm._nifti import binary_label, check_pair, files_fingerprint, read_nifti
 
 __all__ = ["ScgmConfig", "ScgmDataset"]

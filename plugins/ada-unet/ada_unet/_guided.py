@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ada_core.errors import ConfigError
+from ada_core import ConfigError
 
 __all__ = ["GuidedReport", "count_relu_calls", "make_relus_distinct"]
 

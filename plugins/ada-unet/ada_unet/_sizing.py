@@ -15,8 +15,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from ada_core.errors import InputError
-from ada_core.interfaces import SegModel
+from ada_core import InputError, SegModel
 
 __all__ = ["PadMode", "PAD_DESCRIPTION", "fit_input", "crop_output"]
 

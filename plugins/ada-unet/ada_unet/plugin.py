@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ada_core.hookspecs import hookimpl
-from ada_core.registry import Registry
+from ada_core import Registry, hookimpl
 
 
 @hookimpl

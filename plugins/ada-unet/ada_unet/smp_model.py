@@ -16,8 +16,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from ada_core.errors import ConfigError, DataError, closest, suggest
-from ada_core.interfaces import ComponentConfig, SegModel
+from ada_core import ComponentConfig, ConfigError, DataError, SegModel, closest, suggest
 from ada_unet._guided import GuidedReport, make_relus_distinct
 from ada_unet._sizing import PAD_DESCRIPTION, PadMode, crop_output, fit_input
 

@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from ada_core.interfaces import ComponentConfig, SegModel
+from ada_core import ComponentConfig, SegModel
 from ada_unet._sizing import PAD_DESCRIPTION, PadMode, crop_output, fit_input
 
 __all__ = ["PaperUNet", "PaperUNetConfig"]
