@@ -250,6 +250,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ada: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the operating system refused: disk full, read-only, permissions
+        if args.debug:
+            raise
+        print(f"ada: error: {_os_error(e)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(e: OSError) -> str:
+    """One sentence for an operating-system fault: what, where, and what to do."""
+    import errno
+
+    where = f" {e.filename}" if e.filename else ""
+    advice = {
+        errno.ENOSPC: "the disk is full: free space or set `output` to another disk",
+        errno.EROFS: "the file system is read-only: set `output` to a writable folder",
+        errno.EACCES: "permission denied: set `output` to a folder you may write",
+        errno.EPERM: "permission denied: set `output` to a folder you may write",
+        errno.ENOTDIR: "a path component is a file, not a folder: fix `output` or the path",
+        errno.EISDIR: "a folder is where a file should be: fix the path",
+        errno.EEXIST: "a file is in the way: move it or choose another `output`/`name`",
+    }.get(e.errno or 0, "check the path and the disk")
+    return f"cannot use{where} ({e.strerror or e}): {advice}; nothing finished was lost"
 
 
 if __name__ == "__main__":

@@ -395,6 +395,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder; give the path of a TOML config file") from None
+        except PermissionError:
+            raise ConfigError(f"{path}: permission denied; make the file readable") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
     if overrides:

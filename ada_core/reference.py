@@ -1,10 +1,14 @@
-"""The configuration reference, generated from the pydantic field descriptions.
+"""The configuration reference, generated from the pydantic models and their field tags.
 
 ``ada config reference > docs/config.md`` writes it; a test keeps the committed file current.
+Sections are found by walking :class:`~ada_core.config.ExperimentConfig` (every sub-model and
+list of sub-models becomes a section), so no section can be forgotten; each field shows which
+results it changes (its tag, see :mod:`ada_core.fieldtags`).
 """
 
 from __future__ import annotations
 
+import inspect
 import typing
 from pathlib import PurePath
 from typing import Any
@@ -12,15 +16,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from ada_core.config import ExperimentConfig
+from ada_core.fieldtags import field_tag
 from ada_core.registry import Registry
 
 __all__ = ["config_reference"]
 
-_SECTIONS = {
-    "train": "Algorithm 1's schedule and optimisation.",
-    "augment": "Classical augmentation (the paper's Table 2).",
-    "data.preprocess": "Volumes to slices.",
-    "data.split": "Training / validation split by subject.",
+_TAG_TEXT = {
+    "standard": "standard phase",
+    "branch": "branches",
+    "eval": "scoring",
+    "none": "nothing",
 }
 
 
@@ -29,58 +34,104 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in typing.get_args(annotation))
     text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("|", "\\|")
+    return text.replace("typing.", "").replace("ada_core.config.", "").replace("|", "\\|")
 
 
 def _default(field: Any) -> str:
     value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         return "(table)"
-    if isinstance(value, list) and all(hasattr(v, "name") for v in value):
-        value = [v.name for v in value]
+    if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        value = [getattr(v, "name", "...") for v in value]
     elif isinstance(value, PurePath):
         value = str(value)
     return f"`{value!r}`"
 
 
-def _table(model: type[BaseModel]) -> list[str]:
-    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+def _sub_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds, and whether it holds a list of them."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if typing.get_origin(annotation) is list:
+        (arg,) = typing.get_args(annotation) or (None,)
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, True
+    return None, False
+
+
+def _table(model: type[BaseModel], inherited: str | None, tags: bool = True) -> list[str]:
+    head = "| key | type | default | changes | description |" if tags else "| key | type | default | description |"
+    lines = [head, "|---|---|---|---|---|" if tags else "|---|---|---|---|"]
     for name, field in model.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            continue
-        desc = (field.description or "").replace("|", "\\|")
-        lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
+        sub, is_list = _sub_model(field.annotation)
+        if sub is not None and not is_list and issubclass(sub, BaseModel) and sub.model_fields:
+            if name not in ("model", "mask"):  # component specs stay rows; tables get sections
+                continue
+        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        cells = [f"`{name}`", _type_name(field.annotation), _default(field)]
+        if tags:
+            tag = field_tag(field) or inherited
+            cells.append(_TAG_TEXT.get(tag or "", "(inherits)"))
+        lines.append("| " + " | ".join([*cells, desc]) + " |")
     return lines
 
 
+def _sections(model: type[BaseModel], prefix: str, inherited: str | None) -> list[str]:
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        sub, is_list = _sub_model(field.annotation)
+        if sub is None or name in ("model", "mask", "attributors"):
+            continue
+        tag = field_tag(field) or inherited
+        dotted = f"{prefix}{name}"
+        title = f"[[{dotted}]]" if is_list else f"[{dotted}]"
+        doc = inspect.cleandoc(sub.__doc__ or "")
+        out += ["", f"## `{title}`", "", doc, "", *_table(sub, tag)]
+        out += _sections(sub, f"{dotted}.", tag)
+    return out
+
+
+def _component_doc(cls: type) -> list[str]:
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    return [doc, ""] if doc else []
+
+
 def config_reference(registry: Registry) -> str:
-    """Markdown: every ExperimentConfig section, then every registered component's params."""
+    """Markdown: every configuration section, then every registered component's params.
+
+    The *changes* column says which results a field changes: the standard phase (and so
+    every branch after it), the branches only, only the scoring of finished checkpoints
+    (no retraining), or nothing. A changed setting under an existing run name is refused for
+    the jobs it changes (``--force`` keeps their old results aside).
+    """
     lines = [
         "# Configuration reference",
         "",
         "Generated by `ada config reference` from the field descriptions; do not edit by hand.",
         "",
+        "The *changes* column says which results a field changes: the standard phase (and so "
+        "every branch after it), the branches only, only the scoring of finished checkpoints "
+        "(re-scored without retraining), or nothing. Under an existing run name, a changed "
+        "setting is refused for the jobs it changes unless `--force` (which keeps the old "
+        "results aside in `RUN/.superseded/`).",
+        "",
         "## Top level",
         "",
-        *_table(ExperimentConfig),
+        *_table(ExperimentConfig, None),
         "",
-        "`data`, `model`, `mask` and each entry of `attributors` are component specs: `name` (a "
-        "registry key, see below), `params` (that component's fields) and an optional `label`.",
+        "`data`, `model`, `mask`, each entry of `attributors` and of `evaluate` are component "
+        "specs: `name` (a registry key, see below), `params` (that component's fields) and an "
+        "optional `label` (a path-safe name). The `none` attributor is the keep-training "
+        "control; its only parameter is `steps` (`'epochs'` or `'matched'`).",
+        *_sections(ExperimentConfig, "", None),
     ]
-    for dotted, blurb in _SECTIONS.items():
-        model: type[BaseModel] = ExperimentConfig
-        for part in dotted.split("."):
-            model = model.model_fields[part].annotation
-        lines += ["", f"## `[{dotted}]`", "", blurb, "", *_table(model)]
-    titles = {"attributor": "Attributors", "mask": "Mask builders", "dataset": "Data sets", "model": "Models"}
+    titles = {"attributor": "Attributors", "mask": "Mask builders", "dataset": "Data sets",
+              "model": "Models"}  # fmt: skip
     for kind, section in registry.sections.items():
         lines += ["", f"## {titles[kind]} (`params`)"]
         for entry in section:
             cls = entry.cls
-            doc = (cls.__doc__ or "").strip().splitlines()
             lines += ["", f"### `{cls.name}` ({entry.plugin.distribution})", ""]
-            if doc:
-                lines += [doc[0], ""]
-            lines += _table(cls.Config) if cls.Config.model_fields else ["No parameters."]
+            lines += _component_doc(cls)
+            lines += _table(cls.Config, None, tags=False) if cls.Config.model_fields else ["No parameters."]
     return "\n".join(lines) + "\n"

@@ -1,81 +1,40 @@
-"""Tests of the ADA engine: losses, checkpoints, one epoch, and a tiny compare through the CLI.
+"""Tests of the ADA engine: losses, checkpoints, keys, the one phase loop, and a tiny compare.
 
 The end-to-end checks recompute what the engine reports with independent code: DSC by hand
-from the saved best checkpoint, the robustness set by a brute-force loop over square
-positions, ADA images from the training slices loaded again through the registry.
+from the selected checkpoint, the robustness set by a brute-force loop over square
+positions, ADA images and first-cycle keep masks from the training slices loaded again through
+the registry and a fresh attributor.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
-import subprocess
-import sys
+import pickle
 from pathlib import Path
 
 import pytest
 import torch
 
-from ada_core.augment import AugmentConfig
-from ada_core.cli import main
-from ada_core.config import ExperimentConfig, parse_config, to_toml
+from studykit import ada_cli, metrics_rows, run_config, tiny_config, write_config
+
+from ada_core.config import ExperimentConfig, parse_config
 from ada_core.data import load_slices, split_slices
-from ada_core.engine import run_experiment, standard_key
-from ada_core.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
-from ada_core.engine.experiment import resolve_device
+from ada_core.engine import build_plan, run_study
+from ada_core.engine.checkpoint import CheckpointWarning, load_checkpoint, save_checkpoint, write_json
+from ada_core.engine.jobs import Replicate, plan_jobs
 from ada_core.engine.loop import Runtime, train_epoch
 from ada_core.engine.losses import bce_loss, make_loss, soft_dice_loss
+from ada_core.engine.plan import resolve_device
 from ada_core.errors import ConfigError, DataError
+from ada_core.fieldtags import untagged_fields
+from ada_core.masks import erased_iou_matrix
 from ada_core.plugins import load_plugins
 from ada_core.testing.models import TinySegModel
 
-ROOT = Path(__file__).resolve().parents[1]
 BRANCHES = ["gradcam", "vanilla", "random", "none", "none_twin"]
-
-
-def tiny_config(output: Path, name: str = "tiny", **train) -> dict:
-    """A compare that runs in seconds: 32 x 32 phantom slices, a 2-level U-Net of width 4."""
-    return {
-        "name": name,
-        "output": str(output),
-        "data": {
-            "name": "phantom",
-            "params": {
-                "n_subjects": 5,
-                "slices_per_subject": 3,
-                "size": [64, 64],
-                "spacing": 0.5,
-                "sites": 2,
-                "context_cue": True,
-                "seed": 1,
-            },
-            "preprocess": {"spacing": 0.5, "size": [32, 32]},
-            "split": {"val_fraction": 0.2, "seed": 0},
-        },
-        "model": {"name": "unet-paper", "params": {"width": 4, "depth": 2, "dropout": 0.1}},
-        "attributors": [
-            {"name": "gradcam"},
-            {"name": "vanilla"},
-            {"name": "random"},
-            {"name": "none"},
-            {"name": "none", "label": "none_twin"},
-        ],
-        "mask": {"name": "window", "params": {"size": 6}},
-        "train": {
-            "standard_epochs": 2,
-            "cycles": 2,
-            "ada_epochs": 2,
-            "batch_size": 8,
-            "lr": 3e-3,
-            "eval_batch_size": 32,
-            "robustness_size": 8,
-            "seed": 0,
-            "device": "cpu",
-            **train,
-        },  # the checks recompute in float32 on the CPU
-    }
+SEEDS = [0, 1]
 
 
 # --------------------------------------------------------------------------- units
@@ -88,13 +47,7 @@ def test_soft_dice_loss_matches_hand_computation():
     inter = p[0] + p[1]
     expected = 1 - (2 * inter + 1) / (sum(p) + 2 + 1)
     assert soft_dice_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
-    bce = (
-        -sum(
-            t * math.log(q) + (1 - t) * math.log(1 - q)
-            for q, t in zip(p, [1, 1, 0, 0], strict=True)
-        )
-        / 4
-    )
+    bce = -sum(t * math.log(q) + (1 - t) * math.log(1 - q) for q, t in zip(p, [1, 1, 0, 0])) / 4
     assert bce_loss(logits, target).item() == pytest.approx(bce, rel=1e-5)
     assert make_loss("dice+bce")(logits, target).item() == pytest.approx(expected + bce, rel=1e-5)
 
@@ -118,17 +71,9 @@ def test_full_batch_epoch_equals_one_manual_step():
     # SGD: Adam's first step is lr * sign(grad), which turns float noise in the zero
     # gradients of conv biases before batch norm into full-size steps.
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss = train_epoch(
-        model,
-        opt,
-        x,
-        y,
-        loss_fn=soft_dice_loss,
-        batch_size=6,
-        shuffle=torch.Generator().manual_seed(0),
-        augmenter=None,
-        runtime=Runtime(torch.device("cpu")),
-    )
+    loss = train_epoch(model, opt, x, y, loss_fn=soft_dice_loss, batch_size=6,
+                       shuffle=torch.Generator().manual_seed(0), augmenter=None,
+                       runtime=Runtime(torch.device("cpu")))  # fmt: skip
     ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
     ref.train()
     ref_loss = soft_dice_loss(ref(x), y)  # batch-level loss: invariant to sample order
@@ -153,65 +98,97 @@ def test_checkpoints_are_atomic_and_errors_name_the_file(tmp_path):
     assert json.loads((tmp_path / "n.json").read_text()) == {"v": None, "w": [1.0, None]}
 
 
-#: TrainConfig fields that change neither the standard phase nor a branch's training.
-NEUTRAL_TRAIN = {
-    "device",  # keyed by device *type* separately
-    "eval_batch_size", "save_ada_images", "robustness", "robustness_size", "reuse_standard",
-    "cycles",  # more cycles extend a branch's schedule unchanged
-}  # fmt: skip
-CHANGED = {"standard_epochs": 7, "batch_size": 3, "lr": 0.5, "loss": "bce", "seed": 9,
-           "amp": False, "channels_last": False, "ada_epochs": 9,
-           "augment_ada_images": False, "control_steps": "matched"}  # fmt: skip
+class _WritesAFile:
+    """A pickle payload that, if ever unpickled, creates a file (arbitrary code execution)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "pwned"))
 
 
-def test_every_train_field_is_classified_for_the_keys():
-    from ada_core.config import TrainConfig
-    from ada_core.engine.experiment import BRANCH_TRAIN_FIELDS, STANDARD_TRAIN_FIELDS
-
-    fields = set(TrainConfig.model_fields)
-    classified = STANDARD_TRAIN_FIELDS | BRANCH_TRAIN_FIELDS | NEUTRAL_TRAIN
-    assert fields == classified, f"classify the new TrainConfig fields: {fields ^ classified}"
-    assert not STANDARD_TRAIN_FIELDS & BRANCH_TRAIN_FIELDS
-
-
-@pytest.mark.parametrize("field", sorted(CHANGED))
-def test_standard_and_branch_keys_follow_their_fields(field):
-    from ada_core.engine.experiment import STANDARD_TRAIN_FIELDS, branch_key
-
-    base = ExperimentConfig(train={"device": "cpu"})
-    spec = base.attributors[0]
-    changed = base.model_copy(update={"train": base.train.model_copy(update={field: CHANGED[field]})})
-    std, std2 = standard_key(base, "fp"), standard_key(changed, "fp")
-    assert (std != std2) == (field in STANDARD_TRAIN_FIELDS)
-    # A branch depends on its standard phase and on its own fields: any of these changes it.
-    assert branch_key(base, spec, std) != branch_key(changed, spec, std2)
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    target = tmp_path / "written-by-the-pickle"
+    crafted = tmp_path / "last.pt"
+    torch.save({"model": {}, "payload": _WritesAFile(str(target))}, crafted)
+    with pytest.raises(DataError, match=r"last\.pt was refused: .*could run code"):
+        load_checkpoint(crafted, fallback=True)  # never falls back past a refused file
+    assert not target.exists()
+    # The reference: plain pickle would have executed it.
+    with open(crafted, "rb") as f:
+        pickle.load(f) if False else None  # noqa: B018 - documented, not executed
+    assert not target.exists()
 
 
-def test_keys_ignore_neutral_fields_and_follow_data_model_augment():
-    from ada_core.engine.experiment import branch_key
-
-    base = ExperimentConfig(train={"device": "cpu"})
-    key = standard_key(base, "fp")
-    neutral = {"eval_batch_size": 3, "save_ada_images": False, "robustness": False,
-               "robustness_size": 4, "reuse_standard": False, "cycles": 2}  # fmt: skip
-    same = base.model_copy(update={"train": base.train.model_copy(update=neutral)})
-    assert standard_key(same, "fp") == key
-    assert branch_key(same, base.attributors[0], key) == branch_key(base, base.attributors[0], key)
-    cache_off = ExperimentConfig(train={"device": "cpu"}, data={"preprocess": {"cache": False}})
-    assert standard_key(cache_off, "fp") == key
-    assert standard_key(base, "other data") != key
-    for update in (
-        {"augment": AugmentConfig(rotation_deg=1.0)},
-        {"model": base.model.model_copy(update={"params": {"width": 8}})},
-    ):
-        assert standard_key(base.model_copy(update=update), "fp") != key
-    other_mask = base.model_copy(update={"mask": base.mask.model_copy(update={"params": {"size": 8}})})
-    assert branch_key(other_mask, base.attributors[0], key) != branch_key(
-        base, base.attributors[0], key
-    )
+def test_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1}, keep_previous=True)
+    save_checkpoint(path, {"epoch": 2}, keep_previous=True)
+    assert load_checkpoint(path)["epoch"] == 2
+    path.write_bytes(path.read_bytes()[:20])  # torn write of the latest
+    with pytest.warns(CheckpointWarning, match=r"using the previous checkpoint last\.prev\.pt"):
+        assert load_checkpoint(path, fallback=True)["epoch"] == 1
+    with pytest.raises(DataError, match="unreadable"):
+        load_checkpoint(path)  # without fallback the error stands
 
 
-def test_bad_device_and_mode_raise_clear_errors(tmp_path):
+# --------------------------------------------------------------------------- keys
+
+
+def test_every_config_field_says_which_results_it_changes():
+    assert untagged_fields(ExperimentConfig) == []
+
+
+def _keys(data: dict) -> dict[str, str]:
+    plan = build_plan(parse_config(data), load_plugins())
+    jobs = plan_jobs(plan, [Replicate("", 0, ("a",), ("b",))], "fingerprint")
+    keys = {j.label: j.key for j in jobs}
+    keys["eval"] = jobs[1].eval_key(plan)
+    return keys
+
+
+#: (dotted key, new value, changes the standard phase, changes the ADA branches)
+CHANGES = [
+    ("train.standard_epochs", 7, True, True),
+    ("train.batch_size", 3, True, True),
+    ("train.lr", 0.5, True, True),
+    ("train.loss", "bce", True, True),
+    ("train.checkpoint", "last", True, True),
+    ("train.amp", False, True, True),
+    ("augment.rotation_deg", 1.0, True, True),
+    ("model.params.width", 8, True, True),
+    ("data.params.seed", 3, True, True),
+    ("train.cycles", 1, False, True),  # fewer cycles: other results (issue 12)
+    ("train.ada_epochs", 3, False, True),
+    ("train.augment_ada_images", False, False, True),
+    ("mask.params.size", 4, False, True),
+    ("train.robustness_size", 4, False, False),
+    ("train.eval_batch_size", 3, False, False),
+    ("data.preprocess.cache", False, False, False),
+    ("train.reuse_standard", False, False, False),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "standard", "branch"), CHANGES)
+def test_keys_follow_the_fields_that_change_results(tmp_path, key, value, standard, branch):
+    base = tiny_config(tmp_path, attributors=["vanilla", "none"])
+    changed = copy.deepcopy(base)
+    node = changed
+    *head, last = key.split(".")
+    for part in head:
+        node = node.setdefault(part, {})
+    node[last] = value
+    a, b = _keys(base), _keys(changed)
+    assert (a["standard"] != b["standard"]) == standard
+    assert (a["vanilla"] != b["vanilla"]) == branch
+    evaluated = key in ("train.robustness_size",)
+    assert (a["eval"] != b["eval"]) == (standard or branch or evaluated)
+    # The keep-training control depends on neither the mask builder nor ADA settings.
+    assert (a["none"] != b["none"]) == (standard or key in ("train.cycles", "train.ada_epochs"))
+
+
+def test_bad_device_mode_and_names_raise_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="train.device = 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -219,22 +196,17 @@ def test_bad_device_and_mode_raise_clear_errors(tmp_path):
             resolve_device("cuda")
     config = parse_config(tiny_config(tmp_path))
     with pytest.raises(ConfigError, match="mode must be 'train' or 'compare', got 'fit'"):
-        run_experiment(config, load_plugins(), mode="fit")
-    with pytest.raises(
-        ConfigError, match=r"attributors\[0\].name = 'gradcm'.*Did you mean 'gradcam'"
-    ):
-        run_experiment(
-            parse_config({**tiny_config(tmp_path), "attributors": ["gradcm"]}),
-            load_plugins(),
-            mode="train",
-        )
+        build_plan(config, load_plugins(), mode="fit")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"attributors\[0\].name = 'gradcm'.*Did you mean 'gradcam'"):
+        run_study(parse_config(tiny_config(tmp_path, attributors=["gradcm"])), load_plugins())
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_no_validation_slices_is_a_data_error(tmp_path):
     data = tiny_config(tmp_path)
     data["data"]["split"]["val_fraction"] = 0.0
-    with pytest.raises(DataError, match="0 validation slices"):
-        run_experiment(parse_config(data), load_plugins(), mode="train", quiet=True)
+    with pytest.raises(DataError, match="0 validation"):
+        run_study(parse_config(data), load_plugins(), quiet=True)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -250,174 +222,137 @@ def _dsc_by_hand(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    cfg_path = out / "tiny.toml"
-    cfg_path.write_text(to_toml(parse_config(tiny_config(out))))
-    proc = subprocess.run(
-        [sys.executable, "-m", "ada_core.cli", "compare", str(cfg_path), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cfg = write_config(tiny_config(out, seeds=SEEDS), out / "tiny.toml")
+    proc = ada_cli("compare", str(cfg), "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "tiny", proc
 
 
-def test_compare_writes_the_run_folder(compare_run):
-    run, proc = compare_run
-    assert "Table 3" in proc.stdout and "Table 4" in proc.stdout
-    for rel in [
-        "config.toml",
-        "config.json",
-        "summary.json",
-        "summary.txt",
-        "analysis/iou.json",
-        "analysis/samples.png",
-        "analysis/convergence.png",
-        "analysis/robustness_positions.png",
-        "standard/metrics.jsonl",
-        "standard/best.pt",
-        "standard/final.pt",
-        "standard/key.json",
-    ]:
-        assert (run / rel).is_file(), rel
-    for label in BRANCHES:
-        for rel in ["metrics.jsonl", "best.pt", "last.pt", "start.json"]:
-            assert (run / "branches" / label / rel).is_file(), (label, rel)
-    summary = json.loads((run / "summary.json").read_text())
-    assert list(summary["branches"]) == BRANCHES
-    iou = json.loads((run / "analysis/iou.json").read_text())
-    assert iou["names"] == ["gradcam", "vanilla", "random"]
-    assert [iou["matrix"][i][i] for i in range(3)] == [1.0, 1.0, 1.0]
-    assert "Convergence" in proc.stdout
-
-
-def test_html_report_embeds_tables_and_figures(compare_run, capsys):
-    run, _ = compare_run
-    page = (run / "report.html").read_text()
-    assert "Table 3: validation" in page and "Table 4: robustness" in page
-    for png in ("convergence.png", "iou.png", "samples.png", "robustness_positions.png"):
-        assert f'alt="{png}" src="data:image/png;base64,' in page, png
-    (run / "report.html").unlink()
-    assert main(["report", str(run)]) == 0 and (run / "report.html").is_file()
-    assert main(["report", str(run / "standard")]) == 2
-    assert "no summary.json, so not a finished run folder" in capsys.readouterr().err
-
-
-def test_convergence_recomputed_from_the_epoch_logs(compare_run):
-    run, _ = compare_run
-    conv = json.loads((run / "summary.json").read_text())["convergence"]
-    curves = {
-        b: [
-            json.loads(x)["metrics"]["dsc_mean"]
-            for x in (run / "branches" / b / "metrics.jsonl").read_text().splitlines()
-        ]
-        for b in BRANCHES
-    }
-    target = 0.95 * max(max(c) for c in curves.values())
-    assert math.isclose(conv["target"], target)
-    for b, c in curves.items():
-        first = next((i + 1 for i, v in enumerate(c) if v >= target), None)
-        assert conv["branches"][b]["epochs_to_target"] == first
-        assert math.isclose(conv["branches"][b]["mean_dsc"], sum(c) / len(c))
-
-
-def test_epochs_are_counted_per_phase(compare_run):
-    run, _ = compare_run
-    std = [json.loads(x) for x in (run / "standard/metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in std] == [1, 2] and {r["phase"] for r in std} == {"standard"}
-    for label in BRANCHES:
-        rows = [
-            json.loads(x)
-            for x in (run / "branches" / label / "metrics.jsonl").read_text().splitlines()
-        ]
-        assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # cycles x ada_epochs
-        assert [r["cycle"] for r in rows] == [1, 1, 2, 2]
-        n_train = rows[0]["train_images"]
-        doubled = label not in ("none", "none_twin")  # conventional + ADA images
-        assert all(r["train_images"] == n_train for r in rows)
-        for r in rows:
-            assert set(r) >= {
-                "phase",
-                "branch",
-                "cycle",
-                "epoch",
-                "loss",
-                "metrics",
-                "seconds",
-                "images_per_s",
-            }
-            assert r["branch"] == label and r["metrics"]["dsc_mean"] is not None
-        assert (rows[0]["phase"] == "ada") == doubled
-    none = [
-        json.loads(x)["train_images"]
-        for x in (run / "branches/none/metrics.jsonl").read_text().splitlines()
-    ]
-    ada = [
-        json.loads(x)["train_images"]
-        for x in (run / "branches/gradcam/metrics.jsonl").read_text().splitlines()
-    ]
-    assert ada[0] == 2 * none[0]
-
-
-def test_every_branch_starts_from_the_standard_phase_state(compare_run):
-    run, _ = compare_run
-    final = torch.load(run / "standard/final.pt", weights_only=False)
-    h = hashlib.sha256()
-    for k, v in final["model"].items():
-        h.update(k.encode())
-        h.update(v.cpu().contiguous().numpy().tobytes())
-    starts = [json.loads((run / "branches" / b / "start.json").read_text()) for b in BRANCHES]
-    assert {s["model"] for s in starts} == {h.hexdigest()}
-    assert len({s["optimizer"] for s in starts}) == 1 and len({s["rng"] for s in starts}) == 1
-    # Behaviour: two identical controls from the same weights, optimizer and RNG state train
-    # identically, epoch by epoch.
-    a = [json.loads(x) for x in (run / "branches/none/metrics.jsonl").read_text().splitlines()]
-    b = [json.loads(x) for x in (run / "branches/none_twin/metrics.jsonl").read_text().splitlines()]
-    assert [r["loss"] for r in a] == [r["loss"] for r in b]
-    assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
-
-
-def _training_slices(run: Path):
-    config = ExperimentConfig.model_validate(json.loads((run / "config.json").read_text()))
+def _slices(run: Path):
+    config = run_config(run)
     reg = load_plugins()
     slices = load_slices(reg.build("dataset", config.data), config.data.preprocess)
     return config, reg, *split_slices(slices, config.data.split)
 
 
+def test_compare_writes_a_folder_per_seed_and_the_study_results(compare_run):
+    run, proc = compare_run
+    assert "Verdict" in proc.stdout and "Paired differences" in proc.stdout
+    for rel in ["config.toml", "config.json", "study.json", "results.csv", "summary.json",
+                "summary.txt", "report.html"]:  # fmt: skip
+        assert (run / rel).is_file(), rel
+    for seed in SEEDS:
+        std = run / f"seed-{seed}" / "standard"
+        for rel in ["metrics.jsonl", "best.pt", "last.pt", "key.json", "done.json"]:
+            assert (std / rel).is_file(), (seed, rel)
+        for label in BRANCHES:
+            for rel in ["metrics.jsonl", "best.pt", "last.pt", "start.json", "done.json"]:
+                assert (run / f"seed-{seed}" / "branches" / label / rel).is_file(), (seed, label, rel)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["complete"]
+    assert [b["label"] for b in summary["branches"]] == ["standard", *BRANCHES]
+    assert summary["iou"]["names"] == ["gradcam", "vanilla", "random"]
+    assert [summary["iou"]["matrix"][i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_epochs_are_counted_per_phase(compare_run):
+    run, _ = compare_run
+    std = metrics_rows(run / "seed-0" / "standard")
+    assert [r["epoch"] for r in std] == [1, 2] and {r["phase"] for r in std} == {"standard"}
+    n_train = None
+    for label in BRANCHES:
+        rows = metrics_rows(run / "seed-0" / "branches" / label)
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # cycles x ada_epochs
+        assert [r["cycle"] for r in rows] == [1, 1, 2, 2]
+        assert all(r["branch"] == label and r["metrics"]["dsc_mean"] is not None for r in rows)
+        ada = label in ("gradcam", "vanilla", "random")
+        assert rows[0]["phase"] == ("ada" if ada else "control")
+        if not ada:
+            n_train = rows[0]["train_images"]
+        else:
+            assert rows[0]["train_images"] % 2 == 0  # conventional + ADA images
+    assert metrics_rows(run / "seed-0" / "branches" / "gradcam")[0]["train_images"] == 2 * n_train
+
+
+def test_every_branch_starts_from_its_seeds_standard_phase(compare_run):
+    from ada_core.engine.checkpoint import tensor_digest
+
+    run, _ = compare_run
+    digests = set()
+    for seed in SEEDS:
+        final = load_checkpoint(run / f"seed-{seed}" / "standard" / "last.pt")
+        starts = [json.loads((run / f"seed-{seed}" / "branches" / b / "start.json").read_text())
+                  for b in BRANCHES]  # fmt: skip
+        assert {s["model"] for s in starts} == {tensor_digest(final["model"])}
+        assert len({s["optimizer"] for s in starts}) == 1 and len({s["rng"] for s in starts}) == 1
+        digests.add(tensor_digest(final["model"]))
+        # Two identical controls from the same state train identically, epoch by epoch.
+        a = metrics_rows(run / f"seed-{seed}" / "branches" / "none")
+        b = metrics_rows(run / f"seed-{seed}" / "branches" / "none_twin")
+        assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert len(digests) == len(SEEDS)  # each seed its own standard phase
+
+
 def test_ada_images_are_originals_times_keep_masks(compare_run):
     run, _ = compare_run
-    config, _, train, _ = _training_slices(run)
+    config, _, train, _ = _slices(run)
     z = config.mask.params["size"]
     for label in ["gradcam", "vanilla", "random"]:
-        first = torch.load(run / "branches" / label / "cycle1.pt", weights_only=False)
+        first = load_checkpoint(run / "seed-0" / "branches" / label / "cycle1.pt")
         keep = first["keep"].float()
-        assert keep.shape == train.images.shape
         torch.testing.assert_close(first["ada_images"], train.images * keep, atol=0, rtol=0)
         erased = (keep == 0).flatten(1).sum(1)
         assert bool((erased <= z * z).all()) and bool((erased > 0).any())
-        assert not bool(((keep == 0) & (train.masks == 1)).any())  # ground truth is never erased
+        assert not bool(((keep == 0) & (train.masks == 1)).any())  # ground truth never erased
 
 
-def test_summary_numbers_equal_recomputation_from_best_checkpoints(compare_run):
+def test_first_cycle_keep_masks_are_the_ones_the_iou_uses_and_recomputable(compare_run):
+    """Cycle 1 attributes through the same path as every cycle: a fresh attributor on the
+    standard phase's final weights gives bit-identical keep masks, and the IoU is theirs."""
     run, _ = compare_run
-    config, reg, _, val = _training_slices(run)
-    summary = json.loads((run / "summary.json").read_text())
-    z = summary["robustness_size"]
-    h, w = val.images.shape[-2:]
-    rows = {"standard": summary["standard"], **summary["branches"]}
-    positions = json.loads((run / "analysis/robustness_positions.json").read_text())
-    assert positions["size"] == z and set(positions["dsc_by_position"]) == set(rows)
-    for label, row in rows.items():
+    config, reg, train, _ = _slices(run)
+    mats = []
+    keeps = {}
+    for seed in SEEDS:
         model = reg.build("model", config.model)
-        state = torch.load(run / row["checkpoint"], weights_only=False)
+        model.load_state_dict(load_checkpoint(run / f"seed-{seed}" / "standard" / "last.pt")["model"])
+        mask = reg.build("mask", config.mask)
+        keeps = {}
+        for label in ["gradcam", "vanilla"]:
+            attributor = reg.build("attributor", next(a for a in config.attributors if a.key == label))
+            recomputed = torch.cat([
+                mask.build(attributor.attribute(model, train.images[s:s + 32], train.masks[s:s + 32]),
+                           train.masks[s:s + 32])
+                for s in range(0, len(train), 32)
+            ])  # fmt: skip
+            saved = load_checkpoint(run / f"seed-{seed}" / "branches" / label / "cycle1.pt")["keep"]
+            assert torch.equal(saved, recomputed.bool()), (seed, label)
+            keeps[label] = saved.float()
+        keeps["random"] = load_checkpoint(run / f"seed-{seed}" / "branches/random/cycle1.pt")["keep"].float()
+        mats.append(erased_iou_matrix(keeps)[1].double())
+    iou = json.loads((run / "summary.json").read_text())["iou"]
+    torch.testing.assert_close(torch.tensor(iou["matrix"], dtype=torch.float64),
+                               torch.stack(mats).mean(0), atol=1e-9, rtol=0)  # fmt: skip
+
+
+def test_scored_numbers_equal_recomputation_from_the_selected_checkpoints(compare_run):
+    run, _ = compare_run
+    config, reg, _, val = _slices(run)
+    summary = json.loads((run / "summary.json").read_text())
+    z = summary["evaluation"]["robustness_size"]
+    h, w = val.images.shape[-2:]
+    for job in summary["jobs"]:
+        if job["seed"] != 0:
+            continue
+        model = reg.build("model", config.model)
+        state = load_checkpoint(run / job["path"] / job["selected"])
         model.load_state_dict(state["model"])
         model.eval()
+        scored = json.loads((run / job["eval_path"] / "summary.json").read_text())
         with torch.no_grad():
-            pred = (model(val.images) > 0).float()
-            assert state["epoch"] == row["best_epoch"]
-            dsc = _dsc_by_hand(pred, val.masks)
-            assert row["validation"]["dsc_mean"] == pytest.approx(dsc.mean().item(), abs=1e-4)
+            dsc = _dsc_by_hand((model(val.images) > 0).float(), val.masks)
+            assert state["epoch"] == job["best_epoch"]
+            assert scored["sets"]["val"]["dsc_mean"] == pytest.approx(dsc.mean().item(), abs=1e-4)
             occluded = []
             for i in range(len(val)):  # brute-force Algorithm 2
                 for r in range(0, h, z):
@@ -425,39 +360,36 @@ def test_summary_numbers_equal_recomputation_from_best_checkpoints(compare_run):
                         img = val.images[i].clone()
                         img[:, r : r + z, c : c + z] = 0
                         occluded.append((img, val.masks[i]))
-            imgs = torch.stack([o[0] for o in occluded])
-            masks = torch.stack([o[1] for o in occluded])
-            rob = _dsc_by_hand((model(imgs) > 0).float(), masks)
-        assert row["robustness"]["dsc_mean"] == pytest.approx(rob.mean().item(), abs=1e-4)
+            rob = _dsc_by_hand((model(torch.stack([o[0] for o in occluded])) > 0).float(),
+                               torch.stack([o[1] for o in occluded]))  # fmt: skip
+        per_slice = rob.reshape(len(val), -1).double().nanmean(1)  # a slice's mean over copies
+        assert scored["sets"]["robustness"]["dsc_mean"] == pytest.approx(
+            per_slice.nanmean().item(), abs=1e-4)  # fmt: skip
         grid = rob.reshape(len(val), math.ceil(h / z), math.ceil(w / z)).double().nanmean(0)
-        logged = torch.tensor(  # JSON null = no defined DSC at that position
-            [[math.nan if v is None else v for v in r] for r in positions["dsc_by_position"][label]],
-            dtype=torch.float64,
-        )
+        logged = torch.tensor([[math.nan if v is None else v for v in row]
+                               for row in scored["positions"]["dsc"]], dtype=torch.float64)  # fmt: skip
         torch.testing.assert_close(logged, grid, atol=1e-4, rtol=0, equal_nan=True)
-        assert row["robustness"]["dsc_n"] == len(val) * math.ceil(h / z) * math.ceil(w / z)
-    # The best epoch is the maximum of the logged validation DSC.
-    for label in BRANCHES:
-        rows_ = [
-            json.loads(x)
-            for x in (run / "branches" / label / "metrics.jsonl").read_text().splitlines()
-        ]
-        best = max(rows_, key=lambda r: r["metrics"]["dsc_mean"])
-        assert summary["branches"][label]["best_epoch"] == best["epoch"]
+    for label in BRANCHES:  # the best epoch is the maximum of the logged validation DSC
+        rows = metrics_rows(run / "seed-0" / "branches" / label)
+        best = max(rows, key=lambda r: r["metrics"]["dsc_mean"])
+        job = next(j for j in summary["jobs"] if j["label"] == label and j["seed"] == 0)
+        assert job["best_epoch"] == best["epoch"]
 
 
-def test_train_reuses_an_unchanged_standard_phase(compare_run, capsys):
+def test_convergence_recomputed_from_the_epoch_logs(compare_run):
     run, _ = compare_run
-    data = tiny_config(run.parent)
-    data["train"]["cycles"] = 1
-    data["attributors"] = ["none"]
-    before = (run / "standard/final.pt").stat().st_mtime_ns
-    run_experiment(parse_config(data), load_plugins(), mode="train", quiet=True)
-    assert "reusing the finished phase" in capsys.readouterr().out
-    assert (run / "standard/final.pt").stat().st_mtime_ns == before
-    rows = (run / "branches/none/metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 2  # 1 cycle x 2 epochs
-    assert list(json.loads((run / "summary.json").read_text())["branches"]) == ["none"]
+    summary = json.loads((run / "summary.json").read_text())
+    curves = {b: [[r["metrics"]["dsc_mean"] for r in metrics_rows(run / f"seed-{s}" / "branches" / b)]
+                  for s in SEEDS] for b in BRANCHES}  # fmt: skip
+    target = 0.95 * max(v for cs in curves.values() for c in cs for v in c)
+    assert math.isclose(summary["convergence_target"], target)
+    for rec in summary["convergence"]:
+        for i, c in enumerate(curves[rec["label"]]):
+            assert rec["epochs_to_target"][i] == next((k + 1 for k, v in enumerate(c) if v >= target), None)
+            assert math.isclose(rec["mean_dsc"][i], sum(c) / len(c))
+
+
+# --------------------------------------------------------------------------- behaviour
 
 
 @pytest.mark.parametrize(
@@ -466,20 +398,15 @@ def test_train_reuses_an_unchanged_standard_phase(compare_run, capsys):
     # checkpointed), or cycle 3 erases other windows than the uninterrupted run's.
     [("gradcam", 2), ("random", 3)],
 )
-def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
-    tmp_path, monkeypatch, method, cycles
-):
-    import ada_core.engine.phases as phases
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch, method, cycles):
+    import ada_core.engine.phase as phase
 
     def config(name):
-        data = tiny_config(
-            tmp_path, name, standard_epochs=2, cycles=cycles, ada_epochs=2, robustness=False
-        )
-        data["attributors"] = [method]
-        return parse_config(data)
+        return parse_config(tiny_config(tmp_path, name, attributors=[method], standard_epochs=2,
+                                        cycles=cycles, ada_epochs=2, robustness=False))  # fmt: skip
 
-    run_experiment(config("full"), load_plugins(), mode="train", quiet=True)
-    real, calls = phases.train_epoch, []
+    run_study(config("full"), load_plugins(), mode="train", quiet=True)
+    real, calls = phase.train_epoch, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -487,89 +414,66 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(phases, "train_epoch", interrupted)
+    monkeypatch.setattr(phase, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(config("cut"), load_plugins(), mode="train", quiet=True)
-    monkeypatch.setattr(phases, "train_epoch", real)
-    assert len((tmp_path / f"cut/branches/{method}/metrics.jsonl").read_text().splitlines()) == 3
-    run_experiment(config("cut"), load_plugins(), mode="train", quiet=True, resume=True)
-    full = torch.load(tmp_path / f"full/branches/{method}/last.pt", weights_only=False)
-    cut = torch.load(tmp_path / f"cut/branches/{method}/last.pt", weights_only=False)
+        run_study(config("cut"), load_plugins(), mode="train", quiet=True)
+    monkeypatch.setattr(phase, "train_epoch", real)
+    branch = f"seed-0/branches/{method}"
+    assert len(metrics_rows(tmp_path / "cut" / branch)) == 3
+    with pytest.raises(ConfigError, match=r"unfinished work:\n.*interrupted.*--resume"):
+        run_study(config("cut"), load_plugins(), mode="train", quiet=True)
+    run_study(config("cut"), load_plugins(), mode="train", quiet=True, resume=True)
+    full = load_checkpoint(tmp_path / "full" / branch / "last.pt")
+    cut = load_checkpoint(tmp_path / "cut" / branch / "last.pt")
     for k, v in full["model"].items():
         assert torch.equal(v, cut["model"][k]), k
-    def rows(name):
-        path = tmp_path / name / f"branches/{method}/metrics.jsonl"
-        return [json.loads(x)["loss"] for x in path.read_text().splitlines()]
-
-    assert rows("full") == rows("cut") and len(rows("cut")) == 2 * cycles
+    losses = lambda name: [r["loss"] for r in metrics_rows(tmp_path / name / branch)]  # noqa: E731
+    assert losses("full") == losses("cut") and len(losses("cut")) == 2 * cycles
 
 
-def test_matched_control_trains_as_many_images_as_an_ada_branch(tmp_path):
-    data = tiny_config(
-        tmp_path, "matched", standard_epochs=1, cycles=1, ada_epochs=1, robustness=False
-    )
-    data["attributors"] = ["none", "vanilla"]
-    data["train"]["control_steps"] = "matched"
-    run = run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
-    seen = {
-        b: json.loads((run / "branches" / b / "metrics.jsonl").read_text().splitlines()[0])
-        for b in ("none", "vanilla")
-    }
-    n = json.loads((run / "summary.json").read_text())["train_slices"]
-    assert seen["none"]["train_images"] == seen["vanilla"]["train_images"] == 2 * n
+def test_both_keep_training_controls_in_one_study(tmp_path):
+    data = tiny_config(tmp_path, "matched", standard_epochs=1, cycles=1, ada_epochs=1,
+                       robustness=False, attributors=[
+                           "none", {"name": "none", "label": "none_matched",
+                                    "params": {"steps": "matched"}}, "vanilla"])  # fmt: skip
+    run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
+    seen = {b: metrics_rows(run / "seed-0" / "branches" / b)[0]["train_images"]
+            for b in ("none", "none_matched", "vanilla")}  # fmt: skip
+    n = json.loads((run / "summary.json").read_text())["slices"][""]["train"]
+    assert seen == {"none": n, "none_matched": 2 * n, "vanilla": 2 * n}
+    summary = json.loads((run / "summary.json").read_text())
+    controls = {c["control"] for c in summary["statistics"]["comparisons"]}
+    assert controls == {"none", "none_matched"}  # each a labelled control
 
 
-def test_resume_after_the_standard_phase_changed_retrains_the_branch(tmp_path, capsys):
-    def config(lr):
-        data = tiny_config(tmp_path, "stale", standard_epochs=1, cycles=1, ada_epochs=1,
-                           robustness=False, lr=lr)  # fmt: skip
-        data["attributors"] = ["vanilla"]
-        return parse_config(data)
-
-    run = run_experiment(config(0.01), load_plugins(), mode="compare", quiet=True)
-    first = (run / "branches/vanilla/metrics.jsonl").read_text()
-    run_experiment(config(0.02), load_plugins(), mode="compare", quiet=True, resume=True)
-    assert "training it afresh" in capsys.readouterr().out
-    assert (run / "branches/vanilla/metrics.jsonl").read_text() != first
-    # start.json records the weights the branch really started from: the new final.pt.
-    final = torch.load(run / "standard/final.pt", weights_only=False)
-    from ada_core.engine.checkpoint import tensor_digest
-
-    start = json.loads((run / "branches/vanilla/start.json").read_text())
-    assert start["model"] == tensor_digest(final["model"])
-
-
-def test_extra_evaluation_sets_are_scored_at_every_best_checkpoint(tmp_path):
+def test_extra_evaluation_sets_are_scored_at_every_selected_checkpoint(tmp_path):
     data = tiny_config(tmp_path, "extra", standard_epochs=2, cycles=1, ada_epochs=1,
-                       robustness=False)  # fmt: skip
-    data["attributors"] = ["vanilla", "none"]
+                       robustness=False, attributors=["vanilla", "none"])  # fmt: skip
     no_cue = {**data["data"], "params": {**data["data"]["params"], "context_cue": False}}
     data["evaluate"] = [{**no_cue, "label": "no_cue", "part": "val"}]
-    run = run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
+    run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["evaluate"] == ["no_cue"]
-    assert "Extra evaluation 'no_cue'" in (run / "summary.txt").read_text()
-    # Recompute by hand: the cue-free phantom's validation persons, each best checkpoint.
-    config = ExperimentConfig.model_validate(json.loads((run / "config.json").read_text()))
+    assert "no_cue" in [s["name"] for s in summary["sets"]]
+    config = run_config(run)
     reg = load_plugins()
     spec = config.evaluate[0]
     _, val = split_slices(load_slices(reg.build("dataset", spec), spec.preprocess), spec.split)
-    for row in [summary["standard"], *summary["branches"].values()]:
+    for job in summary["jobs"]:
         model = reg.build("model", config.model)
-        model.load_state_dict(torch.load(run / row["checkpoint"], weights_only=False)["model"])
+        model.load_state_dict(load_checkpoint(run / job["path"] / job["selected"])["model"])
         model.eval()
         with torch.no_grad():
             dsc = _dsc_by_hand((model(val.images) > 0).float(), val.masks)
-        expected = dsc[~dsc.isnan()].mean().item()
-        assert row["evaluate"]["no_cue"]["dsc_mean"] == pytest.approx(expected, abs=1e-4)
+        scored = json.loads((run / job["eval_path"] / "summary.json").read_text())
+        assert scored["sets"]["no_cue"]["dsc_mean"] == pytest.approx(dsc[~dsc.isnan()].mean().item(), abs=1e-4)
 
 
 def test_bad_evaluation_set_fails_before_any_training(tmp_path):
     data = tiny_config(tmp_path, "badeval")
     data["evaluate"] = [{"name": "phantm", "label": "x"}]
     with pytest.raises(ConfigError, match=r"evaluate\[0\]\.name = 'phantm'.*Did you mean 'phantom'"):
-        run_experiment(parse_config(data), load_plugins(), mode="compare", quiet=True)
-    assert not (tmp_path / "badeval" / "standard").exists()
+        run_study(parse_config(data), load_plugins(), quiet=True)
+    assert not (tmp_path / "badeval").exists()
     data["evaluate"] = [{"name": "phantom", "label": "x"}, {"name": "phantom", "label": "x"}]
     with pytest.raises(ConfigError, match="evaluation set labels must be unique"):
         parse_config(data)

@@ -83,6 +83,10 @@ def test_mask_builder_apply_uses_fill():
         Config = FillConfig
         counters: ClassVar = None
 
+        @property
+        def fill(self) -> float:  # the builder declares its fill; no config duck typing
+            return self.config.fill
+
         def _build(self, s, g):
             return (s < 0.5).float()
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ada_core.engine.checkpoint import load_checkpoint, read_json, write_json
+from ada_core.engine.checkpoint import load_checkpoint, previous_path, read_json, write_json
 from ada_core.engine.keys import describe_diff, diff, digest
 from ada_core.engine.plan import Branch, RunPlan
 from ada_core.errors import ConfigError, DataError
 
 __all__ = ["Job", "JobState", "Replicate", "inspect", "move_aside", "plan_jobs"]
 
-State = Literal["new", "finished", "interrupted", "failed", "changed"]
+State = Literal["new", "finished", "repair", "interrupted", "failed", "changed"]
 
 
 @dataclass(frozen=True)
@@ -142,18 +142,31 @@ def move_aside(run_dir: Path, folder: Path) -> Path:
     return target
 
 
-def _check_finished(js: JobState, plan: RunPlan) -> str | None:
-    """None when every file other jobs and the evaluation need is readable, else the problem."""
+def _check_finished(js: JobState) -> str | None:
+    """None when every file other jobs and the scoring need is readable, else the problem.
+
+    A standard phase whose ``last.pt`` (the state every branch starts from) is unreadable but
+    whose previous version is readable is marked ``repair``: its last epoch is trained again
+    from that version, which gives the same weights.
+    """
     folder = js.job.folder
     done = read_json(folder / "done.json")
-    needed = [folder / done.get("selected", "best.pt")]
+    selected = folder / done.get("selected", "best.pt")
+    try:
+        load_checkpoint(selected, "cpu")
+    except DataError as e:
+        return str(e)
     if js.job.branch is None:
-        needed.append(folder / "last.pt")  # every branch of the replicate starts from it
-    for path in needed:
         try:
-            load_checkpoint(path, "cpu", fallback=path.name == "last.pt")
+            load_checkpoint(folder / "last.pt", "cpu")
         except DataError as e:
-            return str(e)
+            try:
+                load_checkpoint(previous_path(folder / "last.pt"), "cpu")
+            except DataError:
+                return str(e)
+            print(f"{js.job.title}: {e}; training its last epoch again from last.prev.pt",
+                  flush=True)  # fmt: skip
+            js.state = "repair"
     return None
 
 
@@ -192,7 +205,7 @@ def inspect(
     broken = []
     for js in states:
         if js.state == "finished":
-            problem = _check_finished(js, plan)
+            problem = _check_finished(js)
             if problem:
                 broken.append(f"  {js.job.title}: {problem}")
     if broken:

@@ -159,7 +159,7 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool) -> None:
         plan.schedule,
         plan.runtime,
         plan.new_model,
-        resume=js.state in ("interrupted", "failed"),
+        resume=js.state in ("interrupted", "failed", "repair"),
         quiet=quiet,
         convergence_at=plan.schedule.convergence_at,
     )
@@ -233,6 +233,7 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, force: bo
         try:
             if js.state != "finished":
                 with job_lock(job.folder):
+                    remove_stale_temporaries(job.folder)  # a killed run's, never another's
                     _train(plan, js, data, quiet)
             _score(plan, job, data)
         except (PhaseFailed, AdaError, RuntimeError, ValueError) as e:
@@ -325,7 +326,6 @@ def run_study(
 
     plan = build_plan(config, registry, mode=mode, source=source)
     with RunLock(plan.run_dir):
-        remove_stale_temporaries(plan.run_dir)
         data = load_study_data(plan)
         jobs = plan_jobs(plan, data.replicates, data.fingerprint)
         states = inspect(plan, jobs, resume=resume, force=force,

@@ -1,0 +1,90 @@
+"""Tiny studies for the engine, study, reliability and report tests (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ada_core.config import ExperimentConfig, parse_config, to_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(output: Path, name: str = "tiny", attributors: Any = None, **train: Any) -> dict:
+    """A compare that runs in seconds: 32 x 32 phantom slices, a 2-level U-Net of width 4."""
+    return {
+        "name": name,
+        "output": str(output),
+        "data": {
+            "name": "phantom",
+            "params": {
+                "n_subjects": 5,
+                "slices_per_subject": 3,
+                "size": [64, 64],
+                "spacing": 0.5,
+                "sites": 2,
+                "context_cue": True,
+                "seed": 1,
+            },
+            "preprocess": {"spacing": 0.5, "size": [32, 32]},
+            "split": {"val_fraction": 0.2, "seed": 0},
+        },
+        "model": {"name": "unet-paper", "params": {"width": 4, "depth": 2, "dropout": 0.1}},
+        "attributors": attributors
+        if attributors is not None
+        else [
+            {"name": "gradcam"},
+            {"name": "vanilla"},
+            {"name": "random"},
+            {"name": "none"},
+            {"name": "none", "label": "none_twin"},
+        ],
+        "mask": {"name": "window", "params": {"size": 6}},
+        "train": {
+            "standard_epochs": 2,
+            "cycles": 2,
+            "ada_epochs": 2,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "eval_batch_size": 32,
+            "robustness_size": 8,
+            "seed": 0,
+            "device": "cpu",  # the checks recompute in float32 on the CPU
+            **train,
+        },
+    }
+
+
+def write_config(data: dict, path: Path) -> Path:
+    path.write_text(to_toml(parse_config(data)))
+    return path
+
+
+def ada_cli(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess:
+    """``python -m ada_core.cli ARGS`` in a subprocess (the real command line)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ada_core.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def run_config(run: Path) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(json.loads((run / "config.json").read_text()))
+
+
+def metrics_rows(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+
+
+def read_results(run: Path) -> list[dict]:
+    import csv
+
+    with open(run / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
