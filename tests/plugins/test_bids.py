@@ -15,10 +15,12 @@ from ada_core.data import (
     DataWarning,
     PreprocessConfig,
     SplitConfig,
+    fold_slices,
     load_slices,
+    plan_folds,
     split_slices,
 )
-from ada_core.errors import DataError
+from ada_core.errors import ConfigError, DataError
 from ada_core.plugins import load_plugins
 from ada_core.testing import DatasetContract
 from conftest import SHARED_DATA
@@ -69,6 +71,32 @@ def test_sessions_of_one_person_stay_together(dev_slices):
             )
     train, val = split_slices(slices, SplitConfig(method="site", val_site="Milan"))
     assert set(val.subject) == {"sub-9709Ses1", "sub-9709Ses2"} and len(train) == 32
+
+
+def test_held_out_test_parts_on_the_real_sessions(dev_slices):
+    """3 persons at 3 sites; sub-9709Ses1/Ses2 are one person at Milan (hand-computed parts)."""
+    _, slices = dev_slices
+    args = (slices.group, slices.site)
+    folds = plan_folds(*args, SplitConfig(test="loso"), subjects=slices.subject)
+    assert [f.name for f in folds] == ["site-milan", "site-philips", "site-ucl"]
+    for fold, tested in zip(folds, (["sub-9709Ses1", "sub-9709Ses2"], ["sub-9604"], ["sub-9418"])):
+        train, val, test = fold_slices(slices, fold)
+        assert sorted(set(test.subject)) == tested and len(train) + len(val) + len(test) == 72
+        assert len(set(train.group)) == len(set(val.group)) == 1  # the other two persons
+        assert len(test) == {"site-milan": 40, "site-philips": 15, "site-ucl": 17}[fold.name]
+    for listed in (["sub-9709Ses2"], ["sub-9709"]):  # a session takes its whole person
+        config = SplitConfig(test="subjects", test_subjects=listed, val_fraction=0.5)
+        (fold,) = plan_folds(*args, config, subjects=slices.subject)
+        train, val, test = fold_slices(slices, fold)
+        assert set(test.subject) == {"sub-9709Ses1", "sub-9709Ses2"} and len(test) == 40
+        assert {train.subject[0], val.subject[0]} == {"sub-9418", "sub-9604"}
+    config = SplitConfig(method="site", val_site="UCL", test="sites", test_sites=["Milan"])
+    train, val, test = fold_slices(slices, plan_folds(*args, config)[0])
+    assert (set(train.site), set(val.site), set(test.site)) == ({"Philips"}, {"UCL"}, {"Milan"})
+    with pytest.raises(ConfigError, match=r"test_sites: 'milan' is not a site.*Did you mean 'Milan'"):
+        plan_folds(*args, SplitConfig(test="sites", test_sites=["milan"]))
+    with pytest.raises(DataError, match=r"only 1 person\(s\) left after the 2 test"):
+        plan_folds(*args, SplitConfig(test="subjects", test_subjects=["sub-9418", "sub-9604"]))
 
 
 def test_lps_image_is_reoriented_to_canonical(registry):
