@@ -17,6 +17,7 @@ _EXPORTS = {
     "ConfigError": "ada_core.errors",
     "ContractError": "ada_core.errors",
     "DataError": "ada_core.errors",
+    "DataWarning": "ada_core.data",
     "InputError": "ada_core.errors",
     "PluginError": "ada_core.errors",
     "PluginWarning": "ada_core.errors",
@@ -52,6 +53,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ada_core.config import ComponentSpec, ExperimentConfig, load_config
+    from ada_core.data import DataWarning
     from ada_core.errors import (
         AdaError,
         ConfigError,

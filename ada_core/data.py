@@ -6,7 +6,7 @@ on the left), resample in-plane to ``spacing`` (image linear, mask linear then t
 0.5 so labels never bleed), crop ``size`` around the cord / grey matter / image centre (padding
 where the image is smaller), normalise each slice, optionally drop slices without grey matter.
 :func:`load_slices` runs it over a data set with an on-disk cache and a per-subject error policy;
-:func:`split_subjects` and :func:`split_slices` split by person, never by slice.
+:mod:`ada_core.splits` (re-exported here) splits by person, never by slice.
 """
 
 from __future__ import annotations
@@ -29,17 +29,28 @@ from torch import Tensor
 from ada_core._slicing import crop_centres, display, normalise, resample_crop
 from ada_core.errors import DataError
 from ada_core.fieldtags import affects
-from ada_core.splits import SplitConfig, split_groups, split_slices, split_subjects
+from ada_core.splits import (
+    Fold,
+    SplitConfig,
+    fold_slices,
+    plan_folds,
+    split_groups,
+    split_slices,
+    split_subjects,
+)
 
 if TYPE_CHECKING:
     from ada_core.interfaces import SegDataset, Subject, Volume
 
 __all__ = [
     "DataWarning",
+    "Fold",
     "PreprocessConfig",
     "SliceSet",
     "SplitConfig",
+    "fold_slices",
     "load_slices",
+    "plan_folds",
     "preprocess_volume",
     "split_groups",
     "split_slices",

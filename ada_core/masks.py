@@ -14,8 +14,10 @@ Window selection, for every image independently and all images at once:
    touch no ground-truth pixel; ``ignore``: every window.
 3. Take the best allowed window. Ties go to the first window in row-major order (smallest row,
    then smallest column). Scores are summed in float64 through an integral image; two scores
-   that differ by less than ``1e-10`` times the absolute total of the image's scored
-   saliency count as tied, so the choice does not depend on summation order (CPU vs GPU).
+   that differ by at most ``1e-10`` times the sum of the absolute values of the image's
+   scored saliency (the saliency step 1 counts) count as tied, so the choice does not depend
+   on summation order (CPU vs GPU). The sum of absolute values bounds the integral image's
+   rounding error even for signed saliency whose plain sum is near zero.
 4. For ``regions > 1`` repeat greedily: the next region is the best allowed window that does
    not overlap any window already chosen. An image runs out of regions when no such window is
    left; it then erases fewer regions.
@@ -58,13 +60,11 @@ def _score_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _window_sums(x: Tensor, size: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` -> ``(B, H', W')``, and
-    the total of each image ``(B,)``."""
+def _window_sums(x: Tensor, size: int, stride: int) -> Tensor:
+    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` -> ``(B, H', W')``."""
     s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
     z, st = size, stride
-    sums = s[:, z::st, z::st] - s[:, :-z:st, z::st] - s[:, z::st, :-z:st] + s[:, :-z:st, :-z:st]
-    return sums, s[:, -1, -1]
+    return s[:, z::st, z::st] - s[:, :-z:st, z::st] - s[:, z::st, :-z:st] + s[:, :-z:st, :-z:st]
 
 
 def _check_window_inputs(
@@ -133,14 +133,15 @@ def _window_boxes(
     sal = saliency[:, 0].to(dtype, copy=True)
     if gt_policy != "ignore":
         sal.masked_fill_(gt, 0)
-    score, total = _window_sums(sal, size, stride)
-    # Integral-image rounding errors scale with the image total, so the tie tolerance does too.
-    tol = _TIE_RTOL * total.abs()[:, None]
+    score = _window_sums(sal, size, stride)
+    # Integral-image rounding errors scale with the magnitudes summed, not with the signed
+    # total (which cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
+    tol = _TIE_RTOL * sal.abs().sum((-2, -1))[:, None]
     if gt_policy == "ignore":
         allowed = torch.ones_like(score, dtype=torch.bool)
     else:
         # Counts of at most H*W are exact in float32.
-        gt_count = _window_sums(gt.float(), size, stride)[0]
+        gt_count = _window_sums(gt.float(), size, stride)
         allowed = gt_count < size * size - 0.5 if gt_policy == "restore" else gt_count < 0.5
     b, nh, nw = score.shape
     score = score.reshape(b, -1)

@@ -1,4 +1,6 @@
-"""ada_core.data: preprocessing against brute-force references, the cache, the error policy, splits."""
+"""ada_core.data: preprocessing against brute-force references, the cache, the error policy.
+
+The splits themselves are tested in test_splits.py; here only that they cut loaded slices."""
 
 from __future__ import annotations
 
@@ -19,11 +21,10 @@ from ada_core.data import (
     SplitConfig,
     load_slices,
     preprocess_volume,
-    split_groups,
     split_slices,
     split_subjects,
 )
-from ada_core.errors import ConfigError, DataError
+from ada_core.errors import DataError
 from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
 
 SUBJ = Subject("s1", "siteA", "p1")
@@ -356,62 +357,6 @@ def test_empty_and_unlabelled_datasets():
 
 
 # --------------------------------------------------------------------------- splits
-
-
-def _subjects() -> list[Subject]:
-    out = []
-    for p in range(10):
-        for ses in range(1 + (p % 3 == 0)):  # persons 0, 3, 6, 9 have two sessions
-            out.append(Subject(f"sub-{p}ses{ses}", f"site{p % 3}", f"sub-{p}", str(ses)))
-    return out
-
-
-def test_fraction_split_keeps_persons_together_and_is_seeded():
-    subjects = _subjects()
-    train, val = split_subjects(subjects, SplitConfig(val_fraction=0.2, seed=3))
-    assert {s.group for s in train}.isdisjoint({s.group for s in val})
-    assert len({s.group for s in val}) == 2  # 20 % of 10 persons
-    assert sorted(s.id for s in train + val) == sorted(s.id for s in subjects)
-    again = split_subjects(subjects, SplitConfig(val_fraction=0.2, seed=3))
-    assert [s.id for s in again[1]] == [s.id for s in val]
-    draws = {frozenset(s.group for s in split_subjects(subjects, SplitConfig(seed=k))[1])
-             for k in range(6)}  # fmt: skip
-    assert len(draws) > 1
-
-
-def test_fraction_split_edge_cases():
-    groups, sites = ["a", "b", "c"], ["x"] * 3
-    assert len(split_groups(groups, sites, SplitConfig(val_fraction=0.01))) == 1  # at least one
-    assert len(split_groups(groups, sites, SplitConfig(val_fraction=0.9))) == 2  # one left to train
-    assert split_groups(groups, sites, SplitConfig(val_fraction=0)) == set()
-    with pytest.raises(DataError, match="only 1 person"):
-        split_groups(["a", "a"], ["x", "x"], SplitConfig())
-
-
-def test_leave_one_site_out():
-    subjects = _subjects()
-    train, val = split_subjects(subjects, SplitConfig(method="site", val_site="site1"))
-    assert {s.site for s in val} == {"site1"} and "site1" not in {s.site for s in train}
-    assert len(train) + len(val) == len(subjects)
-
-
-@pytest.mark.parametrize(
-    "config, message",
-    [
-        (SplitConfig(method="site"), "val_site must be set.*site0"),
-        (SplitConfig(method="site", val_site="site7"), "not a site.*Valid choices: 'site0', 'site1', 'site2'"),
-    ],
-)
-def test_site_split_errors(config, message):
-    with pytest.raises(ConfigError, match=message):
-        split_subjects(_subjects(), config)
-
-
-def test_site_split_needs_two_sites_and_one_site_per_person():
-    with pytest.raises(ConfigError, match="two sites"):
-        split_groups(["a", "b"], ["x", "x"], SplitConfig(method="site", val_site="x"))
-    with pytest.raises(DataError, match="person 'a' appears at two sites"):
-        split_groups(["a", "a"], ["x", "y"], SplitConfig())
 
 
 def test_split_slices_matches_split_subjects():

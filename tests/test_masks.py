@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -105,6 +106,50 @@ def test_ties_go_to_first_window_row_major(registry):
     sal[0, 0, 6, 1] = sal[0, 0, 2, 6] = 1.0  # two equal peaks: the one in the earlier row wins
     keep = builder.build(sal, torch.zeros(1, 1, 8, 8))
     assert keep[0, 0, 0, 4] == 0 and keep[0, 0, 2, 6] == 0 and keep[0, 0, 6, 1] == 1
+
+
+def tolerant_first_window(sal: np.ndarray, z: int, rtol: float = 1e-10) -> tuple[int, int]:
+    """One image, policy 'ignore', stride 1: exact window sums (math.fsum); the first window in
+    row-major order whose score is within ``rtol * sum(|saliency|)`` of the best."""
+    h, w = sal.shape
+    scores = {
+        (r, c): math.fsum(sal[r : r + z, c : c + z].ravel().tolist())
+        for r in range(h - z + 1)
+        for c in range(w - z + 1)
+    }
+    tol = rtol * math.fsum(np.abs(sal).ravel().tolist())
+    best = max(scores.values())
+    return next(rc for rc in sorted(scores) if scores[rc] >= best - tol)
+
+
+def test_signed_saliency_summing_to_zero_ties_by_the_documented_rule():
+    """A +-1e6 checkerboard sums to zero but not in absolute value: the two peaks (window sums
+    1 and 1 + 1e-6) are tied within 1e-10 * sum(|s|) = 6.4e-3, so the earlier window wins. A
+    tolerance relative to the signed total (~0) would let the 1e-6 pick the later one."""
+    sal = np.fromfunction(lambda r, c: np.where((r + c) % 2 == 0, 1e6, -1e6), (8, 8))
+    sal[0, 0] += 1.0  # window (0, 0) scores 1
+    sal[7, 7] += 1.0 + 1e-6  # window (6, 6) scores 1 + 1e-6
+    sal[0, 7] -= 1.0  # balance the total back to ~0; these corners only lower their windows
+    sal[7, 0] -= 1.0 + 1e-6
+    assert abs(math.fsum(sal.ravel().tolist())) < 1e-9
+    assert tolerant_first_window(sal, 2) == (0, 0)
+    t = torch.from_numpy(sal)[None, None]
+    for dtype in (torch.float64, torch.float32):
+        boxes = window_boxes(t.to(dtype), torch.zeros_like(t), 2, gt_policy="ignore")
+        assert boxes[0, 0].tolist() == [0, 0], dtype
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_zero_mean_signed_saliency_matches_tolerant_brute_force(seed):
+    """Random signed saliency with its mean removed (sum ~0) and small-integer plateaus (exact
+    ties): the builder agrees with the tolerant brute-force reference."""
+    gen = np.random.default_rng(seed)
+    sal = gen.integers(-2, 3, (3, 9, 11)).astype(np.float64) * 1e3 + gen.normal(0, 1e-9, (3, 9, 11))
+    sal -= sal.mean((1, 2), keepdims=True)
+    boxes = window_boxes(torch.from_numpy(sal)[:, None], torch.zeros(3, 1, 9, 11), 3,
+                         gt_policy="ignore")  # fmt: skip
+    for i in range(3):
+        assert tuple(boxes[i, 0].tolist()) == tolerant_first_window(sal[i], 3), i
 
 
 def test_restore_keeps_ground_truth_and_erases_the_rest(registry):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import shutil
+import tomllib
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -15,10 +17,13 @@ from ada_core.data import (
     DataWarning,
     PreprocessConfig,
     SplitConfig,
+    fold_slices,
     load_slices,
+    plan_folds,
     split_slices,
 )
-from ada_core.errors import DataError
+from ada_core.config import apply_overrides, parse_config
+from ada_core.errors import ConfigError, DataError
 from ada_core.plugins import load_plugins
 from ada_core.testing import DatasetContract
 from conftest import SHARED_DATA
@@ -69,6 +74,32 @@ def test_sessions_of_one_person_stay_together(dev_slices):
             )
     train, val = split_slices(slices, SplitConfig(method="site", val_site="Milan"))
     assert set(val.subject) == {"sub-9709Ses1", "sub-9709Ses2"} and len(train) == 32
+
+
+def test_held_out_test_parts_on_the_real_sessions(dev_slices):
+    """3 persons at 3 sites; sub-9709Ses1/Ses2 are one person at Milan (hand-computed parts)."""
+    _, slices = dev_slices
+    args = (slices.group, slices.site)
+    folds = plan_folds(*args, SplitConfig(test="loso"), subjects=slices.subject)
+    assert [f.name for f in folds] == ["site-milan", "site-philips", "site-ucl"]
+    for fold, tested in zip(folds, (["sub-9709Ses1", "sub-9709Ses2"], ["sub-9604"], ["sub-9418"])):
+        train, val, test = fold_slices(slices, fold)
+        assert sorted(set(test.subject)) == tested and len(train) + len(val) + len(test) == 72
+        assert len(set(train.group)) == len(set(val.group)) == 1  # the other two persons
+        assert len(test) == {"site-milan": 40, "site-philips": 15, "site-ucl": 17}[fold.name]
+    for listed in (["sub-9709Ses2"], ["sub-9709"]):  # a session takes its whole person
+        config = SplitConfig(test="subjects", test_subjects=listed, val_fraction=0.5)
+        (fold,) = plan_folds(*args, config, subjects=slices.subject)
+        train, val, test = fold_slices(slices, fold)
+        assert set(test.subject) == {"sub-9709Ses1", "sub-9709Ses2"} and len(test) == 40
+        assert {train.subject[0], val.subject[0]} == {"sub-9418", "sub-9604"}
+    config = SplitConfig(method="site", val_site="UCL", test="sites", test_sites=["Milan"])
+    train, val, test = fold_slices(slices, plan_folds(*args, config)[0])
+    assert (set(train.site), set(val.site), set(test.site)) == ({"Philips"}, {"UCL"}, {"Milan"})
+    with pytest.raises(ConfigError, match=r"test_sites: 'milan' is not a site.*Did you mean 'Milan'"):
+        plan_folds(*args, SplitConfig(test="sites", test_sites=["milan"]))
+    with pytest.raises(DataError, match=r"only 1 person\(s\) left after the 2 test"):
+        plan_folds(*args, SplitConfig(test="subjects", test_subjects=["sub-9418", "sub-9604"]))
 
 
 def test_lps_image_is_reoriented_to_canonical(registry):
@@ -142,9 +173,19 @@ def test_participants_problems(registry, fake, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(fake, root)
     (root / "participants.tsv").unlink()
-    with pytest.raises(DataError, match="participants.tsv: not found.*site_column = None"):
+    with pytest.raises(DataError, match="participants.tsv: not found") as err:
         build(registry, root).subjects()
-    assert {s.site for s in build(registry, root, site_column=None).subjects()} == {"unknown"}
+    # The message's spellings work: in TOML and as --set (quoted or not by the shell).
+    assert 'site_column = ""' in str(err.value)
+    assert '--set data.params.site_column=""' in str(err.value)
+    toml = tomllib.loads('[data]\nname = "bids"\n[data.params]\nsite_column = ""\n')
+    for data in (toml, apply_overrides({}, ['data.params.site_column=""']),
+                 apply_overrides({}, ["data.params.site_column="])):  # fmt: skip
+        params = parse_config(data).data.params
+        assert params == {"site_column": ""}
+        ds = build(registry, root, **params)
+        assert {s.site for s in ds.subjects()} == {"unknown"}
+    assert build(registry, root, site_column=None).config.site_column == ""  # Python callers
 
 
 def test_empty_and_wrong_suffix(registry, tmp_path, fake):
@@ -172,6 +213,121 @@ def test_label_with_other_grid_names_both_files(registry, fake, tmp_path):
         slices = load_slices(ds, PreprocessConfig(spacing=0.5, size=(32, 32), on_error="skip"))
     assert any("skipped subject 'sub-01_ses-1'" in str(w.message) for w in rec)
     assert set(slices.subject) == {"sub-01_ses-2"}
+
+
+LABEL = "derivatives/manual/sub-01/ses-1/anat/sub-01_ses-1_T2w_label-GM.nii.gz"
+
+
+@pytest.fixture
+def multi_label(fake, tmp_path) -> tuple[Path, np.ndarray]:
+    """The fake tree with sub-01 ses-1's real GM label rewritten as SCGM's originals are: 1 GM,
+    2 the rest of the cord (white matter), 3 a block outside it; returns the root and the
+    rewritten voxels as nibabel reads them (canonical orientation, as the loader)."""
+    root = tmp_path / "multi"
+    shutil.copytree(fake, root)
+    gm = np.asanyarray(nib.load(SCT / "t2s_gmseg_manual.nii.gz").dataobj).astype(np.uint8)
+    cord = np.asanyarray(nib.load(SCT / "t2s_seg.nii.gz").dataobj) > 0.5
+    values = gm.copy()
+    values[cord & (gm == 0)] = 2
+    values[:5, :5, :] = 3
+    assert {0, 1, 2, 3} <= set(np.unique(values).tolist())
+    _write(values, nib.load(root / LABEL).affine, root / LABEL, np.uint8)
+    canonical = np.asanyarray(nib.as_closest_canonical(nib.load(root / LABEL)).dataobj)
+    return root, canonical
+
+
+def test_other_structure_values_are_never_gm(registry, multi_label):
+    root, values = multi_label
+    ds = build(registry, root)
+    subject = ds.subjects()[0]
+    with pytest.raises(DataError, match=r"label-GM\.nii\.gz: label has integer values \[2, 3\]") as e:
+        ds.load(subject)
+    msg = str(e.value)
+    assert 'other_values = "background"' in msg and "gm_values" in msg
+    assert "set label_threshold" not in msg  # the old advice turned white matter into GM
+    for extra in ({}, {"label_threshold": 0.5}, {"label_threshold": 1.0}):
+        mask = build(registry, root, other_values="background", **extra).load(subject).mask
+        np.testing.assert_array_equal(mask, (values == 1).astype(np.uint8), err_msg=str(extra))
+    mask = build(registry, root, other_values="background", gm_values=[1, 3]).load(subject).mask
+    np.testing.assert_array_equal(mask, np.isin(values, [1, 3]).astype(np.uint8))
+    with pytest.raises(DataError, match=r"integer values \[2\]"):  # 3 is GM now, 2 is not
+        build(registry, root, gm_values=[1, 3]).load(subject)
+
+
+@pytest.mark.parametrize(
+    "values, params, expected",
+    [
+        ([0, 1, 0.3, 0.5, 0.7, 1, 0], {"threshold": 0.5}, [0, 1, 0, 1, 1, 1, 0]),
+        ([0, 1, 2, 3, 0.6, 0.4, 7], {"threshold": 0.5, "other_structures": True},
+         [0, 1, 0, 0, 1, 0, 0]),
+        ([0, 2, 1, 3], {"gm_values": (2,), "other_structures": True}, [0, 1, 0, 0]),
+        ([0, 255, 255, 0], {"gm_values": (255,)}, [0, 1, 1, 0]),
+    ],
+)
+def test_binary_label_hand_computed(values, params, expected, tmp_path):
+    from ada_scgm._nifti import Nifti, binary_label
+
+    data = np.array(values, dtype=float).reshape(1, 1, -1)
+    label = Nifti(tmp_path / "m.nii.gz", data, (1.0, 1.0, 1.0), np.eye(4), data.shape)
+    assert binary_label(label, **params).ravel().tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "values, params, message",
+    [
+        ([0, 1, -1], {}, r"values \[-1\] that are neither 0, integer structure codes nor soft"),
+        ([0, 1.5], {"threshold": 0.5}, r"values \[1\.5\] that are neither"),
+        ([0, 0.25], {}, r"fractional values \[0\.25\] \(a soft label\); set label_threshold"),
+        ([0, 1, 4], {"values_setting": None}, r"integer values \[4\].*background\.? \("),
+    ],
+)
+def test_binary_label_errors_give_the_fitting_advice(values, params, message, tmp_path):
+    from ada_scgm._nifti import Nifti, binary_label
+
+    data = np.array(values, dtype=float).reshape(1, 1, -1)
+    label = Nifti(tmp_path / "m.nii.gz", data, (1.0, 1.0, 1.0), np.eye(4), data.shape)
+    with pytest.raises(DataError, match=message) as err:
+        binary_label(label, **params)
+    if params.get("values_setting", "") is None:
+        assert "gm_values" not in str(err.value)  # cord labels have no such setting
+
+
+@pytest.mark.parametrize(
+    "params, key",
+    [({"label_threshold": 1.5}, "label_threshold"), ({"label_threshold": 0}, "label_threshold"),
+     ({"gm_values": [0]}, "gm_values"), ({"gm_values": []}, "gm_values"),
+     ({"other_values": "wm"}, "other_values")],
+)  # fmt: skip
+def test_label_settings_are_checked(registry, fake, params, key):
+    with pytest.raises(ConfigError, match=key):
+        build(registry, fake, **params)
+
+
+def test_labels_without_image_are_reported(registry, fake, tmp_path):
+    root = tmp_path / "orphans"
+    shutil.copytree(fake, root)
+    (root / "sub-01/ses-2/anat/sub-01_ses-2_T2w.nii.gz").unlink()
+    label = root / "derivatives/manual/sub-01/ses-2/anat/sub-01_ses-2_T2w_label-GM.nii.gz"
+    with pytest.warns(DataWarning, match=r"1 label file\(s\) without an image, not used") as rec:
+        subjects = build(registry, root).subjects()
+    msg = str(rec[0].message)
+    assert str(label) in msg and str(root / "sub-01/ses-2/anat/sub-01_ses-2_T2w.nii.gz") in msg
+    assert [s.id for s in subjects] == ["sub-01_ses-1", "sub-02"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete tree warns about nothing
+        build(registry, fake).subjects()
+
+
+def test_uncompressed_labels_are_found(registry, fake, tmp_path):
+    root = tmp_path / "plain"
+    shutil.copytree(fake, root)
+    gz = root / LABEL
+    nib.save(nib.load(gz), str(gz.with_suffix("")))  # .nii
+    gz.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        subject = build(registry, root).subjects()[0]
+    assert subject.labelled and build(registry, root).load(subject).mask.sum() > 0
 
 
 class TestBidsContract(DatasetContract):

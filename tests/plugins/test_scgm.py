@@ -217,7 +217,8 @@ def test_non_binary_label_fails_unless_thresholded(registry, broken):
     soft = np.asanyarray(img.dataobj).astype(np.float32) * 0.8
     save(soft, img.affine, path, np.float32)
     ds = build(registry, broken, raters="rater:1")
-    with pytest.raises(DataError, match=r"mask-r1\.nii\.gz: label must contain only 0 and 1.*0\.8"):
+    with pytest.raises(DataError, match=r"mask-r1\.nii\.gz: label has fractional values \[0\.8\] "
+                                        r"\(a soft label\); set label_threshold"):  # fmt: skip
         ds.load(ds.subjects()[0])
     ok = build(registry, broken, raters="rater:1", label_threshold=0.5).load(ds.subjects()[0])
     assert ok.mask.sum() == (soft >= 0.5).sum()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -73,36 +73,73 @@ def check_pair(image: Nifti, label: Nifti, atol: float = 1e-3) -> None:
         )
 
 
-def binary_label(label: Nifti, other_structures: bool = False,
-                 threshold: float | None = None) -> np.ndarray:  # fmt: skip
-    """The label as uint8 {0, 1}.
+def binary_label(
+    label: Nifti,
+    other_structures: bool = False,
+    threshold: float | None = None,
+    gm_values: Sequence[int] = (1,),
+    values_setting: str | None = "gm_values",
+) -> np.ndarray:
+    """The label as uint8 {0, 1}: 1 where the structure (grey matter) is.
+
+    Each voxel value is read as one of:
+
+    - ``0``: background;
+    - an integer in ``gm_values``: the structure;
+    - another positive integer: another structure (the SCGM raters' masks mark white matter and
+      others with values above 1), background when ``other_structures``, else an error;
+    - a value strictly between 0 and 1 (a soft label): the structure when ``>= threshold``; an
+      error without a threshold. The threshold never applies to integer values, so other
+      structures never become grey matter;
+    - anything else (negative, or fractional above 1): an error.
 
     Args:
         label: the label file.
-        other_structures: values above 1 mark other structures (the SCGM raters' masks) and
-            become 0; without it any value outside {0, 1} is an error.
-        threshold: binarise soft labels at this value instead of rejecting them (after
-            zeroing other structures when ``other_structures`` is set).
+        other_structures: positive integers outside ``gm_values`` are other structures.
+        threshold: binarise soft values in (0, 1) at this value (in (0, 1]).
+        gm_values: the integer values of the structure.
+        values_setting: the loader setting that lists ``gm_values``, named in the advice
+            (None: the loader has no such setting).
 
     Raises:
-        DataError: naming the file and the offending values.
+        DataError: naming the file, the offending values and the setting that fixes them.
     """
     data = label.data
-    if threshold is not None:
-        if other_structures:  # other-structure labels (integers > 1) are never GM
-            data = np.where((data > 1) & (data == np.round(data)), 0, data)
-        return (data >= threshold).astype(np.uint8)
-    ok = (data == 0) | (data == 1)
-    if other_structures:
-        ok |= (data > 1) & (data == np.round(data))
-    if not ok.all():
-        found = np.unique(data[~ok])[:6].tolist()
-        extra = " or integers > 1 (other structures)" if other_structures else ""
+    integer = data == np.round(data)
+    gm = np.isin(data, np.asarray(gm_values, dtype=data.dtype)) & integer
+    soft = (data > 0) & (data < 1)
+    other = integer & (data > 0) & ~gm
+    bad = ~soft & ~(integer & (data >= 0))
+    def found(m: np.ndarray) -> list[float | int]:
+        return [int(v) if v == round(v) else float(f"{v:.6g}") for v in np.unique(data[m])[:6]]
+
+    gm_list = sorted(int(v) for v in gm_values)
+    if bad.any():
         raise DataError(
-            f"{label.path}: label must contain only 0 and 1{extra}, found {found}; "
-            "set label_threshold to binarise soft labels"
+            f"{label.path}: label has values {found(bad)} that are neither 0, integer structure "
+            "codes nor soft values between 0 and 1; fix or regenerate the label file"
         )
-    return (data == 1).astype(np.uint8)
+    if other.any() and not other_structures:
+        listed = (
+            f"; if they are the structure itself, list them in {values_setting}"
+            if values_setting
+            else ""
+        )
+        raise DataError(
+            f"{label.path}: label has integer values {found(other)} besides 0 and the "
+            f"structure's value(s) {gm_list}; if they mark other structures, set "
+            f'other_values = "background" to count them as background{listed}. '
+            "(label_threshold is for soft labels between 0 and 1 and never makes integer "
+            "values the structure.)"
+        )
+    if soft.any():
+        if threshold is None:
+            raise DataError(
+                f"{label.path}: label has fractional values {found(soft)} (a soft label); set "
+                "label_threshold (e.g. 0.5) to binarise values between 0 and 1"
+            )
+        gm |= soft & (data >= threshold)
+    return gm.astype(np.uint8)
 
 
 def files_fingerprint(paths: Iterable[Path], root: Path) -> list[tuple[str, int, int]]:

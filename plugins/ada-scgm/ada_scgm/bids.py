@@ -11,12 +11,13 @@ import csv
 import logging
 import re
 from pathlib import Path
-from typing import ClassVar, Literal
+import warnings
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, suggest
+from ada_core import ComponentConfig, DataError, DataWarning, SegDataset, Subject, Volume, suggest
 from ada_scgm._nifti import binary_label, check_pair, files_fingerprint, read_nifti
 
 __all__ = ["BidsConfig", "BidsDataset"]
@@ -24,16 +25,26 @@ __all__ = ["BidsConfig", "BidsDataset"]
 log = logging.getLogger(__name__)
 
 
+def _nifti_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.nii.gz``, or ``stem.nii`` when only that exists."""
+    gz, plain = folder / f"{stem}.nii.gz", folder / f"{stem}.nii"
+    return plain if plain.is_file() and not gz.is_file() else gz
+
+
 class BidsConfig(ComponentConfig):
     root: str = Field("", description="The BIDS dataset folder (holding sub-*/ and derivatives/).")
     image_suffix: str = Field("T2starw", description="BIDS suffix of the images.")
     label_suffix: str = Field("gmseg-manual", description="Suffix of the grey-matter labels.")
-    cord_suffix: str | None = Field(
-        "seg-manual", description="Suffix of the cord labels (used for cropping when present)."
+    cord_suffix: str = Field(
+        "seg-manual",
+        description='Suffix of the cord labels (used for cropping when present); "": none.',
     )
     labels_dir: str = Field("derivatives/labels", description="Folder of the labels, from root.")
-    site_column: str | None = Field(
-        "Site", description="participants.tsv column naming the site (None: all 'unknown')."
+    site_column: str = Field(
+        "Site",
+        description='participants.tsv column naming the site; "" (site_column = "", or '
+        "--set data.params.site_column=\"\"): no participants.tsv needed, every site is "
+        "'unknown'.",
     )
     person_pattern: str = Field(
         r"^(?P<person>.+?)(?:[-_]?[Ss]es[-_]?[0-9A-Za-z]*)?$",
@@ -48,8 +59,30 @@ class BidsConfig(ComponentConfig):
         "trained on) or fail when it is loaded.",
     )
     label_threshold: float | None = Field(
-        None, description="Binarise soft (fractional) labels at this value instead of failing."
+        None,
+        gt=0,
+        le=1,
+        description="Binarise soft labels: a value strictly between 0 and 1 is GM when at or "
+        "above it (integer values follow gm_values and other_values, never the threshold). "
+        "None: soft values are an error.",
     )
+    gm_values: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (1,),
+        min_length=1,
+        description="Integer label values that are grey matter (e.g. [1]; the GM code(s) of a "
+        "label that marks several structures).",
+    )
+    other_values: Literal["error", "background"] = Field(
+        "error",
+        description="Positive integer label values outside gm_values: 'error', or "
+        "'background' when they mark other structures (white matter, CSF, ...), which are "
+        "never GM.",
+    )
+
+    @field_validator("site_column", "cord_suffix", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return "" if value is None else value  # Python callers may still write None
 
 
 class BidsDataset(SegDataset):
@@ -75,12 +108,15 @@ class BidsDataset(SegDataset):
 
     def _sites(self) -> dict[str, str]:
         col = self.config.site_column
-        if col is None:
+        if not col:
             return {}
         tsv = self.root / "participants.tsv"
         if not tsv.is_file():
-            raise DataError(f"{tsv}: not found; it names the sites (column {col!r}); "
-                            "set site_column = None to use site 'unknown'")  # fmt: skip
+            raise DataError(
+                f"{tsv}: not found; it names the sites (column {col!r}). Add it, or set "
+                'site_column = "" in the data set\'s params (--set data.params.site_column="") '
+                "to give every subject site 'unknown'"
+            )
         with tsv.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if rows and col not in rows[0]:
@@ -108,11 +144,35 @@ class BidsDataset(SegDataset):
             many = sum(1 for q in stems.values() if q.startswith(short + "_")) > 1
             sid = stem[: -len(cfg.image_suffix) - 1] if many else short
             labels = root / cfg.labels_dir / p.parent.relative_to(root)
-            entry = {"image": p, "label": labels / f"{stem}_{cfg.label_suffix}.nii.gz"}
+            entry = {"image": p, "label": _nifti_path(labels, f"{stem}_{cfg.label_suffix}")}
             if cfg.cord_suffix:
-                entry["cord"] = labels / f"{stem}_{cfg.cord_suffix}.nii.gz"
+                entry["cord"] = _nifti_path(labels, f"{stem}_{cfg.cord_suffix}")
             found[sid] = entry
         return found
+
+    def _orphan_labels(self, found: dict[str, dict[str, Path]]) -> list[tuple[Path, Path]]:
+        """(label, the image it needs) for label files under ``labels_dir`` no image claims."""
+        cfg, labels = self.config, self.root / self.config.labels_dir
+        claimed = {f[k] for f in found.values() for k in ("label", "cord") if k in f}
+        out = []
+        for suffix in filter(None, (cfg.label_suffix, cfg.cord_suffix)):
+            for p in labels.glob(f"sub-*/**/*_{cfg.image_suffix}_{suffix}.nii*"):
+                if p.name.endswith((".nii", ".nii.gz")) and p not in claimed:
+                    stem = p.name.split(".nii")[0][: -len(suffix) - 1]
+                    out.append((p, self.root / p.parent.relative_to(labels) / f"{stem}.nii.gz"))
+        return sorted(out)
+
+    def _warn_orphans(self, found: dict[str, dict[str, Path]]) -> None:
+        orphans = self._orphan_labels(found)
+        if orphans:
+            rows = [f"{label} (no image {image})" for label, image in orphans[:5]]
+            more = f"; and {len(orphans) - 5} more" if len(orphans) > 5 else ""
+            warnings.warn(
+                f"dataset 'bids': {len(orphans)} label file(s) without an image, not used: "
+                f"{'; '.join(rows)}{more}. Add the images or check image_suffix",
+                DataWarning,
+                stacklevel=3,
+            )
 
     def subjects(self) -> list[Subject]:
         cfg = self.config
@@ -145,6 +205,7 @@ class BidsDataset(SegDataset):
             all_sites = sorted({s for s in sites.values()})
             raise DataError(f"dataset 'bids': the filters select nothing in {self.root}; "
                             f"sites: {all_sites}")  # fmt: skip
+        self._warn_orphans(found)
         self._files = found
         return out
 
@@ -161,11 +222,13 @@ class BidsDataset(SegDataset):
                 raise DataError(f"{files['label']}: GM label missing for image {files['image']}")
             label = read_nifti(files["label"])
             check_pair(image, label)
-            mask = binary_label(label, False, self.config.label_threshold)
+            cfg = self.config
+            others = cfg.other_values == "background"
+            mask = binary_label(label, others, cfg.label_threshold, cfg.gm_values)
             if "cord" in files and files["cord"].is_file():
                 cord_nii = read_nifti(files["cord"])
                 check_pair(image, cord_nii)
-                cord = binary_label(cord_nii, False, self.config.label_threshold)
+                cord = binary_label(cord_nii, others, cfg.label_threshold, values_setting=None)
         return Volume(
             subject=subject,
             image=image.data.astype(np.float32),

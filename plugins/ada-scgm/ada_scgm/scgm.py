@@ -41,7 +41,12 @@ class ScgmConfig(ComponentConfig):
         (), description="Only these subjects, e.g. 'site1-sc01' (empty: all)."
     )
     label_threshold: float | None = Field(
-        None, description="Binarise soft (fractional) masks at this value instead of failing."
+        None,
+        gt=0,
+        le=1,
+        description="Binarise soft masks: a value strictly between 0 and 1 is GM when at or "
+        "above it. Integer values above 1 (other structures) are never GM. None: soft values "
+        "are an error.",
     )
 
 
