@@ -109,10 +109,13 @@ def _read(path: Path, device: torch.device | str) -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:  # not a pickle at all: damaged
+            raise DataError(f"checkpoint {path} is unreadable (not a torch checkpoint)") from None
         raise DataError(
-            f"checkpoint {path} was refused: it holds objects other than tensors, numbers, "
-            f"strings, lists and dicts, which could run code when loaded ({e}). ADA never "
-            "writes such files; do not load checkpoints from untrusted sources"
+            f"checkpoint {path} was refused: it holds {found.group(1)}, an object other than "
+            "tensors, numbers, strings, lists and dicts, which could run code when loaded. "
+            "ADA never writes such files; do not load checkpoints from untrusted sources"
         ) from None
     except Exception as e:
         raise DataError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from e

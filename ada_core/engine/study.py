@@ -20,7 +20,7 @@ import numpy as np
 
 from ada_core.config import ExperimentConfig
 from ada_core.data import SliceSet, load_slices, split_slices
-from ada_core.engine._folds_shim import fold_slices, plan_folds
+from ada_core.splits import fold_slices, plan_folds
 from ada_core.engine.checkpoint import (
     atomic_write_text,
     load_checkpoint,
@@ -61,7 +61,7 @@ def _extra_sets(plan: RunPlan) -> dict[str, SliceSet]:
     for es in plan.eval_sets:
         slices = load_slices(es.dataset, es.preprocess, cache_dir=plan.cache_dir)
         if es.part != "all":
-            train, val = split_slices(slices, es.split)
+            train, val = split_slices(slices, es.split, key=f"evaluate[{es.label}].split")
             slices = val if es.part == "val" else train
         if len(slices) == 0:
             raise DataError(
@@ -79,7 +79,7 @@ def load_study_data(plan: RunPlan) -> StudyData:
         DataError: a part of a fold (train, validation or a requested test part) has no slice.
     """
     slices = load_slices(plan.dataset, plan.preprocess, cache_dir=plan.cache_dir)
-    folds = plan_folds(slices.group, slices.site, plan.split)
+    folds = plan_folds(slices.group, slices.site, plan.split, subjects=slices.subject)
     parts: dict[str, dict[str, SliceSet]] = {}
     replicates = []
     for fold in folds:
@@ -117,7 +117,8 @@ def check_data(plan: RunPlan) -> str:
     subjects = [s for s in plan.dataset.subjects() if s.labelled]
     if not subjects:
         raise DataError(f"dataset {plan.dataset.name!r} lists no labelled subject; check its params")
-    folds = plan_folds([s.group for s in subjects], [s.site for s in subjects], plan.split)
+    folds = plan_folds([s.group for s in subjects], [s.site for s in subjects], plan.split,
+                       subjects=[s.id for s in subjects])
     parts = []
     for fold in folds:
         if not fold.train or not fold.val:

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from ada_core.errors import DataError
-from ada_core.report.tables import format_summary
 
 __all__ = ["save_iou_plot", "write_report"]
 
@@ -56,46 +55,22 @@ def save_iou_plot(names: list[str], matrix: list[list[float]], path: Path) -> Pa
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` from ``summary.json`` and the figures in ``analysis/``.
+    """Write ``run_dir/report.html`` from ``summary.txt`` (interim page until the full report).
 
     Raises:
-        DataError: when ``run_dir`` holds no ``summary.json`` (not a finished run).
+        DataError: when ``run_dir`` holds no ``summary.json`` (not an aggregated run).
     """
     run_dir = Path(run_dir)
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
+    if not (run_dir / "summary.json").is_file():
         raise DataError(
             f"{run_dir}: no summary.json, so not a finished run folder; run `ada compare` "
-            "first (or `--resume` an interrupted one)"
+            "first (or `ada aggregate RUN`)"
         )
-    summary = json.loads(summary_file.read_text())
-    iou = summary.get("iou") or {}
-    if iou.get("names"):
-        save_iou_plot(iou["names"], iou["matrix"], run_dir / "analysis" / "iou.png")
-    sched = summary.get("schedule", {})
-    parts = [
-        f"<h1>ADA run {html.escape(str(summary.get('name', run_dir.name)))}</h1>",
-        "<p>"
-        + html.escape(
-            f"{summary.get('mode', '')} on {summary.get('device', '?')}: "
-            f"{summary.get('train_slices', '?')} training and {summary.get('val_slices', '?')} "
-            f"validation slices; {sched.get('standard_epochs', '?')} standard epochs, "
-            f"{sched.get('cycles', '?')} cycles x {sched.get('ada_epochs', '?')} ADA epochs; "
-            f"robustness Z = {summary.get('robustness_size', '?')}."
-        )
-        + "</p>",
-        "<h2>Tables</h2>",
-        f"<pre>{html.escape(format_summary(summary))}</pre>",
-    ]
-    for name, title in _FIGURES:
-        png = run_dir / "analysis" / name
-        if png.is_file():
-            data = base64.b64encode(png.read_bytes()).decode("ascii")
-            parts += [f"<h2>{html.escape(title)}</h2>", f'<img alt="{name}" src="data:image/png;base64,{data}">']
+    text = (run_dir / "summary.txt").read_text(encoding="utf-8")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>ADA {html.escape(str(summary.get('name', '')))}</title><style>{_STYLE}</style>"
-        "</head><body>" + "\n".join(parts) + "</body></html>\n"
+        f"<title>ADA {html.escape(run_dir.name)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>ADA run {html.escape(run_dir.name)}</h1><pre>{html.escape(text)}</pre></body></html>\n"
     )
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
