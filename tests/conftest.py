@@ -44,3 +44,22 @@ def fake_dist(tmp_path, monkeypatch):
         return root
 
     return make
+
+
+#: Seeds of the shared tiny study.
+STUDY_SEEDS = [0, 1]
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """A real 2-seed study with a held-out test person, run once through the CLI.
+
+    Returns ``(run folder, completed process)``. Tests must not modify it: copy it first.
+    """
+    from studykit import ada_cli, tiny_config, write_config
+
+    out = tmp_path_factory.mktemp("study")
+    cfg = write_config(tiny_config(out, seeds=STUDY_SEEDS, test=True), out / "tiny.toml")
+    proc = ada_cli("compare", str(cfg), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "tiny", proc

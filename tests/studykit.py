@@ -13,15 +13,23 @@ from ada_core.config import ExperimentConfig, parse_config, to_toml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(output: Path, name: str = "tiny", attributors: Any = None, **train: Any) -> dict:
-    """A compare that runs in seconds: 32 x 32 phantom slices, a 2-level U-Net of width 4."""
+def tiny_config(
+    output: Path, name: str = "tiny", attributors: Any = None, test: bool = False, **train: Any
+) -> dict:
+    """A compare that runs in seconds: 32 x 32 phantom slices, a 2-level U-Net of width 4.
+
+    With ``test``, 6 persons: 4 train, 1 validation, 1 held-out test (else 5: 4 train, 1 val).
+    """
+    split: dict[str, Any] = {"val_fraction": 0.2, "seed": 0}
+    if test:
+        split.update(test="fraction", test_fraction=0.2)
     return {
         "name": name,
         "output": str(output),
         "data": {
             "name": "phantom",
             "params": {
-                "n_subjects": 5,
+                "n_subjects": 6 if test else 5,
                 "slices_per_subject": 3,
                 "size": [64, 64],
                 "spacing": 0.5,
@@ -30,7 +38,7 @@ def tiny_config(output: Path, name: str = "tiny", attributors: Any = None, **tra
                 "seed": 1,
             },
             "preprocess": {"spacing": 0.5, "size": [32, 32]},
-            "split": {"val_fraction": 0.2, "seed": 0},
+            "split": split,
         },
         "model": {"name": "unet-paper", "params": {"width": 4, "depth": 2, "dropout": 0.1}},
         "attributors": attributors

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from scipy import ndimage
 
 from studykit import ada_cli, metrics_rows, run_config, tiny_config, write_config
 
 from ada_core.config import ExperimentConfig, parse_config
-from ada_core.data import load_slices, split_slices
+from ada_core.data import fold_slices, load_slices, plan_folds, split_slices
 from ada_core.engine import build_plan, run_study
 from ada_core.engine.checkpoint import CheckpointWarning, load_checkpoint, save_checkpoint, write_json
 from ada_core.engine.jobs import Replicate, plan_jobs
@@ -34,7 +35,7 @@ from ada_core.plugins import load_plugins
 from ada_core.testing.models import TinySegModel
 
 BRANCHES = ["gradcam", "vanilla", "random", "none", "none_twin"]
-SEEDS = [0, 1]
+SEEDS = [0, 1]  # of the shared tiny study (conftest.tiny_study)
 
 
 # --------------------------------------------------------------------------- units
@@ -219,20 +220,18 @@ def _dsc_by_hand(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 200 * tp / (2 * tp + fp + fn)
 
 
-@pytest.fixture(scope="module")
-def compare_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    cfg = write_config(tiny_config(out, seeds=SEEDS), out / "tiny.toml")
-    proc = ada_cli("compare", str(cfg), "--quiet")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "tiny", proc
+@pytest.fixture
+def compare_run(tiny_study):
+    return tiny_study
 
 
 def _slices(run: Path):
+    """(config, registry, train, val, test) loaded again through the registry and the split."""
     config = run_config(run)
     reg = load_plugins()
     slices = load_slices(reg.build("dataset", config.data), config.data.preprocess)
-    return config, reg, *split_slices(slices, config.data.split)
+    (fold,) = plan_folds(slices.group, slices.site, config.data.split, subjects=slices.subject)
+    return config, reg, *fold_slices(slices, fold)
 
 
 def test_compare_writes_a_folder_per_seed_and_the_study_results(compare_run):
@@ -295,7 +294,7 @@ def test_every_branch_starts_from_its_seeds_standard_phase(compare_run):
 
 def test_ada_images_are_originals_times_keep_masks(compare_run):
     run, _ = compare_run
-    config, _, train, _ = _slices(run)
+    config, _, train, _, _ = _slices(run)
     z = config.mask.params["size"]
     for label in ["gradcam", "vanilla", "random"]:
         first = load_checkpoint(run / "seed-0" / "branches" / label / "cycle1.pt")
@@ -310,7 +309,7 @@ def test_first_cycle_keep_masks_are_the_ones_the_iou_uses_and_recomputable(compa
     """Cycle 1 attributes through the same path as every cycle: a fresh attributor on the
     standard phase's final weights gives bit-identical keep masks, and the IoU is theirs."""
     run, _ = compare_run
-    config, reg, train, _ = _slices(run)
+    config, reg, train, _, _ = _slices(run)
     mats = []
     keeps = {}
     for seed in SEEDS:
@@ -337,10 +336,12 @@ def test_first_cycle_keep_masks_are_the_ones_the_iou_uses_and_recomputable(compa
 
 def test_scored_numbers_equal_recomputation_from_the_selected_checkpoints(compare_run):
     run, _ = compare_run
-    config, reg, _, val = _slices(run)
+    config, reg, _, val, test = _slices(run)
+    assert len(test) and not set(test.group) & set(val.group)
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["report_set"] == "test"
     z = summary["evaluation"]["robustness_size"]
-    h, w = val.images.shape[-2:]
+    h, w = test.images.shape[-2:]
     for job in summary["jobs"]:
         if job["seed"] != 0:
             continue
@@ -353,19 +354,42 @@ def test_scored_numbers_equal_recomputation_from_the_selected_checkpoints(compar
             dsc = _dsc_by_hand((model(val.images) > 0).float(), val.masks)
             assert state["epoch"] == job["best_epoch"]
             assert scored["sets"]["val"]["dsc_mean"] == pytest.approx(dsc.mean().item(), abs=1e-4)
+            clean = _dsc_by_hand((model(test.images) > 0).float(), test.masks)
+            assert scored["sets"]["test"]["dsc_mean"] == pytest.approx(clean.mean().item(), abs=1e-4)
             occluded = []
-            for i in range(len(val)):  # brute-force Algorithm 2
+            for i in range(len(test)):  # brute-force Algorithm 2, on the held-out part
                 for r in range(0, h, z):
                     for c in range(0, w, z):
-                        img = val.images[i].clone()
+                        img = test.images[i].clone()
                         img[:, r : r + z, c : c + z] = 0
-                        occluded.append((img, val.masks[i]))
+                        occluded.append((img, test.masks[i]))
             rob = _dsc_by_hand((model(torch.stack([o[0] for o in occluded])) > 0).float(),
                                torch.stack([o[1] for o in occluded]))  # fmt: skip
-        per_slice = rob.reshape(len(val), -1).double().nanmean(1)  # a slice's mean over copies
+        per_slice = rob.reshape(len(test), -1).double().nanmean(1)  # a slice's mean over copies
         assert scored["sets"]["robustness"]["dsc_mean"] == pytest.approx(
             per_slice.nanmean().item(), abs=1e-4)  # fmt: skip
-        grid = rob.reshape(len(val), math.ceil(h / z), math.ceil(w / z)).double().nanmean(0)
+        # robustness_near and the context probe, with scipy's exact distance to the ground truth
+        margin = summary["evaluation"]["robustness_margin_mm"]
+        spacing = test.spacing[0].double().tolist()
+        near_drop, probes = [], []
+        copies = rob.reshape(len(test), math.ceil(h / z), math.ceil(w / z)).double()
+        for i in range(len(test)):
+            dist = ndimage.distance_transform_edt(test.masks[i, 0].numpy() == 0, sampling=spacing)
+            near = torch.from_numpy(dist <= margin + 1e-9)
+            drops = [copies[i, r // z, c // z] - clean[i] for r in range(0, h, z) for c in range(0, w, z)
+                     if near[r : r + z, c : c + z].any()]  # fmt: skip
+            drops = torch.stack(drops)
+            near_drop.append(drops[~drops.isnan()].mean())
+            keep_ctx = torch.from_numpy(dist <= summary["evaluation"]["context_margin_mm"] + 1e-9)
+            probes.append(torch.where(keep_ctx, test.images[i, 0], torch.zeros(())))
+        with torch.no_grad():
+            ctx = _dsc_by_hand((model(torch.stack(probes)[:, None]) > 0).float(), test.masks)
+        near_drop = torch.stack(near_drop)
+        assert scored["sets"]["robustness_near"]["dsc_mean"] == pytest.approx(
+            near_drop[~near_drop.isnan()].mean().item(), abs=1e-4)  # fmt: skip
+        assert scored["sets"]["context"]["dsc_mean"] == pytest.approx(
+            ctx[~ctx.isnan()].mean().item(), abs=1e-4)  # fmt: skip
+        grid = rob.reshape(len(test), math.ceil(h / z), math.ceil(w / z)).double().nanmean(0)
         logged = torch.tensor([[math.nan if v is None else v for v in row]
                                for row in scored["positions"]["dsc"]], dtype=torch.float64)  # fmt: skip
         torch.testing.assert_close(logged, grid, atol=1e-4, rtol=0, equal_nan=True)
