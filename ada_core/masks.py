@@ -227,7 +227,9 @@ class WindowConfig(ComponentConfig):
         "'avoid' only considers windows that touch no ground truth; 'ignore' treats it as "
         "background.",
     )
-    fill: float = Field(0.0, description="Value written into the erased pixels.")
+    fill: float = Field(
+        0.0, allow_inf_nan=False, description="Value written into the erased pixels (finite)."
+    )
 
 
 class WindowMaskBuilder(MaskBuilder):

@@ -28,7 +28,8 @@ from ada_core.engine.keys import describe_diff, diff, digest
 from ada_core.engine.plan import Branch, RunPlan
 from ada_core.errors import ConfigError, DataError
 
-__all__ = ["Job", "JobState", "Replicate", "inspect", "move_aside", "plan_jobs"]
+__all__ = ["Job", "JobState", "Replicate", "inspect", "move_aside", "plan_jobs", "prepare_folder",
+           "set_aside"]
 
 State = Literal["new", "finished", "repair", "interrupted", "failed", "changed"]
 
@@ -127,12 +128,17 @@ def _state(job: Job) -> JobState:
     return JobState(job, "new")
 
 
-def move_aside(run_dir: Path, folder: Path) -> Path:
-    """Move ``folder`` (inside ``run_dir``) to ``run_dir/.superseded/<time>/...``; never deletes."""
+def move_aside(run_dir: Path, folder: Path, stamp: str | None = None) -> Path:
+    """Move ``folder`` (inside ``run_dir``) to ``run_dir/.superseded/<stamp>/...``; never deletes.
+
+    Raises:
+        DataError: ``folder`` does not resolve inside ``run_dir``.
+    """
     run_dir, folder = run_dir.resolve(), folder.resolve()
     if run_dir not in folder.parents:
         raise DataError(f"refusing to move {folder}: it is not inside the run folder {run_dir}")
-    target = run_dir / ".superseded" / time.strftime("%Y%m%d-%H%M%S") / folder.relative_to(run_dir)
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir / ".superseded" / stamp / folder.relative_to(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     n = 1
     while target.exists():
@@ -216,13 +222,21 @@ def inspect(
     return states
 
 
-def prepare_folder(plan: RunPlan, js: JobState, force: bool) -> None:
-    """Move a changed (or, with ``force``, unfinished) job's folder aside; write its key."""
+def set_aside(plan: RunPlan, states: list[JobState], force: bool) -> None:
+    """With ``force``: move every changed (and unfinished) job folder aside, under one stamp."""
+    if not force:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for js in states:
+        if js.job.folder.exists() and js.state in ("changed", "interrupted", "failed"):
+            moved = move_aside(plan.run_dir, js.job.folder, stamp)
+            print(f"{js.job.title}: old results kept aside in {moved}", flush=True)
+            js.state = "new"
+
+
+def prepare_folder(js: JobState) -> None:
+    """Record the key of a job about to train (and set a previous failure's record aside)."""
     folder = js.job.folder
-    if folder.exists() and (js.state == "changed" or (force and js.state in ("interrupted", "failed"))):
-        moved = move_aside(plan.run_dir, folder)
-        print(f"{js.job.title}: old results kept aside in {moved}", flush=True)
-        js.state = "new"
     if js.state != "finished":
         if (folder / "failed.json").is_file():
             os.replace(folder / "failed.json", folder / "failed.prev.json")

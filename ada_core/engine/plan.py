@@ -272,7 +272,7 @@ def build_plan(
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     z = t.robustness_size or mask.erase_size or 20
-    if t.robustness and z > min(size):
+    if z > min(size):
         key = "train.robustness_size" if t.robustness_size else "mask.params (its erase size)"
         raise ConfigError(
             f"{source}: {key} = {z} is larger than the {size[0]}x{size[1]} images "

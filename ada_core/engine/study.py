@@ -29,7 +29,15 @@ from ada_core.engine.checkpoint import (
     write_json,
 )
 from ada_core.engine.evaluation import convergence_sets, score_checkpoint, write_rows
-from ada_core.engine.jobs import Job, JobState, Replicate, inspect, plan_jobs, prepare_folder
+from ada_core.engine.jobs import (
+    Job,
+    JobState,
+    Replicate,
+    inspect,
+    plan_jobs,
+    prepare_folder,
+    set_aside,
+)
 from ada_core.engine.lock import RunLock, job_lock
 from ada_core.engine.phase import Phase, PhaseFailed, run_phase
 from ada_core.engine.plan import RunPlan, build_plan
@@ -230,7 +238,7 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, force: bo
         if job.branch is not None and job.folder.parent.parent in broken_standard:
             failed.append(f"{job.title} not run: the standard phase of {job.replicate.title} failed")
             continue
-        prepare_folder(plan, js, force)
+        prepare_folder(js)
         try:
             if js.state != "finished":
                 with job_lock(job.folder):
@@ -331,6 +339,7 @@ def run_study(
         jobs = plan_jobs(plan, data.replicates, data.fingerprint)
         states = inspect(plan, jobs, resume=resume, force=force,
                          reuse_standard=config.train.reuse_standard)  # fmt: skip
+        set_aside(plan, states, force)
         atomic_write_text(plan.run_dir / "config.toml", plan.config_toml)
         write_json(plan.run_dir / "config.json", plan.config_json)
         write_study(plan, jobs, data)
