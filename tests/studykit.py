@@ -18,18 +18,18 @@ def tiny_config(
 ) -> dict:
     """A compare that runs in seconds: 32 x 32 phantom slices, a 2-level U-Net of width 4.
 
-    With ``test``, 6 persons: 4 train, 1 validation, 1 held-out test (else 5: 4 train, 1 val).
+    With ``test``, 7 persons: 4 train, 1 validation, 2 held-out test (else 5: 4 train, 1 val).
     """
     split: dict[str, Any] = {"val_fraction": 0.2, "seed": 0}
     if test:
-        split.update(test="fraction", test_fraction=0.2)
+        split.update(test="fraction", test_fraction=0.3)
     return {
         "name": name,
         "output": str(output),
         "data": {
             "name": "phantom",
             "params": {
-                "n_subjects": 6 if test else 5,
+                "n_subjects": 7 if test else 5,
                 "slices_per_subject": 3,
                 "size": [64, 64],
                 "spacing": 0.5,
