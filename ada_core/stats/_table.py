@@ -93,7 +93,7 @@ class Table:
         same = np.flatnonzero(code[order][1:] == code[order][:-1])
         if same.size:
             i, j = order[same[0]], order[same[0] + 1]
-            key = ", ".join(f"{c}={self.columns[c][i]!r}" for c in KEY)
+            key = ", ".join(f"{c}={self.columns[c][i].item()!r}" for c in KEY)
             raise DataError(f"{self.source}: lines {self.lines[i]} and {self.lines[j]} have the "
                             f"same key ({key}); {same.size} duplicate row(s) in all. Each "
                             f"(seed, fold, branch, set, subject, slice) must appear once")
@@ -101,10 +101,10 @@ class Table:
         subj = _codes(self.columns["fold"], self.columns["subject"])
         if np.unique(site).size != np.unique(subj).size:
             first = {}
-            for i, (s, t) in enumerate(zip(subj, self.columns["site"], strict=True)):
+            for i, (s, t) in enumerate(zip(subj, self.columns["site"].tolist(), strict=True)):
                 if first.setdefault(s, t) != t:
                     raise DataError(f"{self.source}, line {self.lines[i]}: subject "
-                                    f"{self.columns['subject'][i]!r} has site {t!r} here and "
+                                    f"{self.columns['subject'][i].item()!r} has site {t!r} here and "
                                     f"{first[s]!r} on an earlier line")
 
     def __len__(self) -> int:
