@@ -118,3 +118,18 @@ def test_unknown_names_are_rejected():
         verdict(_stats(), controls=["rnd"])
     with pytest.raises(InputError, match=r"unknown metric 'iou'"):
         verdict(_stats(), metric="iou")
+
+
+def test_significant_before_but_not_after_holm_is_not_a_win():
+    st = _stats()
+    c = max((st.comparison(b, "random", "robustness", "dsc") for b in METHODS),
+            key=lambda c: c.diff)
+    edited = c.model_copy(update=dict(diff=0.9, p=0.012, p_holm=0.14, ci=c.ci.model_copy(
+        update=dict(low=0.2, high=1.6))))
+    st = st.model_copy(update=dict(comparisons=tuple(
+        edited if x is c else x for x in st.comparisons)))
+    lines = verdict(st, controls=["random"])
+    assert not any(f"{b} beats" in s for s in lines for b in METHODS)
+    head = next(s for s in lines if "none of the 3" in s)
+    assert (f"largest: {c.branch} +0.9 points, 95% CI +0.2 to +1.6, Holm p = 0.14; "
+            f"p = 0.012 before Holm's correction over {c.holm_family} comparisons") in head
