@@ -450,3 +450,22 @@ def test_duplicate_rows_in_memory_are_an_error():
     dup = {k: np.concatenate([v, v[:1]]) for k, v in cols.items()}
     with pytest.raises(DataError, match="same key"):
         Table(dup)
+
+
+def test_docs_recipe_with_pandas_reproduces_study_statistics(tmp_path):
+    pytest.importorskip("pandas", reason="pandas is optional: the docs recipe needs it")
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "statistics.md").read_text()
+    code = doc.split("<!-- recipe -->\n```python\n", 1)[1].split("```", 1)[0]
+    cols = make_table(np.random.default_rng(19), seeds=3, subjects=8, slices=3, nan_every=5,
+                      effect={"gradcam": 1.0})
+    write_csv(tmp_path / "results.csv", cols)
+    env = {"path": tmp_path / "results.csv"}
+    exec(code, env)  # noqa: S102 - the documented recipe, run as a reader would
+    c = study_statistics(read_table(tmp_path / "results.csv"), branches=["gradcam"],
+                         controls=["random"], n_boot=100).comparison("gradcam", "random",
+                                                                     "val", "dsc")
+    assert env["m"] == pytest.approx(c.diff) and env["se"] == pytest.approx(c.se)
+    assert env["p"] == pytest.approx(c.p) and env["dof"] == pytest.approx(c.df)
+    assert tuple(env["ci"]) == pytest.approx((c.ci.low, c.ci.high))
