@@ -116,8 +116,8 @@ def _power(cs: list[Comparison], what: str, unit: str, metric: str, alpha: float
     size = _size(cs)
     res = cs[0].resolve
     if metric in _RANGE and lo >= _RANGE[metric]:
-        return [f"At this size ({size}) no difference on the 0\u2013{_RANGE[metric]:.0f} "
-                f"scale of {what} can reach significance (detectable only above {span}{u})."]
+        return [(f"At this size ({size}) no difference on the 0\u2013{_RANGE[metric]:.0f} "
+                f"scale of {what} can reach significance (detectable only above {span}{u}).")]
     head = (f"Differences below {span}{u} on {what} cannot be detected at this size ({size}; "
             f"\u03b1 = {alpha:g} two-sided before Holm, {power:.0%} power)")
     if any(c.n_seeds == 1 for c in cs):

@@ -44,7 +44,7 @@ def run(k: int, n_boot: int, rng: np.random.Generator) -> None:
     for name, s, n, sa, sb, se, mu, folds in REGIMES:
         t0 = time.perf_counter()
         fold = np.repeat(np.arange(folds), n // folds)
-        hits = dict(t=0, boot=0, rej=0, wil=0)
+        hits = {"t": 0, "boot": 0, "rej": 0, "wil": 0}
         for start in range(0, k, 1000):
             m = min(1000, k - start)
             # each fold is its own trained model: its seed effects are its own

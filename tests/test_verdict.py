@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pytest
+from test_stats import make_table
 
 from ada_core.errors import InputError
 from ada_core.stats import Table, study_statistics
 from ada_core.verdict import verdict
-from test_stats import make_table
 
 METHODS = ["vanilla", "gradcam", "guided_backprop"]
 
@@ -124,10 +124,10 @@ def test_significant_before_but_not_after_holm_is_not_a_win():
     st = _stats()
     c = max((st.comparison(b, "random", "robustness", "dsc") for b in METHODS),
             key=lambda c: c.diff)
-    edited = c.model_copy(update=dict(diff=0.9, p=0.012, p_holm=0.14, ci=c.ci.model_copy(
-        update=dict(low=0.2, high=1.6))))
-    st = st.model_copy(update=dict(comparisons=tuple(
-        edited if x is c else x for x in st.comparisons)))
+    edited = c.model_copy(update={"diff": 0.9, "p": 0.012, "p_holm": 0.14, "ci": c.ci.model_copy(
+        update={"low": 0.2, "high": 1.6})})
+    st = st.model_copy(update={"comparisons": tuple(
+        edited if x is c else x for x in st.comparisons)})
     lines = verdict(st, controls=["random"])
     assert not any(f"{b} beats" in s for s in lines for b in METHODS)
     head = next(s for s in lines if "none of the 3" in s)
