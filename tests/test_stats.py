@@ -278,6 +278,15 @@ def test_seeds_needed_unreachable_when_subject_term_is_too_large():
     assert limit == pytest.approx(mde(math.sqrt(12.0 / 24), 23))
 
 
+@pytest.mark.parametrize("s2_seed", [0.5, 4.0, 30.0])
+def test_seeds_needed_is_the_first_seed_count_that_resolves(s2_seed):
+    comps = np.array([[s2_seed, 0.2, 2.0]])
+    need, _ = seeds_needed(comps, (40,), 0.5)
+    brute = next(s for s in range(2, 5000)
+                 if mde(*design_se(comps, (40,), np.array([s]))) <= 0.5)
+    assert need == brute
+
+
 def test_seeds_needed_gives_the_stated_power_in_simulation():
     sa, sb, se_, n = 0.6, 0.5, 1.5, 24
     comps = np.array([[sa**2, sb**2, se_**2]])

@@ -11,7 +11,7 @@ import numpy as np
 from ada_core.errors import DataError, InputError, suggest
 from ada_core.stats import _core
 from ada_core.stats._models import Comparison, Estimate, Interval, StudyStatistics
-from ada_core.stats._table import HIGHER_IS_BETTER, SubjectMeans, Table, subject_means
+from ada_core.stats._table import HIGHER_IS_BETTER, SubjectMeans, Table, subject_means_many
 
 __all__ = ["study_statistics"]
 
@@ -254,8 +254,9 @@ def study_statistics(
     labels = list(dict.fromkeys([*branches, *controls]))
     estimates, rows = [], []
     for set_ in sets:
+        by_metric = subject_means_many(table, set_, metrics)
         for metric in metrics:
-            sm = subject_means(table, set_, metric)
+            sm = by_metric[metric]
             mats = {b: _matrix(sm, b, src) for b in labels}
             hib = orient[metric]
             res = resolve[metric] if isinstance(resolve, Mapping) else resolve
