@@ -52,13 +52,14 @@ def _what(set_: str, metric: str) -> str:
     return f"{set_} {metric.upper()}"
 
 
-def _size(cs: Sequence[Comparison]) -> str:
+def _size(cs: Sequence[Comparison], run: bool = False) -> str:
     seeds = sorted({c.n_seeds for c in cs})
     subj = sorted({c.n_subjects for c in cs})
     s = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}\u2013{seeds[-1]}"
     n = str(subj[0]) if len(subj) == 1 else f"{subj[0]}\u2013{subj[-1]}"
-    run = " (one training run each)" if seeds[-1] == 1 else ""
-    return f"{s} seed{'s' if seeds[-1] != 1 else ''} \u00d7 {n} subjects{run}"
+    run = " (one training run each)" if run and seeds[-1] == 1 else ""
+    return (f"{s} seed{'s' if seeds[-1] != 1 else ''} \u00d7 {n} "
+            f"subject{'s' if subj[-1] != 1 else ''}{run}")
 
 
 def _numbers(c: Comparison, unit: str, name: bool = True) -> str:
@@ -71,17 +72,15 @@ def _numbers(c: Comparison, unit: str, name: bool = True) -> str:
 
 def _findings(cs: list[Comparison], control: str, what: str, unit: str) -> list[str]:
     name = _CONTROL.get(control, control)
-    if not cs[0].higher_is_better:
-        what += f" (positive = lower {cs[0].metric.upper()} than {control}, i.e. better)"
-    size = _size(cs)
+    size = _size(cs, run=True)
     out = []
     better = [c for c in cs if c.significant and c.diff > 0]
     worse = [c for c in cs if c.significant and c.diff < 0]
     for verb, group in (("beats", sorted(better, key=lambda c: -c.diff)),
                         ("is worse than", sorted(worse, key=lambda c: c.diff))):
         for c in group:
-            dz = f"; d_z = {c.effect_size:.2f}" if c.effect_size is not None else ""
-            out.append(f"Over {_size([c])}, {c.branch} {verb} {name} on {what}: "
+            dz = f"; d_z = {_signed(c.effect_size, 2)}" if c.effect_size is not None else ""
+            out.append(f"Over {_size([c], run=True)}, {c.branch} {verb} {name} on {what}: "
                        f"{_numbers(c, unit, name=False)} over {c.holm_family} comparisons{dz}.")
     rest = [c for c in cs if c not in better and c not in worse]
     if rest:
@@ -117,8 +116,8 @@ def _power(cs: list[Comparison], what: str, unit: str, metric: str, alpha: float
     size = _size(cs)
     res = cs[0].resolve
     if metric in _RANGE and lo >= _RANGE[metric]:
-        return [f"At this size ({size}) no difference on the 0\u2013{_RANGE[metric]:.0f} "
-                f"scale of {what} can reach significance (detectable only above {span}{u})."]
+        return [(f"At this size ({size}) no difference on the 0\u2013{_RANGE[metric]:.0f} "
+                f"scale of {what} can reach significance (detectable only above {span}{u}).")]
     head = (f"Differences below {span}{u} on {what} cannot be detected at this size ({size}; "
             f"\u03b1 = {alpha:g} two-sided before Holm, {power:.0%} power)")
     if any(c.n_seeds == 1 for c in cs):
@@ -165,11 +164,17 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
                 raise InputError(f"verdict: unknown {kind} {n!r}. " + suggest(n, valid))
     unit = _UNIT.get(metric, "")
     out: list[str] = []
+    hib = {c.higher_is_better for c in stats.comparisons if c.metric == metric}
+    if hib == {False}:
+        out.append(f"{metric.upper()} is lower-is-better: each difference below is control "
+                   f"\u2212 method, so positive means the method has the lower (better) "
+                   f"{metric.upper()}.")
     if len(stats.seeds) == 1:
         subj = sorted({c.n_subjects for c in stats.comparisons if c.metric == metric})
         n = f"{subj[0]}" if len(subj) == 1 else f"{subj[0]}\u2013{subj[-1]}" if subj else "0"
+        word = "subject" if subj and subj[-1] == 1 else "subjects"
         out.append(f"Only 1 seed ({stats.seeds[0]}): every interval and test below is over the "
-                   f"{n} subjects only and leaves out seed-to-seed variation, so a difference "
+                   f"{n} {word} only and leaves out seed-to-seed variation, so a difference "
                    f"may be this one training run's luck rather than the method.")
     elif len(stats.seeds) == 2:
         out.append(f"Only 2 seeds ({stats.seeds[0]}, {stats.seeds[1]}): the seed-to-seed "

@@ -188,14 +188,21 @@ def bootstrap_means(
     """
     y, fold = _check(y, fold)
     k, s, n = y.shape
-    c_seed = rng.multinomial(s, np.full(s, 1 / s), size=(k, n_boot)).astype(np.float64)
-    c_subj = np.zeros((k, n_boot, n))
+    c_seed = _counts(rng.integers(0, s, (k * n_boot, s)), s).reshape(k, n_boot, s)
+    c_subj = np.zeros((k * n_boot, n))
     for f in np.unique(fold):
         cols = np.flatnonzero(fold == f)
-        c_subj[:, :, cols] = rng.multinomial(cols.size, np.full(cols.size, 1 / cols.size),
-                                             size=(k, n_boot))
-    ys = np.einsum("ksn,kbn->kbs", y, c_subj)
+        pick = cols[rng.integers(0, cols.size, (k * n_boot, cols.size))]
+        c_subj += _counts(pick, n)
+    ys = np.einsum("ksn,kbn->kbs", y, c_subj.reshape(k, n_boot, n))
     return np.einsum("kbs,kbs->kb", ys, c_seed) / (s * n)
+
+
+def _counts(idx: np.ndarray, size: int) -> np.ndarray:
+    """How often each of ``size`` indices occurs in each row of ``idx``: (R, size) float."""
+    r = idx.shape[0]
+    flat = (idx + size * np.arange(r)[:, None]).ravel()
+    return np.bincount(flat, minlength=r * size).reshape(r, size).astype(np.float64)
 
 
 def cohen_dz(y: np.ndarray) -> np.ndarray:
@@ -289,9 +296,20 @@ def seeds_needed(
         limit = 0.0
     if limit > resolve:
         return None, limit
-    s = np.arange(2, max_seeds + 1)
-    se, df = design_se(comps, sizes, s)
-    m = np.where(np.isnan(df), (sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * se,
-                 mde(se, df, alpha, power))
-    hit = np.flatnonzero(m <= resolve)
-    return (int(s[hit[0]]) if hit.size else None), limit
+
+    def mde_at(s: np.ndarray) -> np.ndarray:
+        se, df = design_se(comps, sizes, s)
+        z = (sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * se
+        return np.where(np.isnan(df), z, mde(se, np.where(np.isnan(df), 1.0, df), alpha, power))
+
+    s = np.arange(2, min(max_seeds, 100) + 1)
+    hit = np.flatnonzero(mde_at(s) <= resolve)
+    if hit.size:
+        return int(s[hit[0]]), limit
+    lo, hi = int(s[-1]), max_seeds  # MDE falls with S: bisect for the first S that resolves
+    if lo >= hi or mde_at(np.array([hi]))[0] > resolve:
+        return None, limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mde_at(np.array([mid]))[0] <= resolve else (mid, hi)
+    return hi, limit

@@ -11,7 +11,7 @@ import numpy as np
 from ada_core.errors import DataError, InputError, suggest
 from ada_core.stats import _core
 from ada_core.stats._models import Comparison, Estimate, Interval, StudyStatistics
-from ada_core.stats._table import HIGHER_IS_BETTER, SubjectMeans, Table, subject_means
+from ada_core.stats._table import HIGHER_IS_BETTER, SubjectMeans, Table, subject_means_many
 
 __all__ = ["study_statistics"]
 
@@ -99,10 +99,10 @@ def _estimate(m: _Matrix, branch, set_, metric, hib, n_boot, seed, level) -> Est
     keep = _defined(m.y)
     y = m.y[:, keep]
     subjects = [s for s, k in zip(m.subjects, keep, strict=True) if k]
-    common = dict(branch=branch, set=set_, metric=metric, n_seeds=len(m.seeds),
-                  n_subjects=int(keep.sum()), n_slices=m.n_slices, n_undefined=m.n_undefined,
-                  n_subjects_dropped=int((~keep).sum()), higher_is_better=hib,
-                  interval=SUBJECTS_ONLY if len(m.seeds) == 1 else SEEDS_AND_SUBJECTS)
+    common = {"branch": branch, "set": set_, "metric": metric, "n_seeds": len(m.seeds),
+                  "n_subjects": int(keep.sum()), "n_slices": m.n_slices, "n_undefined": m.n_undefined,
+                  "n_subjects_dropped": int((~keep).sum()), "higher_is_better": hib,
+                  "interval": SUBJECTS_ONLY if len(m.seeds) == 1 else SEEDS_AND_SUBJECTS}
     if y.shape[1] == 0:
         return Estimate(mean=None, ci=None, ci_t=None, ci_boot=None, **common,
                         note=f"{metric} is undefined on every slice of every subject")
@@ -147,13 +147,13 @@ def _compare(mb: _Matrix, mc: _Matrix, branch, control, set_, metric, hib, *, n_
     s, n = d.shape
     orient = (f"{branch} - {control}" if hib else f"{control} - {branch}") + \
         f" (positive = {branch} better)"
-    out = dict(branch=branch, control=control, set=set_, metric=metric, diff=None,
-               orientation=orient, ci=None, ci_boot=None, p=None, se=None, df=None,
-               var_seed=None, var_subject=0.0, var_residual=None, effect_size=None,
-               effect=EFFECT, test=TEST_ONE_SEED if s == 1 else TEST, n_seeds=s,
-               n_subjects=n, n_subjects_dropped=int((~keep).sum()), mde=None, resolve=resolve,
-               seeds_needed=None, seeds_note="", mde_seeds_limit=None, higher_is_better=hib,
-               interval=SUBJECTS_ONLY if s == 1 else SEEDS_AND_SUBJECTS, note="")
+    out = {"branch": branch, "control": control, "set": set_, "metric": metric, "diff": None,
+               "orientation": orient, "ci": None, "ci_boot": None, "p": None, "se": None, "df": None,
+               "var_seed": None, "var_subject": 0.0, "var_residual": None, "effect_size": None,
+               "effect": EFFECT, "test": TEST_ONE_SEED if s == 1 else TEST, "n_seeds": s,
+               "n_subjects": n, "n_subjects_dropped": int((~keep).sum()), "mde": None, "resolve": resolve,
+               "seeds_needed": None, "seeds_note": "", "mde_seeds_limit": None, "higher_is_better": hib,
+               "interval": SUBJECTS_ONLY if s == 1 else SEEDS_AND_SUBJECTS, "note": ""}
     if n == 0:
         out["note"] = f"{metric} is undefined for every subject in some seed: nothing to pair"
         return out
@@ -164,10 +164,12 @@ def _compare(mb: _Matrix, mc: _Matrix, branch, control, set_, metric, hib, *, n_
                var_subject=float(r.s2_subj[0]))
     dz = _core.cohen_dz(d[None])[0]
     out["effect_size"] = None if np.isnan(dz) else float(dz)
+    if np.isnan(dz):
+        out["note"] = "d_z undefined: fewer than 2 subjects or no spread between them"
     if s > 1:
         out.update(var_seed=float(r.s2_seed[0]), var_residual=float(r.s2_res[0]))
     if np.isnan(r.df[0]):
-        out["note"] = "one seed and one subject: no variance, no test"
+        out["note"] = "one seed and one subject per fold: no variance, no test"
         return out
     out.update(p=float(_core.t_test(r.mean, r.se, r.df)[0]), df=float(r.df[0]),
                mde=float(_core.mde(r.se, r.df, alpha, power)[0]))
@@ -252,8 +254,9 @@ def study_statistics(
     labels = list(dict.fromkeys([*branches, *controls]))
     estimates, rows = [], []
     for set_ in sets:
+        by_metric = subject_means_many(table, set_, metrics)
         for metric in metrics:
-            sm = subject_means(table, set_, metric)
+            sm = by_metric[metric]
             mats = {b: _matrix(sm, b, src) for b in labels}
             hib = orient[metric]
             res = resolve[metric] if isinstance(resolve, Mapping) else resolve

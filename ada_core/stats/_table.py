@@ -83,6 +83,7 @@ class Table:
             cols[name] = arr
         self.columns = cols
         self.metrics = metrics
+        self._values: dict[str, list] = {}
         if n == 0:
             raise DataError(f"{source}: the table has no rows")
         self._check_duplicates()
@@ -93,7 +94,7 @@ class Table:
         same = np.flatnonzero(code[order][1:] == code[order][:-1])
         if same.size:
             i, j = order[same[0]], order[same[0] + 1]
-            key = ", ".join(f"{c}={self.columns[c][i]!r}" for c in KEY)
+            key = ", ".join(f"{c}={self.columns[c][i].item()!r}" for c in KEY)
             raise DataError(f"{self.source}: lines {self.lines[i]} and {self.lines[j]} have the "
                             f"same key ({key}); {same.size} duplicate row(s) in all. Each "
                             f"(seed, fold, branch, set, subject, slice) must appear once")
@@ -101,10 +102,10 @@ class Table:
         subj = _codes(self.columns["fold"], self.columns["subject"])
         if np.unique(site).size != np.unique(subj).size:
             first = {}
-            for i, (s, t) in enumerate(zip(subj, self.columns["site"], strict=True)):
+            for i, (s, t) in enumerate(zip(subj, self.columns["site"].tolist(), strict=True)):
                 if first.setdefault(s, t) != t:
                     raise DataError(f"{self.source}, line {self.lines[i]}: subject "
-                                    f"{self.columns['subject'][i]!r} has site {t!r} here and "
+                                    f"{self.columns['subject'][i].item()!r} has site {t!r} here and "
                                     f"{first[s]!r} on an earlier line")
 
     def __len__(self) -> int:
@@ -117,7 +118,9 @@ class Table:
 
     def values(self, column: str) -> list:
         """The distinct values of ``column``, sorted."""
-        return sorted(np.unique(self[column]).tolist())
+        if column not in self._values:
+            self._values[column] = sorted(np.unique(self[column]).tolist())
+        return list(self._values[column])
 
     def subset(self, rows: np.ndarray) -> Table:
         """The rows selected by a boolean mask or index array."""
@@ -205,19 +208,29 @@ def subject_means(table: Table, set: str, metric: str) -> SubjectMeans:
     Raises:
         InputError: ``set`` or ``metric`` is not in the table (the valid names are listed).
     """
+    return subject_means_many(table, set, (metric,))[metric]
+
+
+def subject_means_many(table: Table, set: str, metrics) -> dict[str, SubjectMeans]:
+    """:func:`subject_means` of several metrics, grouping the rows once."""
     _check_name("set", set, table.values("set"), table.source)
-    _check_name("metric", metric, table.metrics, table.source)
+    for metric in metrics:
+        _check_name("metric", metric, table.metrics, table.source)
     rows = table["set"] == set
     cols = {c: table[c][rows] for c in ("seed", "fold", "branch", "subject", "site")}
-    values = table[metric][rows]
     code = _codes(cols["seed"], cols["fold"], cols["branch"], cols["subject"])
     first = np.unique(code, return_index=True)[1]
-    ok = ~np.isnan(values)
+    keys = {k: v[first] for k, v in cols.items()}
     n = np.bincount(code)
-    n_ok = np.bincount(code, weights=ok)
-    total = np.bincount(code, weights=np.where(ok, values, 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_ok > 0, total / n_ok, np.nan)
-    return SubjectMeans(set=set, metric=metric, **{k: v[first] for k, v in cols.items()},
-                        mean=mean, n_slices=n.astype(np.int64),
-                        n_undefined=(n - n_ok).astype(np.int64))
+    out = {}
+    for metric in metrics:
+        values = table[metric][rows]
+        ok = ~np.isnan(values)
+        n_ok = np.bincount(code, weights=ok)
+        total = np.bincount(code, weights=np.where(ok, values, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n_ok > 0, total / n_ok, np.nan)
+        out[metric] = SubjectMeans(set=set, metric=metric, **keys, mean=mean,
+                                   n_slices=n.astype(np.int64),
+                                   n_undefined=(n - n_ok).astype(np.int64))
+    return out
