@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +96,9 @@ class Phase:
     mask: MaskBuilder | None = None
     repeat: int = 1
     start: Path | None = None
+    #: Written into every weights checkpoint (model spec, preprocessing, label, seed), so a
+    #: checkpoint rebuilds its network without the config file (``ada predict``).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def epochs(self) -> int:
@@ -113,8 +116,11 @@ class TrainState:
     best: Best | None = None
     seconds: float = 0.0
 
-    def checkpoint(self, runtime: Runtime, attributor: Attributor | None) -> dict[str, Any]:
+    def checkpoint(
+        self, runtime: Runtime, attributor: Attributor | None, meta: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
+            "meta": meta,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": capture_rng(self.generators, runtime.device),
@@ -288,8 +294,12 @@ def run_phase(
     resume: bool,
     quiet: bool = False,
     convergence_at: tuple[int, ...] = (),
+    observers: Sequence[Callable[[dict[str, Any]], None]] = (),
 ) -> PhaseOutcome:
     """Train ``phase`` to its end (continuing from ``last.pt`` when ``resume``).
+
+    ``observers`` are called with every epoch's record after it is logged (experiment
+    tracking, e.g. TensorBoard); the run folder stays the source of truth.
 
     Raises:
         PhaseFailed: the training loss or an attribution became non-finite; ``last.pt`` still
@@ -377,8 +387,7 @@ def run_phase(
             state.epoch = epoch
             step_s = time.perf_counter() - t1
             state.seconds += step_s
-            log.write(
-                {
+            record = {
                     "phase": phase.kind,
                     "branch": None if phase.kind == "standard" else phase.label,
                     "seed": phase.seed,
@@ -390,22 +399,24 @@ def run_phase(
                     "images_per_s": data.images.shape[0] / train_s,
                     "train_images": int(data.images.shape[0]),
                     "counters": dict(counters) if epoch == first_epoch else {},
-                }
-            )
+            }  # fmt: skip
+            log.write(record)
+            for observe in observers:
+                observe(record)
             if phase.kind != "standard" and epoch in convergence_at:
                 _write_convergence(folder, epoch, per_slice, val)
             if _select(metrics, state.best):
                 state.best = Best(epoch, cycle, metrics)
                 save_checkpoint(
                     folder / "best.pt",
-                    {"model": state.model.state_dict(), "epoch": epoch, "cycle": cycle,
-                     "metrics": metrics},
+                    {"meta": phase.meta, "model": state.model.state_dict(), "epoch": epoch,
+                     "cycle": cycle, "metrics": metrics},
                 )  # fmt: skip
             if average_from is not None and epoch >= average_from:
                 save_checkpoint(
                     folder / "avg" / f"epoch-{epoch}.pt", {"model": state.model.state_dict()}
                 )
-            save_checkpoint(last, state.checkpoint(runtime, phase.attributor), keep_previous=True)
+            save_checkpoint(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
             bar.update(cycle=cycle, loss=loss, dsc=metrics.get(SELECT, math.nan))
         first_epoch = end + 1
         if quiet and phase.kind != "standard":
@@ -414,16 +425,16 @@ def run_phase(
     if state.best is None:  # no epochs: the start weights are the phase's result
         metrics = summarize(evaluate_slices(state.model, val, schedule.eval_batch_size, runtime))
         state.best = Best(0, 0, {k: float(v) for k, v in metrics.items()})
-        save_checkpoint(folder / "best.pt", {"model": state.model.state_dict(), "epoch": 0,
-                                             "cycle": 0, "metrics": state.best.metrics})  # fmt: skip
-        save_checkpoint(last, state.checkpoint(runtime, phase.attributor), keep_previous=True)
+        save_checkpoint(folder / "best.pt", {"meta": phase.meta, "model": state.model.state_dict(),
+                                             "epoch": 0, "cycle": 0, "metrics": state.best.metrics})  # fmt: skip
+        save_checkpoint(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
     selected, selected_epoch = "best.pt", state.best.epoch
     if schedule.checkpoint == "last":
         selected, selected_epoch = "last.pt", state.epoch
     elif schedule.checkpoint == "average" and total:
         epochs = list(range(max(1, total - schedule.average_last + 1), total + 1))
-        save_checkpoint(folder / "average.pt", {"model": _average(folder, epochs, runtime.device),
-                                                "epochs": epochs})  # fmt: skip
+        save_checkpoint(folder / "average.pt", {"meta": phase.meta, "epochs": epochs,
+                                                "model": _average(folder, epochs, runtime.device)})  # fmt: skip
         selected, selected_epoch = "average.pt", None
     bar.note(
         f"done: best val DSC {state.best.metrics.get(SELECT, math.nan):.2f} at epoch "

@@ -144,18 +144,34 @@ def check_data(plan: RunPlan) -> str:
             f"{len(plan.seeds)} seed(s), {len(plan.branches)} branches")
 
 
+def checkpoint_meta(plan: RunPlan, job: Job) -> dict[str, object]:
+    """What every weights checkpoint of ``job`` carries besides the weights."""
+    import ada_core
+
+    return {
+        "ada_version": ada_core.__version__,
+        "model": plan.model_spec,
+        "preprocess": plan.preprocess.model_dump(mode="json"),
+        "label": job.label,
+        "seed": job.replicate.seed,
+        "fold": job.replicate.fold,
+    }
+
+
 def _phase(plan: RunPlan, job: Job) -> Phase:
     s = plan.schedule
     b = job.branch
+    meta = checkpoint_meta(plan, job)
     if b is None:
-        return Phase("standard", "standard", job.folder, job.replicate.seed, [(0, s.standard_epochs)])
+        return Phase("standard", "standard", job.folder, job.replicate.seed,
+                     [(0, s.standard_epochs)], meta=meta)  # fmt: skip
     start = job.folder.parent.parent / "standard" / "last.pt"
     cycles = [(c, s.ada_epochs) for c in range(1, s.cycles + 1)]
     if b.new_attributor is None:
         return Phase(b.label, "control", job.folder, job.replicate.seed, cycles,
-                     repeat=b.repeat, start=start)  # fmt: skip
+                     repeat=b.repeat, start=start, meta=meta)  # fmt: skip
     return Phase(b.label, "ada", job.folder, job.replicate.seed, cycles,
-                 attributor=b.new_attributor(), mask=plan.new_mask(), start=start)  # fmt: skip
+                 attributor=b.new_attributor(), mask=plan.new_mask(), start=start, meta=meta)  # fmt: skip
 
 
 def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool) -> None:
