@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
 
 from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
@@ -38,6 +37,7 @@ from ada_core.engine.checkpoint import (
     tensor_digest,
     write_json,
 )
+from ada_core.engine.cycle import average_weights, compute_keep, cycle_data, write_convergence
 from ada_core.engine.keys import derive_seed
 from ada_core.engine.loop import Runtime, evaluate_slices, train_epoch
 from ada_core.engine.losses import make_loss
@@ -47,12 +47,10 @@ from ada_core.errors import AdaError
 from ada_core.interfaces import Attributor, MaskBuilder, SegModel
 from ada_core.metrics import summarize
 
-__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "run_phase", "compute_keep"]
+__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "compute_keep", "run_phase"]
 
 #: Validation metric that picks the best epoch (higher is better).
 SELECT = "dsc_mean"
-#: Training images whose saliency, keep mask and ADA image the report shows.
-SAMPLES = 4
 
 
 class PhaseFailed(AdaError):
@@ -163,28 +161,6 @@ def _new_state(
     return TrainState(model, optimizer, generators)
 
 
-def compute_keep(
-    attributor: Attributor,
-    mask: MaskBuilder,
-    model: SegModel,
-    data: SliceSet,
-    batch_size: int,
-) -> tuple[Tensor, Tensor]:
-    """Keep masks ``(N, 1, H, W)`` of every image of ``data`` for the current model, and the
-    saliency of the first :data:`SAMPLES` images (for the report).
-
-    Every cycle of every branch attributes through this function, the first cycle included.
-    """
-    keeps, head = [], None
-    for start in range(0, len(data), batch_size):
-        x, y = data.images[start : start + batch_size], data.masks[start : start + batch_size]
-        saliency = attributor.attribute(model, x, y)
-        if head is None:
-            head = saliency[:SAMPLES].cpu()
-        keeps.append(mask.build(saliency, y))
-    return torch.cat(keeps), head
-
-
 def _select(better: dict[str, float], best: Best | None) -> bool:
     value = better.get(SELECT, math.nan)
     if best is None:
@@ -193,94 +169,6 @@ def _select(better: dict[str, float], best: Best | None) -> bool:
     if value != value:  # a NaN score never replaces a recorded best
         return False
     return old != old or value > old
-
-
-def _average(folder: Path, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
-    states = [load_checkpoint(folder / "avg" / f"epoch-{e}.pt", device)["model"] for e in epochs]
-    out = {}
-    for k, v in states[-1].items():
-        if v.is_floating_point():
-            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
-        else:  # e.g. batch norm's num_batches_tracked: the last epoch's
-            out[k] = v
-    return out
-
-
-class _Cycle:
-    """The training tensors of one cycle."""
-
-    def __init__(self, images: Tensor, masks: Tensor, augment_mask: Tensor | None) -> None:
-        self.images, self.masks, self.augment_mask = images, masks, augment_mask
-
-
-def _cycle_data(
-    phase: Phase,
-    cycle: int,
-    state: TrainState,
-    train: SliceSet,
-    schedule: Schedule,
-    resumed_inside: bool,
-    counters: Counter[str],
-) -> _Cycle:
-    if phase.attributor is None or phase.mask is None:
-        images, masks = train.images, train.masks
-        if phase.repeat > 1:
-            images = images.repeat(phase.repeat, 1, 1, 1)
-            masks = masks.repeat(phase.repeat, 1, 1, 1)
-        return _Cycle(images, masks, None)
-    folder = phase.folder
-    if resumed_inside:  # the cycle's masks are on disk: attributing again could differ
-        saved = load_checkpoint(folder / "keep.pt", train.images.device)
-        keep = saved["keep"].float()
-    else:
-        keep, head = compute_keep(
-            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size
-        )
-        save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
-        if cycle == 1:
-            ada = phase.mask.apply(train.images, keep)
-            first: dict[str, Any] = {"keep": keep.bool().cpu()}
-            if schedule.save_ada_images:
-                first["ada_images"] = ada.cpu()
-            save_checkpoint(folder / "cycle1.pt", first)
-            save_checkpoint(
-                folder / "samples.pt",
-                {
-                    "images": train.images[:SAMPLES].cpu(),
-                    "masks": train.masks[:SAMPLES].cpu(),
-                    "saliency": head,
-                    "keep": keep[:SAMPLES].bool().cpu(),
-                    "ada_images": ada[:SAMPLES].cpu(),
-                    "fill": phase.mask.fill,
-                },
-            )
-    for component in (phase.attributor, phase.mask):
-        counters.update(component.counters)
-        component.counters.clear()
-    # ADA images are made from the original (un-augmented) training images.
-    ada = phase.mask.apply(train.images, keep)
-    n = len(train)
-    dev = train.images.device
-    augment_mask = torch.cat(
-        [
-            torch.ones(n, dtype=torch.bool, device=dev),
-            torch.full((n,), schedule.augment_ada_images, dtype=torch.bool, device=dev),
-        ]
-    )
-    return _Cycle(torch.cat([train.images, ada]), torch.cat([train.masks, train.masks]), augment_mask)
-
-
-def _write_convergence(folder: Path, k: int, per_slice: dict[str, Tensor], val: SliceSet) -> None:
-    write_json(
-        folder / "convergence" / f"ada{k}.json",
-        {
-            "epoch": k,
-            "subject": list(val.subject),
-            "site": list(val.site),
-            "slice": val.slice_index.cpu().tolist(),
-            **{m: per_slice[m].tolist() for m in ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")},
-        },
-    )
 
 
 def run_phase(
@@ -346,7 +234,7 @@ def run_phase(
         t0 = time.perf_counter()
         counters: Counter[str] = Counter()
         try:
-            data = _cycle_data(
+            data = cycle_data(
                 phase, cycle, state, train, schedule, state.epoch >= first_epoch, counters
             )
         except AdaError as e:
@@ -404,7 +292,7 @@ def run_phase(
             for observe in observers:
                 observe(record)
             if phase.kind != "standard" and epoch in convergence_at:
-                _write_convergence(folder, epoch, per_slice, val)
+                write_convergence(folder, epoch, per_slice, val)
             if _select(metrics, state.best):
                 state.best = Best(epoch, cycle, metrics)
                 save_checkpoint(
@@ -434,7 +322,7 @@ def run_phase(
     elif schedule.checkpoint == "average" and total:
         epochs = list(range(max(1, total - schedule.average_last + 1), total + 1))
         save_checkpoint(folder / "average.pt", {"meta": phase.meta, "epochs": epochs,
-                                                "model": _average(folder, epochs, runtime.device)})  # fmt: skip
+                                                "model": average_weights(folder, epochs, runtime.device)})  # fmt: skip
         selected, selected_epoch = "average.pt", None
     bar.note(
         f"done: best val DSC {state.best.metrics.get(SELECT, math.nan):.2f} at epoch "

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -44,7 +44,16 @@ from ada_core.engine.plan import RunPlan, build_plan
 from ada_core.errors import AdaError, DataError
 from ada_core.registry import Registry
 
-__all__ = ["StudyData", "StudyResult", "check_data", "execute", "load_study_data", "run_study"]
+__all__ = [
+    "JobObserver",
+    "ObserverFactory",
+    "StudyData",
+    "StudyResult",
+    "check_data",
+    "execute",
+    "load_study_data",
+    "run_study",
+]
 
 
 @dataclass
@@ -174,7 +183,20 @@ def _phase(plan: RunPlan, job: Job) -> Phase:
                  attributor=b.new_attributor(), mask=plan.new_mask(), start=start, meta=meta)  # fmt: skip
 
 
-def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool) -> None:
+class JobObserver(Protocol):
+    """Follows one job (experiment tracking): built by the caller's factory, per job."""
+
+    def on_epoch(self, record: dict[str, Any]) -> None: ...
+
+    def on_end(self, folder: Path) -> None: ...
+
+
+#: ``observe(job) -> JobObserver | None``: what `run_study(observe=...)` takes.
+ObserverFactory = Callable[[Job], "JobObserver | None"]
+
+
+def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
+           observer: JobObserver | None = None) -> None:  # fmt: skip
     job = js.job
     parts = data.parts[job.replicate.fold]
     outcome = run_phase(
@@ -187,6 +209,7 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool) -> None:
         resume=js.state in ("interrupted", "failed", "repair"),
         quiet=quiet,
         convergence_at=plan.schedule.convergence_at,
+        observers=() if observer is None else (observer.on_epoch,),
     )
     write_json(
         job.folder / "done.json",
@@ -244,8 +267,8 @@ def _fail(job: Job, error: BaseException, where: str) -> str:
     return message
 
 
-def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, force: bool,
-            quiet: bool, debug: bool = False) -> list[str]:  # fmt: skip
+def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bool,
+            debug: bool = False, observe: ObserverFactory | None = None) -> list[str]:  # fmt: skip
     """Train and score the given jobs in order; returns the failure messages."""
     failed: list[str] = []
     broken_standard: set[Path] = set()
@@ -257,9 +280,12 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, force: bo
         prepare_folder(js)
         try:
             if js.state != "finished":
+                observer = None if observe is None else observe(job)
                 with job_lock(job.folder):
                     remove_stale_temporaries(job.folder)  # a killed run's, never another's
-                    _train(plan, js, data, quiet)
+                    _train(plan, js, data, quiet, observer)
+                if observer is not None:
+                    observer.on_end(job.folder)
             _score(plan, job, data)
         except (PhaseFailed, AdaError, RuntimeError, ValueError) as e:
             if debug and not isinstance(e, PhaseFailed):
@@ -338,8 +364,12 @@ def run_study(
     quiet: bool = False,
     source: str = "",
     debug: bool = False,
+    observe: ObserverFactory | None = None,
 ) -> StudyResult:
     """Run (or continue) the study ``config`` describes and aggregate it.
+
+    ``observe(job)`` may return a :class:`JobObserver` that follows each trained job (e.g.
+    TensorBoard logging); the engine itself writes only the run folder.
 
     Raises:
         ConfigError: any check of :func:`~ada_core.engine.plan.build_plan`; changed or
@@ -363,6 +393,6 @@ def run_study(
         for js in states:
             if js.state == "finished":
                 print(f"{js.job.title}: reusing the finished job in {js.job.folder}", flush=True)
-        failed = execute(plan, states, data, force=force, quiet=quiet, debug=debug)
+        failed = execute(plan, states, data, quiet=quiet, debug=debug, observe=observe)
         summary = aggregate(plan.run_dir)
     return StudyResult(plan.run_dir, failed, summary.text)

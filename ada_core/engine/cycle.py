@@ -1,0 +1,138 @@
+"""What one cycle trains on: conventional images, or conventional + ADA copies.
+
+Every cycle of every ADA branch, the first included, attributes through
+:func:`compute_keep`, so the first-cycle keep masks the IoU analysis reads (``cycle1.pt``)
+are exactly those the branch trained on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ada_core.data import SliceSet
+from ada_core.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
+from ada_core.engine.plan import Schedule
+from ada_core.interfaces import Attributor, MaskBuilder, SegModel
+
+if TYPE_CHECKING:
+    from ada_core.engine.phase import Phase, TrainState
+
+__all__ = ["SAMPLES", "CycleData", "average_weights", "compute_keep", "cycle_data", "write_convergence"]
+
+#: Training images whose saliency, keep mask and ADA image the report shows.
+SAMPLES = 4
+
+
+def compute_keep(
+    attributor: Attributor,
+    mask: MaskBuilder,
+    model: SegModel,
+    data: SliceSet,
+    batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """Keep masks ``(N, 1, H, W)`` of every image of ``data`` for the current model, and the
+    saliency of the first :data:`SAMPLES` images (for the report).
+
+    Every cycle of every branch attributes through this function, the first cycle included.
+    """
+    keeps, head = [], None
+    for start in range(0, len(data), batch_size):
+        x, y = data.images[start : start + batch_size], data.masks[start : start + batch_size]
+        saliency = attributor.attribute(model, x, y)
+        if head is None:
+            head = saliency[:SAMPLES].cpu()
+        keeps.append(mask.build(saliency, y))
+    return torch.cat(keeps), head
+
+
+def average_weights(folder: Path, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
+    states = [load_checkpoint(folder / "avg" / f"epoch-{e}.pt", device)["model"] for e in epochs]
+    out = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point():
+            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+        else:  # e.g. batch norm's num_batches_tracked: the last epoch's
+            out[k] = v
+    return out
+
+
+class CycleData:
+    """The training tensors of one cycle."""
+
+    def __init__(self, images: Tensor, masks: Tensor, augment_mask: Tensor | None) -> None:
+        self.images, self.masks, self.augment_mask = images, masks, augment_mask
+
+
+def cycle_data(
+    phase: Phase,
+    cycle: int,
+    state: TrainState,
+    train: SliceSet,
+    schedule: Schedule,
+    resumed_inside: bool,
+    counters: Counter[str],
+) -> CycleData:
+    if phase.attributor is None or phase.mask is None:
+        images, masks = train.images, train.masks
+        if phase.repeat > 1:
+            images = images.repeat(phase.repeat, 1, 1, 1)
+            masks = masks.repeat(phase.repeat, 1, 1, 1)
+        return CycleData(images, masks, None)
+    folder = phase.folder
+    if resumed_inside:  # the cycle's masks are on disk: attributing again could differ
+        saved = load_checkpoint(folder / "keep.pt", train.images.device)
+        keep = saved["keep"].float()
+    else:
+        keep, head = compute_keep(
+            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size
+        )
+        save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
+        if cycle == 1:
+            ada = phase.mask.apply(train.images, keep)
+            first: dict[str, Any] = {"keep": keep.bool().cpu()}
+            if schedule.save_ada_images:
+                first["ada_images"] = ada.cpu()
+            save_checkpoint(folder / "cycle1.pt", first)
+            save_checkpoint(
+                folder / "samples.pt",
+                {
+                    "images": train.images[:SAMPLES].cpu(),
+                    "masks": train.masks[:SAMPLES].cpu(),
+                    "saliency": head,
+                    "keep": keep[:SAMPLES].bool().cpu(),
+                    "ada_images": ada[:SAMPLES].cpu(),
+                    "fill": phase.mask.fill,
+                },
+            )
+    for component in (phase.attributor, phase.mask):
+        counters.update(component.counters)
+        component.counters.clear()
+    # ADA images are made from the original (un-augmented) training images.
+    ada = phase.mask.apply(train.images, keep)
+    n = len(train)
+    dev = train.images.device
+    augment_mask = torch.cat(
+        [
+            torch.ones(n, dtype=torch.bool, device=dev),
+            torch.full((n,), schedule.augment_ada_images, dtype=torch.bool, device=dev),
+        ]
+    )
+    return CycleData(torch.cat([train.images, ada]), torch.cat([train.masks, train.masks]), augment_mask)
+
+
+def write_convergence(folder: Path, k: int, per_slice: dict[str, Tensor], val: SliceSet) -> None:
+    write_json(
+        folder / "convergence" / f"ada{k}.json",
+        {
+            "epoch": k,
+            "subject": list(val.subject),
+            "site": list(val.site),
+            "slice": val.slice_index.cpu().tolist(),
+            **{m: per_slice[m].tolist() for m in ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")},
+        },
+    )
