@@ -51,7 +51,6 @@ class RandomAttributor(Attributor):
     contract_xfail: ClassVar[dict[str, str]] = {
         "test_batch_independence": "by design: a sample's random map depends on its batch position",
         "test_deterministic": "by design: each call draws fresh noise (seeded by seed, call count)",
-        "test_group_equals_separate": "by design: the grouped and the separate call are two draws",
     }
 
     def __init__(self, config: RandomConfig | None = None) -> None:
