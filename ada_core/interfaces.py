@@ -250,13 +250,16 @@ class Attributor(Component, ABC):
         devices = [images.device] if images.is_cuda else []
         try:
             model.eval()
-            with torch.random.fork_rng(devices, device_type="cuda"), torch.enable_grad():
-                with input_gradients_only(model):
-                    for indices in _checks.share_groups(members):
-                        group = [members[i] for i in indices]
-                        out = type(group[0])._attribute_many(group, model, x, y)
-                        for i, saliency in zip(indices, _checks.check_group_size(out, group)):
-                            maps[i] = saliency
+            with (
+                torch.random.fork_rng(devices, device_type="cuda"),
+                torch.enable_grad(),
+                input_gradients_only(model),
+            ):
+                for indices in _checks.share_groups(members):
+                    group = [members[i] for i in indices]
+                    out = type(group[0])._attribute_many(group, model, x, y)
+                    for i, saliency in zip(indices, _checks.check_group_size(out, group)):
+                        maps[i] = saliency
         finally:
             for module, training in modes:
                 module.training = training

@@ -31,7 +31,7 @@ from ada_core.attribution import attribute_all
 from ada_core.plugins import load_plugins
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "plugins"))
-from captum_reference import METHODS, captum_attribution  # noqa: E402  (the test-side reference)
+from captum_reference import METHODS, captum_attribution  # the test-side reference
 
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
 

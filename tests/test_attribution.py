@@ -164,16 +164,21 @@ def test_cuda_rng_state_restored(model, batch):
     assert torch.equal(torch.cuda.get_rng_state(images.device), state)
 
 
+NEGATIVE = (
+    r"'returns' returned negative saliency \(min -.*\) in sample\(s\) \[.*\] of 4; "
+    r"expected values >= 0. Return a magnitude"
+)
+
+
 @pytest.mark.parametrize(
     ("out", "message"),
     [
-        (lambda x: x[:, :, :-1], r"returned saliency of shape \(4, 1, 7, 8\), expected \(4, 1, 8, 8\)"),
+        (lambda x: x[:, :, :-1], r"saliency of shape \(4, 1, 7, 8\), expected \(4, 1, 8, 8\)"),
         (lambda x: (x > 0).long(), "dtype torch.int64, expected a floating tensor"),
         (lambda x: x.abs().to("meta"), "returned saliency on meta, but the images are on cpu"),
         (lambda x: x.abs().index_fill(0, torch.tensor([2]), float("nan")),
          r"'returns' returned NaN or infinite saliency in sample\(s\) \[2\] of 4"),
-        (lambda x: x, r"'returns' returned negative saliency \(min -.*\) in sample\(s\) \[.*\] "
-         r"of 4; expected values >= 0. Return a magnitude"),
+        (lambda x: x, NEGATIVE),
         (lambda x: [x.abs()], "returned list, expected a"),
     ],
 )

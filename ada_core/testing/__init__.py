@@ -27,13 +27,13 @@ pytest.register_assert_rewrite(
     "ada_core.testing._base", "ada_core.testing.attributor", "ada_core.testing.contracts"
 )
 
-from ada_core.testing.attributor import AttributorContract  # noqa: E402
-from ada_core.testing.contracts import (  # noqa: E402
+from ada_core.testing.attributor import AttributorContract
+from ada_core.testing.contracts import (
     DatasetContract,
     MaskBuilderContract,
     ModelContract,
 )
-from ada_core.testing.models import TinySegModel  # noqa: E402
+from ada_core.testing.models import TinySegModel
 
 __all__ = [
     "AttributorContract",

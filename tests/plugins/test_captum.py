@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from plugins.captum_reference import METHODS as GRADIENT_METHODS
+from plugins.captum_reference import captum_attribution
 from torch import Tensor, nn
 
 from ada_core import Attributor
@@ -19,8 +21,6 @@ from ada_core.interfaces import SegModel
 from ada_core.plugins import load_plugins
 from ada_core.testing import AttributorContract
 from ada_core.testing.models import TinySegModel
-from plugins.captum_reference import METHODS as GRADIENT_METHODS
-from plugins.captum_reference import captum_attribution
 
 ALL_METHODS = [*GRADIENT_METHODS, "random"]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from plugins.captum_reference import METHODS as GRADIENT_METHODS
 from torch import Tensor, nn
 
 import ada_core
@@ -16,7 +17,6 @@ from ada_core import Attributor
 from ada_core.errors import ConfigError, ContractError, InputError
 from ada_core.plugins import load_plugins
 from ada_core.testing.models import TinySegModel
-from plugins.captum_reference import METHODS as GRADIENT_METHODS
 
 ALL_METHODS = [*GRADIENT_METHODS, "random"]
 GUIDED = ["guided_backprop", "guided_gradcam", "deconvnet"]
