@@ -1,10 +1,10 @@
-"""Several attributors on the same images, sharing work where their plugin allows.
+"""Several attributors on the same images, batch by batch: a thin wrapper over the base class.
 
-:func:`attribute_all` groups attributors by ``share_key`` and calls the group's
-``attribute_group`` once per batch, so e.g. vanilla, input_x_gradient and gradcam cost one
-forward and one backward together. It knows nothing about any plugin: a plugin opts in by
-setting ``share_key`` (namespaced, e.g. ``"myplugin.gradient"``) and overriding
-``Attributor.attribute_group``.
+:func:`attribute_all` slices the images into batches and hands each batch to
+:meth:`Attributor.attribute_group <ada_core.interfaces.Attributor.attribute_group>`, the one
+path every attribution takes (cycle 1 and cycle 31 alike). The base class groups members by
+``share_key``, so e.g. vanilla, input_x_gradient and gradcam cost one forward and one backward
+together. Nothing here knows any plugin.
 """
 
 from __future__ import annotations
@@ -14,28 +14,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ada_core.errors import ContractError, InputError
+from ada_core.errors import InputError
 from ada_core.interfaces import Attributor, SegModel
 
-__all__ = ["attribute_all", "share_groups"]
-
-
-def share_groups(attributors: Mapping[str, Attributor]) -> list[list[str]]:
-    """Labels grouped by ``share_key`` (first-seen order); ``None`` keys stay alone.
-
-    Raises:
-        InputError: a value is not an :class:`~ada_core.interfaces.Attributor`.
-    """
-    groups: dict[object, list[str]] = {}
-    for label, attributor in attributors.items():
-        if not isinstance(attributor, Attributor):
-            raise InputError(
-                f"attribute_all: attributors[{label!r}] must be an Attributor, got "
-                f"{type(attributor).__name__}; build it with registry.attributors.build(name)"
-            )
-        key = type(attributor).share_key
-        groups.setdefault(("alone", label) if key is None else ("shared", key), []).append(label)
-    return list(groups.values())
+__all__ = ["attribute_all"]
 
 
 def attribute_all(
@@ -57,39 +39,34 @@ def attribute_all(
 
     Returns:
         label -> ``(N, 1, H, W)`` float32 saliency, equal to ``attributor.attribute(model,
-        images, masks)`` for each (up to floating-point reassociation).
+        images, masks)`` batch by batch.
 
     Raises:
-        InputError: a value is not an Attributor, or ``batch_size`` is not positive; the
-            attributors themselves validate the tensors.
-        ContractError: an ``attribute_group`` returned the wrong number of maps.
+        InputError: a value is not an Attributor, or ``batch_size`` is not positive; the base
+            class validates the tensors.
+        ContractError: an attributor broke its contract (see ``Attributor.attribute_group``).
     """
-    groups = share_groups(attributors)
+    for label, attributor in attributors.items():
+        if not isinstance(attributor, Attributor):
+            raise InputError(
+                f"attribute_all: attributors[{label!r}] must be an Attributor, got "
+                f"{type(attributor).__name__}; build it with registry.attributors.build(name)"
+            )
     if batch_size is not None and batch_size < 1:
         raise InputError(f"attribute_all: batch_size must be >= 1 or None, got {batch_size}")
-    if not groups:
+    if not attributors:
         return {}
+    labels, members = list(attributors), list(attributors.values())
     sliceable = isinstance(images, Tensor) and isinstance(masks, Tensor) and images.ndim > 0
     if batch_size is None or not sliceable or images.shape[0] <= batch_size:
-        spans = [slice(None)]  # the attributors validate (and reject) odd inputs themselves
+        spans = [slice(None)]  # the base class validates (and rejects) odd inputs itself
     else:
         spans = [slice(s, s + batch_size) for s in range(0, images.shape[0], batch_size)]
-    chunks: dict[str, list[Tensor]] = {label: [] for label in attributors}
+    chunks: dict[str, list[Tensor]] = {label: [] for label in labels}
     for span in spans:
         x, y = (images[span], masks[span]) if sliceable else (images, masks)
-        for labels in groups:
-            members = [attributors[label] for label in labels]
-            if len(members) == 1 and type(members[0]).share_key is None:
-                outs = [members[0].attribute(model, x, y)]
-            else:
-                outs = list(type(members[0]).attribute_group(members, model, x, y))
-            if len(outs) != len(members):
-                raise ContractError(
-                    f"{type(members[0]).__name__}.attribute_group returned {len(outs)} maps "
-                    f"for {len(members)} attributors ({', '.join(labels)})"
-                )
-            for label, out in zip(labels, outs):
-                chunks[label].append(out)
+        for label, saliency in zip(labels, Attributor.attribute_group(members, model, x, y)):
+            chunks[label].append(saliency)
     return {
         label: torch.cat(parts) if len(parts) > 1 else parts[0] for label, parts in chunks.items()
     }

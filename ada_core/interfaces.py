@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from ada_core import _attributor_checks as _checks
 from ada_core.errors import ContractError, InputError
 
 __all__ = [
@@ -124,7 +125,7 @@ def input_gradients_only(model: nn.Module) -> Iterator[None]:
     """Freeze parameters so autograd computes input (and activation) gradients only.
 
     Restores each parameter's ``requires_grad`` and keeps its ``.grad`` untouched.
-    ``Attributor.attribute`` uses it; a plugin's ``attribute_group`` override should too.
+    ``Attributor.attribute_group`` (hence ``attribute``) wraps every plugin hook in it.
     """
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
@@ -142,28 +143,38 @@ def input_gradients_only(model: nn.Module) -> Iterator[None]:
 class Attributor(Component, ABC):
     """Maps a model and images to a non-negative saliency map of the same size.
 
-    ``attribute`` runs the model in eval mode (so one sample's saliency does not depend on the
-    rest of the batch), restores its mode, leaves no hooks and leaves parameter ``.grad`` as it
-    was. The output is float32, non-negative and finite, on the input's device.
+    :meth:`attribute` (one attributor) and :meth:`attribute_group` (several on one batch) are
+    the only public entries, and both run one template, once per call: validate the inputs,
+    put the model in eval mode, freeze its parameters (:func:`input_gradients_only`), enable
+    autograd, save torch's global RNG state (CPU, and the images' CUDA device), call the plugin
+    hook, then restore the per-module train/eval flags, ``requires_grad``, ``.grad`` and the
+    RNG state (also when the hook raises) and check every map. The output is float32,
+    non-negative and finite, on the input's device; since the model is in eval mode, a
+    sample's saliency does not depend on the rest of the batch.
+
+    A plugin implements :meth:`_attribute` (one map). To share forward/backward passes between
+    methods it sets ``share_key`` and overrides the classmethod :meth:`_attribute_many`. It
+    never overrides ``attribute`` or ``attribute_group`` (a subclass that does is refused).
     """
 
-    #: Attributors with the same non-None key can be computed together by ``attribute_group``.
+    #: Attributors with the same non-None key reach one ``_attribute_many`` call per batch.
     share_key: ClassVar[str | None] = None
-    #: True for a control rather than an interpretability method (e.g. random erasing).
+    #: True for a control (e.g. random saliency) rather than an interpretability method.
     control: ClassVar[bool] = False
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         self._init_config(config)
 
-    def set_seed(self, seed: int) -> None:
-        """Seed the attributor's random stream from the run (called before a branch starts).
-
-        Default: nothing to seed.
-        """
-
-    def check_model(self, model: SegModel) -> None:
-        """Raise ConfigError when this attributor cannot explain ``model`` (called before any
-        training). Default: every model is fine."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for entry in ("attribute", "attribute_group"):
+            if entry in vars(cls):
+                raise TypeError(
+                    f"{cls.__name__} overrides Attributor.{entry}, the public entry that does "
+                    "the shared work (validation, eval mode, frozen parameters, RNG, output "
+                    "checks) once; implement _attribute, or the classmethod _attribute_many to "
+                    "share passes, instead"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         """Run-time state beyond the config (e.g. a random stream's position); the engine
@@ -173,8 +184,22 @@ class Attributor(Component, ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def set_seed(self, seed: int) -> None:
+        """Seed this attributor's own random stream. Default: no-op (deterministic methods).
+
+        The engine calls it before a branch starts with a seed derived from the run's seed
+        and the branch label, so every random stream of a run derives from its seed.
+        """
+
+    def check_model(self, model: SegModel) -> None:
+        """Raise ConfigError when this attributor cannot work with ``model``. Default: no-op.
+
+        Called by the engine and ``ada config validate`` before any training; the message
+        names the attributor and the parameter to fix (e.g. ``params.layer``).
+        """
+
     def attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
-        """Saliency of ``model`` on ``images``.
+        """Saliency of ``model`` on ``images``: :meth:`attribute_group` with this one member.
 
         Args:
             model: the network to explain.
@@ -184,37 +209,83 @@ class Attributor(Component, ABC):
         Returns:
             ``(B, 1, H, W)`` float32 saliency, ``>= 0``, finite.
         """
-        self._check_inputs(images, masks)
-        was_training = model.training
-        model.eval()
+        return Attributor.attribute_group([self], model, images, masks)[0]
+
+    @staticmethod
+    def attribute_group(
+        attributors: Sequence[Attributor], model: SegModel, images: Tensor, masks: Tensor
+    ) -> list[Tensor]:
+        """Saliency of several attributors on one batch, the shared work done once.
+
+        Members are grouped by ``share_key`` (first-seen order; ``None`` stays alone) and each
+        group goes to ``type(first)._attribute_many`` once. Results equal separate
+        :meth:`attribute` calls.
+
+        Args:
+            attributors: the members (any classes); an empty sequence gives ``[]``.
+            model: the network to explain.
+            images: ``(B, 1, H, W)`` float input.
+            masks: ``(B, 1, H, W)`` ground truth in {0, 1}.
+
+        Returns:
+            One ``(B, 1, H, W)`` float32 map per member, in order.
+
+        Raises:
+            InputError: a member is not an Attributor, or the tensors are malformed.
+            ContractError: a map has the wrong shape, dtype or device, or is negative or not
+                finite (the message names the attributor); a hook returned too few maps.
+        """
+        members = list(attributors)
+        _checks.check_members(members, Attributor)
+        if not members:
+            return []
+        owner = _checks.owner_of(members)
+        Attributor._check_inputs(images, masks, owner)
+        if not isinstance(model, nn.Module):
+            raise InputError(f"{owner}: model must be a SegModel, got {type(model).__name__}")
+        x, y = images.detach(), masks.detach()
+        maps: list[Tensor] = [images] * len(members)
+        modes = [(m, m.training) for m in model.modules()]
+        # Attribution must not shift the training random stream (e.g. dropout masks).
+        devices = [images.device] if images.is_cuda else []
         try:
-            with input_gradients_only(model):
-                saliency = self._attribute(model, images.detach(), masks.detach())
+            model.eval()
+            with (
+                torch.random.fork_rng(devices, device_type="cuda"),
+                torch.enable_grad(),
+                input_gradients_only(model),
+            ):
+                for indices in _checks.share_groups(members):
+                    group = [members[i] for i in indices]
+                    out = type(group[0])._attribute_many(group, model, x, y)
+                    for i, saliency in zip(indices, _checks.check_group_size(out, group)):
+                        maps[i] = saliency
         finally:
-            model.train(was_training)
-        return self._check_output(saliency, images)
+            for module, training in modes:
+                module.training = training
+        return [
+            _checks.check_saliency(s, images, _checks.owner_of([a])) for a, s in zip(members, maps)
+        ]
 
     @classmethod
-    def attribute_group(
-        cls,
-        attributors: Sequence[Attributor],
-        model: SegModel,
-        images: Tensor,
-        masks: Tensor,
+    def _attribute_many(
+        cls, attributors: Sequence[Attributor], model: SegModel, images: Tensor, masks: Tensor
     ) -> list[Tensor]:
-        """Compute several attributors of one ``share_key`` on one batch.
+        """Maps of members sharing one ``share_key``; default: each member's :meth:`_attribute`.
 
-        The default calls each in turn; a plugin overrides it to share forward/backward passes.
-        Results must equal the separate ``attribute`` calls.
+        Override it to share passes. Called by :meth:`attribute_group` with the shared work
+        done (eval mode, frozen parameters, autograd on, RNG saved, inputs detached); return
+        one ``(B, 1, H, W)`` map per member, in order. Hooks it registers on the model must be
+        removed through their handles, also when it raises.
         """
-        return [a.attribute(model, images, masks) for a in attributors]
+        return [a._attribute(model, images, masks) for a in attributors]
 
     @abstractmethod
     def _attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
-        """Compute the saliency; the model is in eval mode with parameters frozen."""
+        """The saliency ``(B, 1, H, W)`` of validated inputs, shared work already done."""
 
-    def _check_inputs(self, images: Tensor, masks: Tensor) -> None:
-        owner = f"attributor {self.name!r}"
+    @staticmethod
+    def _check_inputs(images: Tensor, masks: Tensor, owner: str) -> None:
         check_image_batch(images, "images", owner)
         check_image_batch(masks, "masks", owner)
         if masks.shape != images.shape:
@@ -222,16 +293,6 @@ class Attributor(Component, ABC):
                 f"{owner}: masks shape {tuple(masks.shape)} differs from images shape "
                 f"{tuple(images.shape)}"
             )
-
-    def _check_output(self, saliency: Tensor, images: Tensor) -> Tensor:
-        owner = f"attributor {self.name!r}"
-        if not isinstance(saliency, Tensor) or saliency.shape != images.shape:
-            got = tuple(saliency.shape) if isinstance(saliency, Tensor) else type(saliency)
-            raise ContractError(f"{owner} returned {got}, expected {tuple(images.shape)}")
-        saliency = saliency.detach().float()
-        if not bool(torch.isfinite(saliency).all()) or bool((saliency < 0).any()):
-            raise ContractError(f"{owner} returned negative or non-finite saliency")
-        return saliency
 
 
 class MaskBuilder(Component, ABC):

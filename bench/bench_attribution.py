@@ -1,12 +1,14 @@
-"""Attribution throughput: per-image loop vs batched vs the shared multi-method pass.
+"""Attribution throughput: naive per-image captum calls vs ADA's batched shared pass.
 
 For every attributor of ada-captum this prints images/s of
-  * ``loop``:    one image at a time (the naive reference: one captum call per image),
-  * ``batched``: one captum call per batch,
-and the ratio; then the shared pass (``ada_core.attribution.attribute_all`` over all gradient
-methods) against the sum of the separate batched calls; and the cost of a full attribution
-pass (all methods) relative to one training epoch (forward + backward + Adam step) on the
-same images.
+  * ``captum loop``: one captum call per image (the naive reference, the test suite's
+    ``tests/plugins/captum_reference.py``; ``random`` has no captum method and loops ADA),
+  * ``batched``:     one ``attributor.attribute`` call per batch (the shared pass, one member),
+and the ratio; then all gradient methods in one ``ada_core.attribution.attribute_all`` (one
+forward, one backward per ReLU rule) against the sum of the separate batched calls; and the
+cost of a full attribution pass (all methods) relative to one training epoch (forward +
+backward + Adam step) on the same images. Needs captum (``pip install -e
+plugins/ada-captum[test]``).
 
     python bench/bench_attribution.py            # CPU default: well under a minute
     python bench/bench_attribution.py --quick    # a few seconds
@@ -16,8 +18,11 @@ same images.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +30,10 @@ import torch.nn.functional as F
 from ada_core.attribution import attribute_all
 from ada_core.plugins import load_plugins
 
-METHODS = [
-    "vanilla",
-    "guided_backprop",
-    "gradcam",
-    "guided_gradcam",
-    "input_x_gradient",
-    "deconvnet",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "plugins"))
+from captum_reference import METHODS, captum_attribution  # the test-side reference
+
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
 
 
 def _sync(device: torch.device) -> None:
@@ -106,21 +107,25 @@ def main() -> None:
         for s in range(0, n, batch):
             a.attribute(model, images[s : s + batch], masks[s : s + batch])
 
-    def loop(a) -> None:
+    def loop(method: str, a) -> None:
         for i in range(n_loop):
-            a.attribute(model, images[i : i + 1], masks[i : i + 1])
+            x, y = images[i : i + 1], masks[i : i + 1]
+            if method == "random":
+                a.attribute(model, x, y)
+            else:
+                captum_attribution(method, model, x, y)
 
-    print(f"{'method':18s} {'loop img/s':>11s} {'batched img/s':>14s} {'ratio':>7s}")
+    print(f"{'method':18s} {'captum loop img/s':>18s} {'batched img/s':>14s} {'ratio':>7s}")
     separate_total = 0.0
     per_method: dict[str, float] = {}
-    for method in METHODS + ["random"]:
+    for method in [*METHODS, "random"]:
         a = reg.attributors.build(method, {} if method == "random" else amp)
-        t_loop = _timed(lambda a=a: loop(a), device) / n_loop
+        t_loop = _timed(lambda m=method, a=a: loop(m, a), device) / n_loop
         t_batch = _timed(lambda a=a: batched(a), device) / n
         per_method[method] = t_batch
         if method != "random":
             separate_total += t_batch
-        print(f"{method:18s} {1 / t_loop:11.1f} {1 / t_batch:14.1f} {t_loop / t_batch:6.1f}x")
+        print(f"{method:18s} {1 / t_loop:18.1f} {1 / t_batch:14.1f} {t_loop / t_batch:6.1f}x")
 
     shared = {m: reg.attributors.build(m, amp) for m in METHODS}
     t_shared = (

@@ -1,7 +1,7 @@
 """The pytest plugin behind ``ada_core.testing`` (registered through the ``pytest11`` entry point).
 
-It provides the default fixtures the contract suites need and turns a contract class's
-``xfail_checks`` into strict xfail markers, so known gaps are declared, never silently skipped.
+It provides the default fixtures the contract suites need. Known gaps are declared on the
+component (``contract_xfail``) and marked by the suites themselves (``ContractBase``).
 """
 
 from __future__ import annotations
@@ -10,15 +10,6 @@ import pytest
 import torch
 
 from ada_core.testing.models import TinySegModel
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        cls = getattr(item, "cls", None)
-        checks = getattr(cls, "xfail_checks", None) or {}
-        name = getattr(item, "originalname", item.name)
-        if name in checks:
-            item.add_marker(pytest.mark.xfail(reason=checks[name], strict=True))
 
 
 @pytest.fixture

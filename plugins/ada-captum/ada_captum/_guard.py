@@ -1,9 +1,10 @@
-"""Safety around an attribution pass: no leftover hooks, real guidance, the right layer.
+"""Safety around an attribution pass: hooks through handles, real guidance, the right layer.
 
-:func:`attribution_guard` removes every hook added to the model during the pass (captum's
-own included, even when it raises), switches in-place ``nn.ReLU`` modules to out-of-place
-for the pass (backward hooks and saved layer activations break on in-place ops) and, for
-guided methods, proves that ``nn.ReLU`` modules exist and actually run in ``forward``.
+:func:`attribution_pass` yields a :class:`Pass` that registers every hook the pass needs and
+removes each through its handle when the pass ends (also when it raises). It switches in-place
+``nn.ReLU`` modules to out-of-place for the pass (backward hooks and saved layer activations
+break on in-place ops) and, for guided methods, proves that ``nn.ReLU`` modules exist and
+actually run in ``forward``.
 """
 
 from __future__ import annotations
@@ -16,19 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ada_core.errors import ConfigError, ContractError, InputError, suggest
+from ada_core import ConfigError, ContractError, InputError, suggest
 
-__all__ = ["ReluRule", "ReluSwitch", "attribution_guard", "resolve_layer"]
+__all__ = ["Pass", "ReluRule", "attribution_pass", "autocast", "check_layer_output", "resolve_layer"]
 
 ReluRule = Literal["plain", "guided", "deconv"]
-
-# Hook dictionaries of nn.Module and the companion dicts keyed by the same handle ids.
-_HOOK_DICTS: dict[str, tuple[str, ...]] = {
-    "_forward_hooks": ("_forward_hooks_with_kwargs", "_forward_hooks_always_called"),
-    "_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",),
-    "_backward_hooks": (),
-    "_backward_pre_hooks": (),
-}
 
 _NO_RELU = (
     "{owner}: model {model!r} {problem}, so {method} would silently equal vanilla gradients "
@@ -38,25 +31,52 @@ _NO_RELU = (
 )
 
 
-def _model_name(model: nn.Module) -> str:
+def model_name(model: nn.Module) -> str:
     return str(getattr(model, "name", type(model).__name__))
 
 
-class ReluSwitch:
-    """Backward hooks on every ``nn.ReLU`` applying a switchable gradient rule.
+def no_relu_message(owner: str, model: nn.Module, method: str, problem: str) -> str:
+    return _NO_RELU.format(owner=owner, model=model_name(model), method=method, problem=problem)
 
-    ``rule = "plain"`` leaves the gradient alone; ``"guided"`` passes only positive gradients
-    through positive activations (``relu(grad_in)``, as captum's GuidedBackprop); ``"deconv"``
-    passes positive gradients regardless of the activation (``relu(grad_out)``, captum's
+
+class Pass:
+    """Hooks of one attribution pass, each removed through its handle when the pass ends.
+
+    ``rule`` is the gradient rule the ReLU hooks apply (after :meth:`switch_relus`):
+    ``"plain"`` leaves the gradient alone; ``"guided"`` passes only positive gradients through
+    positive activations (``relu(grad_in)``, as captum's GuidedBackprop); ``"deconv"`` passes
+    positive gradients regardless of the activation (``relu(grad_out)``, captum's
     Deconvolution). One forward can then serve several backward passes with different rules.
     """
 
-    def __init__(self, relus: list[nn.Module]) -> None:
+    def __init__(self, relus: list[nn.Module], stack: contextlib.ExitStack) -> None:
+        self.relus = relus
         self.rule: ReluRule = "plain"
-        for relu in relus:
-            relu.register_full_backward_hook(self._hook)
+        self.relu_calls = 0
+        self._stack = stack
 
-    def _hook(
+    def keep(self, handle: torch.utils.hooks.RemovableHandle) -> None:
+        """Remove ``handle`` when the pass ends."""
+        self._stack.enter_context(handle)
+
+    def capture(self, layers: dict[str, nn.Module]) -> dict[str, Tensor]:
+        """Outputs of ``layers`` (name -> module) in the coming forward, by name."""
+        captured: dict[str, Tensor] = {}
+        for name, module in layers.items():
+            self.keep(
+                module.register_forward_hook(lambda m, i, o, n=name: captured.__setitem__(n, o))
+            )
+        return captured
+
+    def switch_relus(self) -> None:
+        """Apply :attr:`rule` in the backward of every ``nn.ReLU`` from now on."""
+        for relu in self.relus:
+            self.keep(relu.register_full_backward_hook(self._relu_backward))
+
+    def _count(self, *_: object) -> None:
+        self.relu_calls += 1
+
+    def _relu_backward(
         self, module: nn.Module, grad_in: tuple[Tensor | None, ...], grad_out: tuple[Tensor, ...]
     ) -> tuple[Tensor | None, ...] | None:
         if self.rule == "guided":
@@ -66,25 +86,13 @@ class ReluSwitch:
         return None
 
 
-class _Tracker:
-    """What the guard observed during the pass."""
-
-    def __init__(self, relus: list[nn.Module]) -> None:
-        self.relus = relus
-        self.relu_calls = 0
-
-    def count(self, *_: object) -> None:
-        self.relu_calls += 1
-
-
 @contextlib.contextmanager
-def attribution_guard(
-    model: nn.Module, owner: str, *, guided: str | None = None
-) -> Iterator[_Tracker]:
+def attribution_pass(model: nn.Module, owner: str, *, guided: str | None = None) -> Iterator[Pass]:
     """Run an attribution pass on ``model`` safely.
 
     Args:
-        model: the network; its hooks and ``nn.ReLU.inplace`` flags are restored on exit.
+        model: the network; its ``nn.ReLU.inplace`` flags are restored and the pass's hooks
+            removed on exit.
         owner: who is attributing, for error messages (e.g. ``"attributor 'gradcam'"``).
         guided: name of the guided method when the pass changes ReLU gradients (checks that
             ``nn.ReLU`` modules exist and run), else None.
@@ -93,48 +101,21 @@ def attribution_guard(
         ContractError: ``guided`` is set and the model has no ``nn.ReLU`` module, or none of
             them ran during the pass.
     """
-    modules = list(model.modules())
-    relus = [m for m in modules if isinstance(m, nn.ReLU)]
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if guided and not relus:
-        raise ContractError(
-            _NO_RELU.format(
-                owner=owner,
-                model=_model_name(model),
-                method=guided,
-                problem="has no nn.ReLU modules",
-            )
-        )
-    before = [{d: set(getattr(m, d, {})) for d in _HOOK_DICTS} for m in modules]
-    inplace = [r.inplace for r in relus]
-    tracker = _Tracker(relus)
-    try:
+        raise ContractError(no_relu_message(owner, model, guided, "has no nn.ReLU modules"))
+    with contextlib.ExitStack() as stack:
         for relu in relus:
+            stack.callback(setattr, relu, "inplace", relu.inplace)
             relu.inplace = False
+        p = Pass(relus, stack)
         if guided:
             for relu in relus:
-                relu.register_forward_hook(tracker.count)
-        yield tracker
-        if guided and tracker.relu_calls == 0:
-            raise ContractError(
-                _NO_RELU.format(
-                    owner=owner,
-                    model=_model_name(model),
-                    method=guided,
-                    problem="has nn.ReLU modules but none of them ran in forward",
-                )
-            )
-    finally:
-        for relu, flag in zip(relus, inplace):
-            relu.inplace = flag
-        for module, keys in zip(modules, before):
-            for name, companions in _HOOK_DICTS.items():
-                hooks = getattr(module, name, None)
-                if hooks is None:
-                    continue
-                for key in [k for k in hooks if k not in keys[name]]:
-                    del hooks[key]
-                    for companion in companions:
-                        getattr(module, companion, {}).pop(key, None)
+                p.keep(relu.register_forward_hook(p._count))
+        yield p
+        if guided and p.relu_calls == 0:
+            problem = "has nn.ReLU modules but none of them ran in forward"
+            raise ContractError(no_relu_message(owner, model, guided, problem))
 
 
 def resolve_layer(model: nn.Module, layer: str | None, owner: str) -> tuple[str, nn.Module]:
@@ -145,12 +126,12 @@ def resolve_layer(model: nn.Module, layer: str | None, owner: str) -> tuple[str,
         ConfigError: ``layer`` is not one of the model's attribution layers (lists them).
         ContractError: the model's declared default layer is not among its layers.
     """
-    mname = _model_name(model)
+    mname = model_name(model)
     getter = getattr(model, "attribution_layers", None)
     if getter is None:
         raise InputError(
             f"{owner}: model {mname!r} ({type(model).__name__}) has no attribution_layers(); "
-            "layer methods need an ada_core.interfaces.SegModel"
+            "layer methods need an ada_core.SegModel"
         )
     layers = dict(getter())
     if layer is not None:
@@ -165,7 +146,7 @@ def resolve_layer(model: nn.Module, layer: str | None, owner: str) -> tuple[str,
         raise ContractError(
             f"{owner}: model {mname!r} declares default_attribution_layer {default!r}, but its "
             f"attribution_layers() has no such layer. Fix the model, or set the attributor's "
-            f"'layer' parameter. {suggest(str(default), layers)}"
+            f"'layer' parameter (params.layer). {suggest(str(default), layers)}"
         )
     return default, layers[default]
 

@@ -1,8 +1,7 @@
 """The segmentation target: one differentiable scalar per sample from a logit map.
 
-Captum (and autograd) explain a scalar; a U-Net outputs a map. :func:`target_scores` reduces
-the map to one score per sample, and :class:`TargetForward` wraps a model so that captum sees
-a network with one output per sample.
+Autograd (like captum) explains a scalar; a U-Net outputs a map. :func:`target_scores`
+reduces the map to one differentiable score per sample.
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from ada_core.interfaces import ComponentConfig
+from ada_core import ComponentConfig
 
-__all__ = ["Target", "TargetConfig", "TargetForward", "target_scores"]
+__all__ = ["Target", "TargetConfig", "target_scores"]
 
 Target = Literal["foreground", "ground_truth", "all"]
 
@@ -76,30 +75,3 @@ def target_scores(
     empty = ~region.any(1)
     scores = torch.where(empty, flat.sum(1), (prob * region).sum(1))
     return scores, empty
-
-
-class TargetForward(nn.Module):
-    """``model`` followed by :func:`target_scores`: ``(B, 1, H, W) -> (B,)``.
-
-    An ``nn.Module`` (holding the model as a sub-module) so captum's guided methods find the
-    model's ``nn.ReLU`` modules through ``.apply``. ``fallbacks`` holds the number of samples
-    of the last forward that fell back to the 'all' target.
-    """
-
-    def __init__(self, model: nn.Module, masks: Tensor, target: Target, threshold: float) -> None:
-        super().__init__()
-        self.model = model
-        self.masks = masks
-        self.target: Target = target
-        self.threshold = threshold
-        self.fallback: Tensor | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        scores, self.fallback = target_scores(
-            self.model(x), self.masks, self.target, self.threshold
-        )
-        return scores
-
-    @property
-    def fallbacks(self) -> int:
-        return 0 if self.fallback is None else int(self.fallback.sum())

@@ -1,19 +1,18 @@
-"""The base of the gradient attributors: one captum call alone, shared passes in a group.
+"""The base of the gradient attributors: one shared pass, for one method or a group.
 
-A separate ``attribute`` call runs the captum algorithm of the subclass (:meth:`_captum`).
-:meth:`GradientAttributor.attribute_group` computes any set of these attributors on one batch
-with one forward pass and one backward pass per ReLU gradient rule it needs (plain, guided,
-deconv), then lets each attributor assemble its map from the shared gradients
-(:meth:`_combine`). The two paths are tested to agree.
+Every gradient method is computed by :func:`shared_pass`: one forward pass, then one backward
+pass per ReLU gradient rule the members need (plain, guided, deconv), after which each member
+assembles its map from the shared gradients (:meth:`GradientAttributor._combine`). A single
+``attribute`` call is the group of one. captum is not used here: the tests compare every
+method, alone and in groups, against captum and against hand-written autograd references.
 """
 
 from __future__ import annotations
 
-import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -21,17 +20,16 @@ from torch.nn import functional as F
 
 from ada_captum._guard import (
     ReluRule,
-    ReluSwitch,
-    attribution_guard,
+    attribution_pass,
     autocast,
     check_layer_output,
+    no_relu_message,
     resolve_layer,
 )
-from ada_captum._targets import TargetConfig, TargetForward, target_scores
-from ada_core.errors import ContractError
-from ada_core.interfaces import Attributor, SegModel, input_gradients_only
+from ada_captum._targets import TargetConfig, target_scores
+from ada_core import Attributor, ConfigError, ContractError, SegModel
 
-__all__ = ["GradientAttributor", "SharedPass", "grad_cam"]
+__all__ = ["GradientAttributor", "SharedPass", "grad_cam", "shared_pass"]
 
 SHARE_KEY = "ada_captum.gradient"
 _RULES: tuple[ReluRule, ...] = ("plain", "guided", "deconv")
@@ -70,11 +68,10 @@ class SharedPass:
 
 
 class GradientAttributor(Attributor):
-    """A captum gradient method on the segmentation target of :class:`TargetConfig`.
+    """A gradient method on the segmentation target of :class:`TargetConfig`.
 
     Subclasses set ``rules`` (the ReLU gradient rules they need) and ``uses_layer``, and
-    implement :meth:`_captum` (the separate call) and :meth:`_combine` (from a shared pass).
-    Both return the signed or non-negative raw map; the base takes its magnitude.
+    implement :meth:`_combine` (the raw map from a shared pass); the base takes its magnitude.
     """
 
     Config: ClassVar[type[TargetConfig]] = TargetConfig
@@ -99,65 +96,35 @@ class GradientAttributor(Attributor):
             return None
         return resolve_layer(model, getattr(self.config, "layer", None), self.owner)
 
-    # -- separate call: captum ------------------------------------------------------------
+    def check_model(self, model: SegModel) -> None:
+        """Raise ConfigError when ``model`` lacks what the method needs.
+
+        Layer methods need ``params.layer`` (or the model's default layer) among
+        ``model.attribution_layers()``; guided methods need ``nn.ReLU`` modules.
+        """
+        if self.guided and not any(isinstance(m, nn.ReLU) for m in model.modules()):
+            raise ConfigError(
+                no_relu_message(self.owner, model, self.name, "has no nn.ReLU modules")
+            )
+        try:
+            self.layer_name(model)
+        except ContractError as e:  # a missing default layer: the user can still set one
+            raise ConfigError(str(e)) from e
+
     def _attribute(self, model: SegModel, images: Tensor, masks: Tensor) -> Tensor:
-        layer = self.layer_name(model)
-        forward = TargetForward(model, masks, self.config.target, self.config.threshold)
-        x = images.requires_grad_(True)
-        with attribution_guard(model, self.owner, guided=self.guided):
-            seen: dict[str, object] = {}
-            if layer is not None:
-                layer[1].register_forward_hook(lambda m, i, o: seen.__setitem__("out", o))
-                model.register_forward_hook(lambda m, i, o: seen.__setitem__("done", True))
-            try:
-                with autocast(images, self.config.amp), warnings.catch_warnings():
-                    # captum warns on every call that it sets (and removes) ReLU hooks.
-                    warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-                    raw = self._captum(forward, x, layer[1] if layer else None)
-            except Exception as e:
-                if layer is not None and seen.get("done"):
-                    # captum fails obscurely when the layer never ran or gave no tensor
-                    try:
-                        check_layer_output(seen.get("out"), layer[0], self.owner)
-                    except ContractError as contract:
-                        raise contract from e
-                raise
-            if layer is not None:
-                check_layer_output(seen.get("out"), layer[0], self.owner)
-        return self._finish([forward.fallback], raw)
-
-    @abstractmethod
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        """The captum attribution ``(B, 1, H, W)`` of ``forward`` (model + target) at ``x``."""
-
-    # -- shared passes ---------------------------------------------------------------------
-    @abstractmethod
-    def _combine(self, shared: SharedPass, layer: str) -> Tensor:
-        """This method's raw map ``(B, 1, H, W)`` from the gradients of a shared pass."""
-
-    def _finish(self, fallbacks: Sequence[Tensor | None], raw: Tensor) -> Tensor:
-        """Magnitude of ``raw`` as float32; counts fallbacks and all-zero maps."""
-        saliency = raw.detach().float().abs()
-        for fallback in fallbacks:
-            if fallback is not None:
-                self.counters["zero_gradient"] += int(fallback.sum())
-        self.counters["zero_saliency"] += int((saliency.flatten(1).amax(1) == 0).sum())
-        return saliency
+        return shared_pass([self], model, images, masks)[0]
 
     @classmethod
-    def attribute_group(
+    def _attribute_many(
         cls,
         attributors: Sequence[Attributor],
         model: SegModel,
         images: Tensor,
         masks: Tensor,
     ) -> list[Tensor]:
-        """Compute the attributors on one batch, sharing forward and backward passes.
+        """One shared pass per set of target settings (``target``, ``threshold``, ``amp``).
 
-        Gradient attributors with the same target settings share one forward pass and one
-        backward pass per ReLU rule (plain: vanilla, input_x_gradient, gradcam; guided:
-        guided_backprop, guided_gradcam; deconv: deconvnet). Anything else is computed alone.
-        Results equal the separate :meth:`attribute` calls; counters are updated the same way.
+        A member of another class that shares the key is computed alone (its ``_attribute``).
         """
         results: dict[int, Tensor] = {}
         groups: dict[tuple[object, ...], list[int]] = {}
@@ -166,19 +133,39 @@ class GradientAttributor(Attributor):
                 c = a.config
                 groups.setdefault((c.target, c.threshold, c.amp), []).append(i)
             else:
-                results[i] = a.attribute(model, images, masks)
+                results[i] = a._attribute(model, images, masks)
         for indices in groups.values():
-            members = [cast(GradientAttributor, attributors[i]) for i in indices]
-            results.update(zip(indices, _shared(members, model, images, masks)))
+            members = [a for i in indices if isinstance(a := attributors[i], GradientAttributor)]
+            results.update(zip(indices, shared_pass(members, model, images, masks)))
         return [results[i] for i in range(len(attributors))]
 
+    @abstractmethod
+    def _combine(self, shared: SharedPass, layer: str) -> Tensor:
+        """This method's raw map ``(B, 1, H, W)`` from the gradients of a shared pass."""
 
-def _shared(
-    members: list[GradientAttributor], model: SegModel, images: Tensor, masks: Tensor
+    def _finish(self, fallback: Tensor, raw: Tensor) -> Tensor:
+        """Magnitude of ``raw`` as float32; counts fallbacks and all-zero maps."""
+        saliency = raw.detach().float().abs()
+        self.counters["zero_gradient"] += int(fallback.sum())
+        self.counters["zero_saliency"] += int((saliency.flatten(1).amax(1) == 0).sum())
+        return saliency
+
+
+def shared_pass(
+    members: Sequence[GradientAttributor], model: SegModel, images: Tensor, masks: Tensor
 ) -> list[Tensor]:
-    """One forward and one backward per needed rule for attributors of equal target settings."""
+    """Maps of attributors with equal target settings: one forward, one backward per rule.
+
+    Args:
+        members: gradient attributors with the same ``target``, ``threshold`` and ``amp``.
+        model: the network, in eval mode with parameters frozen (the base class's template).
+        images: ``(B, 1, H, W)`` validated input.
+        masks: ``(B, 1, H, W)`` ground truth.
+
+    Returns:
+        One ``(B, 1, H, W)`` float32 map per member, ``>= 0``.
+    """
     first = members[0]
-    first._check_inputs(images, masks)
     names = ", ".join(repr(a.name) for a in members)
     owner = f"attributors {names}" if len(members) > 1 else first.owner
     layers = [a.layer_name(model) for a in members]
@@ -186,36 +173,24 @@ def _shared(
     rules = [r for r in _RULES if any(r in a.rules for a in members)]
     guided = next((a.guided for a in members if a.guided), None)
     cfg = first.config
-    was_training = model.training
-    model.eval()
-    try:
-        with input_gradients_only(model), attribution_guard(model, owner, guided=guided) as guard:
-            switch = ReluSwitch(guard.relus) if set(rules) - {"plain"} else None
-            captured: dict[str, Tensor] = {}
-            for name, module in needed.items():
-                module.register_forward_hook(
-                    lambda m, i, o, name=name: captured.__setitem__(name, o)
-                )
-            x = images.detach().requires_grad_(True)
-            with autocast(images, cfg.amp):
-                scores, fallback = target_scores(model(x), masks, cfg.target, cfg.threshold)
-            acts = {n: check_layer_output(captured.get(n), n, owner) for n in needed}
-            shared = SharedPass(
-                inputs=x.detach(), layer_acts={n: a.detach() for n, a in acts.items()}
-            )
-            total = scores.sum()
-            for k, rule in enumerate(rules):
-                if switch is not None:
-                    switch.rule = rule
-                wrt = [x] + (list(acts.values()) if rule == "plain" else [])
-                grads = torch.autograd.grad(total, wrt, retain_graph=k < len(rules) - 1)
-                shared.input_grads[rule] = grads[0]
-                if rule == "plain":
-                    shared.layer_grads = dict(zip(acts, grads[1:]))
-    finally:
-        model.train(was_training)
-    outputs = []
-    for a, layer in zip(members, layers):
-        raw = a._combine(shared, layer[0] if layer else "")
-        outputs.append(a._check_output(a._finish([fallback], raw), images))
-    return outputs
+    with attribution_pass(model, owner, guided=guided) as p:
+        if set(rules) - {"plain"}:
+            p.switch_relus()
+        captured = p.capture(needed)
+        x = images.detach().requires_grad_(True)
+        with autocast(images, cfg.amp):
+            scores, fallback = target_scores(model(x), masks, cfg.target, cfg.threshold)
+        acts = {n: check_layer_output(captured.get(n), n, owner) for n in needed}
+        shared = SharedPass(inputs=x.detach(), layer_acts={n: a.detach() for n, a in acts.items()})
+        total = scores.sum()
+        for k, rule in enumerate(rules):
+            p.rule = rule
+            wrt = [x] + (list(acts.values()) if rule == "plain" else [])
+            grads = torch.autograd.grad(total, wrt, retain_graph=k < len(rules) - 1)
+            shared.input_grads[rule] = grads[0]
+            if rule == "plain":
+                shared.layer_grads = dict(zip(acts, grads[1:]))
+    return [
+        a._finish(fallback, a._combine(shared, layer[0] if layer else ""))
+        for a, layer in zip(members, layers)
+    ]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
 from ada_captum._guard import ReluRule
-from ada_captum._targets import TargetConfig, TargetForward
+from ada_captum._targets import TargetConfig
 from ada_captum.base import GradientAttributor, SharedPass, grad_cam
 
 __all__ = ["GradCamAttributor", "GradCamConfig", "GuidedGradCamAttributor"]
@@ -39,10 +38,6 @@ class GradCamAttributor(GradientAttributor):
     config: GradCamConfig
     uses_layer: ClassVar[bool] = True
 
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        cam = LayerGradCam(forward, layer).attribute(x, relu_attributions=True)
-        return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), self.config.upsample)
-
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         size = tuple(shared.inputs.shape[2:])
         return grad_cam(
@@ -58,9 +53,6 @@ class GuidedGradCamAttributor(GradCamAttributor):
 
     name = "guided_gradcam"
     rules: ClassVar[tuple[ReluRule, ...]] = ("plain", "guided")
-
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        return GuidedGradCam(forward, layer).attribute(x, interpolate_mode=self.config.upsample)
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.input_grads["guided"] * super()._combine(shared, layer)

@@ -1,11 +1,9 @@
-"""Plain-gradient methods: Vanilla Backprop (captum Saliency) and InputXGradient."""
+"""Plain-gradient methods: Vanilla Backprop and InputXGradient (from the plain backward pass)."""
 
 from __future__ import annotations
 
-from captum.attr import InputXGradient, Saliency
-from torch import Tensor, nn
+from torch import Tensor
 
-from ada_captum._targets import TargetForward
 from ada_captum.base import GradientAttributor, SharedPass
 
 __all__ = ["InputXGradientAttributor", "VanillaAttributor"]
@@ -15,9 +13,6 @@ class VanillaAttributor(GradientAttributor):
     """Vanilla Backprop (Simonyan et al. 2014): ``|d target / d input|``."""
 
     name = "vanilla"
-
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        return Saliency(forward).attribute(x, abs=True)
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.input_grads["plain"]
@@ -31,9 +26,6 @@ class InputXGradientAttributor(GradientAttributor):
     """
 
     name = "input_x_gradient"
-
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        return InputXGradient(forward).attribute(x)
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.inputs * shared.input_grads["plain"]

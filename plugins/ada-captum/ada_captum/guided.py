@@ -1,14 +1,12 @@
-"""Modified-ReLU methods: Guided Backprop and DeconvNet (captum hooks nn.ReLU modules)."""
+"""Modified-ReLU methods: Guided Backprop and DeconvNet (backward hooks on nn.ReLU modules)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from captum.attr import Deconvolution, GuidedBackprop
-from torch import Tensor, nn
+from torch import Tensor
 
 from ada_captum._guard import ReluRule
-from ada_captum._targets import TargetForward
 from ada_captum.base import GradientAttributor, SharedPass
 
 __all__ = ["DeconvNetAttributor", "GuidedBackpropAttributor"]
@@ -24,9 +22,6 @@ class GuidedBackpropAttributor(GradientAttributor):
     name = "guided_backprop"
     rules: ClassVar[tuple[ReluRule, ...]] = ("guided",)
 
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        return GuidedBackprop(forward).attribute(x)
-
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.input_grads["guided"]
 
@@ -40,9 +35,6 @@ class DeconvNetAttributor(GradientAttributor):
 
     name = "deconvnet"
     rules: ClassVar[tuple[ReluRule, ...]] = ("deconv",)
-
-    def _captum(self, forward: TargetForward, x: Tensor, layer: nn.Module | None) -> Tensor:
-        return Deconvolution(forward).attribute(x)
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.input_grads["deconv"]
