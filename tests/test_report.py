@@ -269,6 +269,21 @@ def test_failed_branch_gives_a_partial_report(run, tmp_path):
     assert 'id="fig-convergence"' in text and 'id="fig-forest"' in text
 
 
+def test_unreadable_job_files_are_named_and_left_out(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    jobs = json.loads((copy / "summary.json").read_text())["jobs"]
+    job = next(j for j in jobs if j["label"] == "gradcam" and j["seed"] == 0)
+    (copy / job["path"] / "samples.pt").write_bytes(b"not a torch file")
+    with (copy / job["path"] / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 99, "metr')  # a job killed while writing its log
+    text = write_report(copy).read_text()
+    status = text[text.index('id="missing"') :]
+    assert html.escape(str(copy / job["path"] / "samples.pt")) in status
+    assert html.escape(str(copy / job["path"] / "metrics.jsonl")) + ": line" in status
+    assert 'id="fig-samples-1"' in text and "of seed 1" in text  # the other replicate's samples
+
+
 def test_no_summary_is_a_clear_data_error(tmp_path, capsys):
     with pytest.raises(DataError, match=re.escape(str(tmp_path)) + ".*no summary.json.*ada compare"):
         write_report(tmp_path)

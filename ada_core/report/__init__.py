@@ -8,4 +8,12 @@ from ada_core.report._figure import ReportFigure
 from ada_core.report.html import Report, build_report, render_report, write_report
 from ada_core.report.tables import Cell, Table
 
-__all__ = ["Cell", "Report", "ReportFigure", "Table", "build_report", "render_report", "write_report"]
+__all__ = [
+    "Cell",
+    "Report",
+    "ReportFigure",
+    "Table",
+    "build_report",
+    "render_report",
+    "write_report",
+]

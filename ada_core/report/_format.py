@@ -1,9 +1,15 @@
-"""Names, units and number formatting shared by the report's tables and figures."""
+"""Names, units, number formatting and set order shared by the report's tables and figures."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ada_core.engine.summary import RunSummary
+    from ada_core.stats import Comparison
 
 __all__ = [
     "CHANGE_SETS",
@@ -12,7 +18,9 @@ __all__ = [
     "fmt",
     "fmt_ci",
     "fmt_p",
+    "holm_significant",
     "metric_header",
+    "ordered_sets",
     "set_title",
     "unit",
 ]
@@ -68,3 +76,15 @@ def fmt_p(p: float | None) -> str:
     if p < 0.001:
         return "< 0.001"
     return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
+
+
+def holm_significant(c: Comparison) -> bool:
+    """Holm-corrected p below 1 - level of the comparison's CI."""
+    return c.p_holm is not None and c.ci is not None and c.p_holm < 1 - c.ci.level
+
+
+def ordered_sets(summary: RunSummary, names: Sequence[str]) -> list[str]:
+    """``names`` with the report set first, then in the order of ``summary.sets``."""
+    order = [summary.report_set] + [s.name for s in summary.sets]
+    rank = {n: i for i, n in reversed(list(enumerate(order)))}
+    return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(order)), n))

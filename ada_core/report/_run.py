@@ -46,6 +46,12 @@ class RunFolder:
     path: Path
     summary: RunSummary
     notes: list[str] = field(default_factory=list)
+    _curves: dict[str, Curve | None] = field(default_factory=dict, repr=False)
+
+    def note(self, text: str) -> None:
+        """Record a problem with a file once (shown in the report's status section)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def done(self, label: str | None = None) -> list[JobRecord]:
         """Finished jobs (of ``label``), in fold then seed order."""
@@ -57,17 +63,22 @@ class RunFolder:
         """The resolved ``config.toml``, or None (with a note) when absent."""
         path = self.path / "config.toml"
         if not path.is_file():
-            self.notes.append(f"{path}: missing, so the resolved configuration is not shown")
+            self.note(f"{path}: missing, so the resolved configuration is not shown")
             return None
         return path.read_text(encoding="utf-8")
 
     def curve(self, job: JobRecord) -> Curve | None:
-        """The job's validation curve, or None (with a note) when unreadable."""
+        """The job's validation curve (read once), or None (with a note) when unreadable."""
+        if job.path not in self._curves:
+            self._curves[job.path] = self._read_curve(job)
+        return self._curves[job.path]
+
+    def _read_curve(self, job: JobRecord) -> Curve | None:
         path = self.path / job.path / "metrics.jsonl"
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as e:
-            self.notes.append(f"{path}: unreadable ({e}); its curve is left out of Figure 2")
+            self.note(f"{path}: unreadable ({e}); its curve is left out of Figure 2")
             return None
         rows = []
         for i, line in enumerate(lines, start=1):
@@ -76,12 +87,12 @@ class RunFolder:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                self.notes.append(f"{path}: line {i} is not JSON ({e}); lines from it on are "
+                self.note(f"{path}: line {i} is not JSON ({e}); lines from it on are "
                                   "left out of Figure 2")  # fmt: skip
                 break
         rows.sort(key=lambda r: r.get("epoch", 0))
         if not rows:
-            self.notes.append(f"{path}: no epochs; its curve is left out of Figure 2")
+            self.note(f"{path}: no epochs; its curve is left out of Figure 2")
             return None
         dsc = [r.get("metrics", {}).get("dsc_mean") for r in rows]
         return Curve(
@@ -101,13 +112,13 @@ class RunFolder:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - a corrupt file is reported, not fatal
-            self.notes.append(f"{path}: unreadable ({type(e).__name__}: {e}); Figure 3 "
+            self.note(f"{path}: unreadable ({type(e).__name__}: {e}); Figure 3 "
                               f"leaves out {job.label}")  # fmt: skip
             return None
         need = ("images", "masks", "saliency", "keep", "ada_images")
         if not isinstance(raw, dict) or any(k not in raw for k in need):
             have = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-            self.notes.append(f"{path}: expected the keys {list(need)}, found {have}; Figure 3 "
+            self.note(f"{path}: expected the keys {list(need)}, found {have}; Figure 3 "
                               f"leaves out {job.label}")  # fmt: skip
             return None
         out = {k: raw[k].detach().float().numpy()[:, 0] for k in need}
@@ -120,7 +131,7 @@ class RunFolder:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
-            self.notes.append(f"{path}: unreadable ({e}); the robustness map leaves out "
+            self.note(f"{path}: unreadable ({e}); the robustness map leaves out "
                               f"{job.label} seed {job.seed}")  # fmt: skip
             return None
 
@@ -130,7 +141,7 @@ class RunFolder:
         try:
             image = np.load(path)
         except (OSError, ValueError) as e:
-            self.notes.append(f"{path}: unreadable ({e}); the robustness map is drawn "
+            self.note(f"{path}: unreadable ({e}); the robustness map is drawn "
                               "without the mean image")  # fmt: skip
             return None
         return image if image.ndim == 2 else None
@@ -148,8 +159,9 @@ def load_run(run_dir: Path | str) -> RunFolder:
         raise DataError(f"{path}: no such run folder. Pass the folder `ada compare CONFIG` "
                         "printed after 'run folder:'")  # fmt: skip
     if not (path / "summary.json").is_file():
-        how = (f"run `ada aggregate {path}` to write it from the finished jobs"
-               if (path / "study.json").is_file() else
-               "run `ada compare CONFIG` to run a study, then `ada report` on its run folder")  # fmt: skip
+        if (path / "study.json").is_file():
+            how = f"run `ada aggregate {path}` to write it from the finished jobs"
+        else:
+            how = "run `ada compare CONFIG` to run a study, then `ada report` on its run folder"
         raise DataError(f"{path}: no summary.json, so there is nothing to report; {how}")
     return RunFolder(path=path, summary=read_summary(path))

@@ -21,7 +21,8 @@ def zoom_epochs(n: int) -> int:
 def _stack(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, bool]:
     """(epochs, seeds x epochs DSC over the common length, whether lengths differed)."""
     n = min(len(c.dsc) for c in curves)
-    return curves[0].epoch[:n], np.stack([c.dsc[:n] for c in curves]), any(len(c.dsc) != n for c in curves)
+    uneven = any(len(c.dsc) != n for c in curves)
+    return curves[0].epoch[:n], np.stack([c.dsc[:n] for c in curves]), uneven
 
 
 def _draw(ax, x, y, color, label, dashed) -> None:
@@ -102,15 +103,17 @@ def convergence_figure(run: RunFolder) -> ReportFigure | None:
         ax_ada.legend(fontsize=7, ncol=2, loc="lower right")
     if std:
         ax_std.legend(fontsize=7, loc="lower right")
-    return ReportFigure("convergence", "Figure 2: convergence", _caption(summary, n_seeds, boundaries, k, uneven, target), fig)
+    caption = _caption(n_seeds, boundaries, k, uneven, target)
+    return ReportFigure("convergence", "Figure 2: convergence", caption, fig)
 
 
-def _caption(summary, n_seeds, boundaries, k, uneven, target) -> str:
+def _caption(n_seeds, boundaries, k, uneven, target) -> str:
     counts = ", ".join(f"{label} {n}" for label, n in n_seeds.items())
     text = (f"Validation DSC after every epoch. Lines: mean over seeds; band: minimum to maximum "
             f"over seeds (seeds per curve: {counts}). Dashed lines: controls.")
     if boundaries:
-        text += f" Dotted verticals: a new ADA cycle starts at epochs {', '.join(map(str, boundaries))}."
+        starts = ", ".join(map(str, boundaries))
+        text += f" Dotted verticals: a new ADA cycle starts at epochs {starts}."
     if target is not None:
         text += (f" Horizontal dashed line: the convergence target, {target:.2f} DSC "
                  "(see the convergence table).")

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from matplotlib.lines import Line2D
 
 from ada_core.engine.summary import RunSummary
 from ada_core.report._figure import ReportFigure, new_figure
-from ada_core.report._format import MINUS, set_title, unit
-from ada_core.stats import Comparison
+from ada_core.report._format import MINUS, holm_significant, ordered_sets, set_title, unit
 
-__all__ = ["forest_figure", "holm_significant", "ordered_sets"]
+__all__ = ["forest_figure"]
 
 _SIG = "#b2182b"
 _NOT = "#555555"
 
 
-def holm_significant(c: Comparison) -> bool:
-    """Holm-corrected p below 1 - level of the comparison's CI."""
-    return c.p_holm is not None and c.ci is not None and c.p_holm < 1 - c.ci.level
-
-
-def ordered_sets(summary: RunSummary, names: Sequence[str]) -> list[str]:
-    """``names`` with the report set first, then in the order of ``summary.sets``."""
-    order = [summary.report_set] + [s.name for s in summary.sets]
-    rank = {n: i for i, n in reversed(list(enumerate(order)))}
-    return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(order)), n))
-
-
 def _xlabel(metric: str, higher_is_better: bool) -> str:
     better = "" if higher_is_better else f" (lower {metric.upper()})"
-    return f"paired difference in {metric.upper()} ({unit(metric)})\npositive = branch better{better}"
+    name = metric.upper()
+    return f"paired difference in {name} ({unit(metric)})\npositive = branch better{better}"
 
 
 def forest_figure(summary: RunSummary) -> ReportFigure | None:
@@ -49,7 +35,9 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
     rows = [(s, b, c) for s in sets for b, c in pairs
             if any((s, b, c, m) in index for m in stats.metrics)]  # fmt: skip
     metrics = [m for m in stats.metrics if any(k[3] == m for k in index)]
-    fig = new_figure(4.2 * len(metrics) + 1.6, 1.3 + 0.24 * len(rows))
+    if not rows or not metrics:
+        return None
+    fig = new_figure(4.2 * len(metrics) + 1.6, max(2.8, 1.3 + 0.24 * len(rows)))
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     drawn_sig = drawn_not = False
     for ax, metric in zip(axes, metrics, strict=True):
@@ -77,15 +65,17 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
     labels = [f"{set_title(s)}: {b} {MINUS} {c}" for s, b, c in rows]
     axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
     axes[0].set_ylim(len(rows) - 0.5, -0.5)
-    axes[0].set_ylabel("evaluation set: branch \u2212 control")
+    axes[0].set_ylabel("set: branch \u2212 control")
     handles = []
     if drawn_sig:
-        handles.append(Line2D([], [], marker="o", color=_SIG, label=f"Holm p < {1 - stats.level:.2g}"))
+        label = f"Holm p < {1 - stats.level:.2g}"
+        handles.append(Line2D([], [], marker="o", color=_SIG, label=label))
     if drawn_not:
         handles.append(Line2D([], [], marker="o", color=_NOT, mfc="white",
                               label="not significant after Holm"))  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    return ReportFigure("forest", "Paired differences against the controls", _caption(summary, rows, index), fig)
+    title = "Paired differences against the controls"
+    return ReportFigure("forest", title, _caption(summary, rows, index), fig)
 
 
 def _caption(summary: RunSummary, rows, index) -> str:
@@ -96,7 +86,8 @@ def _caption(summary: RunSummary, rows, index) -> str:
     per_set = []
     for s in dict.fromkeys(r[0] for r in rows):
         ns = sorted({(c.n_seeds, c.n_subjects) for c in cs if c.set == s})
-        per_set.append(f"{set_title(s)}: " + ", ".join(f"{a} seeds \u00d7 {b} subjects" for a, b in ns))
+        sizes = ", ".join(f"{a} seeds \u00d7 {b} subjects" for a, b in ns)
+        per_set.append(f"{set_title(s)}: {sizes}")
     n_sig = sum(holm_significant(c) for c in cs)
     untested = sum(c.p_holm is None for c in cs)
     text = (

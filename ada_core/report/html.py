@@ -9,11 +9,11 @@ downloads ``data:`` URIs, so the page needs no network, no server and no JavaScr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ada_core.engine.checkpoint import atomic_write_text
@@ -70,15 +70,11 @@ class Report:
 
 
 def _best_dsc(run: RunFolder) -> float | None:
-    best = -math.inf
-    for b in run.summary.branches:
-        if b.kind == "standard":
-            continue
-        for job in run.done(b.label):
-            c = run.curve(job)
-            if c is not None and (c.dsc == c.dsc).any():
-                best = max(best, float(c.dsc[c.dsc == c.dsc].max()))
-    return None if best == -math.inf else best
+    """The best validation DSC of any finished branch job (what the convergence target scales)."""
+    values = [float(np.nanmax(c.dsc)) for b in run.summary.branches if b.kind != "standard"
+              for j in run.done(b.label)
+              if (c := run.curve(j)) is not None and np.isfinite(c.dsc).any()]  # fmt: skip
+    return max(values) if values else None
 
 
 def build_report(run_dir: Path | str) -> Report:
@@ -136,9 +132,8 @@ def _facts(rep: Report) -> dict[str, Any]:
 
 def render_report(rep: Report) -> str:
     """The page of ``rep`` as HTML text."""
-    tables: list[Table] = [*rep.tables["estimates"]] + [
-        t for k in ("comparisons", "convergence", "iou", "branches") if (t := rep.tables[k]) is not None
-    ]
+    rest = [rep.tables[k] for k in ("comparisons", "convergence", "iou", "branches")]
+    tables: list[Table] = [*rep.tables["estimates"], *(t for t in rest if t is not None)]
     return _environment().get_template("report.html.j2").render(
         s=rep.run.summary, rep=rep, facts=_facts(rep), tables=tables,
         figures={k: [(f, f.data_uri()) for f in fs] for k, fs in rep.figures.items()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
@@ -29,8 +30,8 @@ def position_figure(run: RunFolder) -> ReportFigure | None:
             pos = (ev or {}).get("positions")
             if not pos or "dsc_change" not in pos:
                 continue
-            grid = np.array([[np.nan if v is None else v for v in row] for row in pos["dsc_change"]],
-                            dtype=float)  # fmt: skip
+            cells = [[np.nan if v is None else v for v in row] for row in pos["dsc_change"]]
+            grid = np.array(cells, dtype=float)
             maps.setdefault(b.label, []).append(grid)
             size = int(pos["size"])
             spacing = spacing or ev.get("spacing_mm")
@@ -40,11 +41,15 @@ def position_figure(run: RunFolder) -> ReportFigure | None:
     shapes = {g.shape for gs in maps.values() for g in gs}
     if not maps or len(shapes) != 1:
         if len(shapes) > 1:
-            run.notes.append(f"robustness grids of different shapes {sorted(shapes)}: the "
+            run.note(f"robustness grids of different shapes {sorted(shapes)}: the "
                              "robustness map is not drawn")  # fmt: skip
         return None
-    means = {k: np.nanmean(np.stack(v), axis=0) if np.isfinite(np.stack(v)).any() else np.stack(v)[0]
-             for k, v in maps.items()}  # fmt: skip
+    means = {}
+    for k, v in maps.items():
+        stack = np.stack(v)
+        with warnings.catch_warnings():  # a square undefined in every replicate stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means[k] = np.nanmean(stack, axis=0)
     rows, cols = next(iter(shapes))
     same = len({i.shape for i in images.values()}) == 1
     image = np.mean(np.stack(list(images.values())), axis=0) if images and same else None

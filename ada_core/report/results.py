@@ -10,12 +10,24 @@ import math
 from collections.abc import Iterable, Sequence
 
 from ada_core.engine.summary import RunSummary, SetRecord
-from ada_core.report._format import CHANGE_SETS, METRICS, fmt, fmt_ci, fmt_p, metric_header, set_title, unit
-from ada_core.report.forest import holm_significant, ordered_sets
+from ada_core.report._format import (
+    CHANGE_SETS,
+    METRICS,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    holm_significant,
+    metric_header,
+    ordered_sets,
+    set_title,
+    unit,
+)
 from ada_core.report.tables import Cell, Table
 from ada_core.stats import Estimate
 
 __all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table"]
+
+_CSV_QUANTITIES = ("mean", "ci_low", "ci_high", "n_subjects", "n_undefined")
 
 
 def _estimates(summary: RunSummary) -> dict[tuple[str, str, str], Estimate]:
@@ -53,7 +65,8 @@ def _why_no_ci(e: Estimate) -> str:
 
 
 def _best(ests: Sequence[Estimate | None]) -> set[int]:
-    vals = [(i, round(e.mean, 2)) for i, e in enumerate(ests) if e is not None and e.mean is not None]
+    vals = [(i, round(e.mean, 2)) for i, e in enumerate(ests)
+            if e is not None and e.mean is not None]  # fmt: skip
     if not vals:
         return set()
     hib = next(e for e in ests if e is not None).higher_is_better
@@ -100,13 +113,14 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
               "slices"] + (["HSD undefined (slices)"] if "hsd" in metrics else [])  # fmt: skip
     csv_header = ["set", "branch", "n_seeds", "n_subjects", "n_slices"]
     for m in metrics:
-        csv_header += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n_subjects", f"{m}_n_undefined"]
+        csv_header += [f"{m}_{q}" for q in _CSV_QUANTITIES]
     all_ests = [e for row in grid for e in row if e is not None]
     caption = [
         f"{rec.description[:1].upper()}{rec.description[1:]}; {rec.n_subjects} subject(s), "
         f"{rec.n_slices} slices per replicate.",
         "Each cell: the mean over seeds of the mean over subjects of each subject's slice "
-        "mean" + (", as a change against the un-occluded metric." if rec.name in CHANGE_SETS else "."),
+        "mean" + (", as a change against the un-occluded metric."
+                  if rec.name in CHANGE_SETS else "."),
         _interval_sentence(all_ests),
         "Higher is better for " + ", ".join(m.upper() for m in metrics if m != "hsd") +
         ("; lower for HSD (mm), which is undefined on a slice with an empty prediction or "
@@ -125,7 +139,8 @@ def estimate_tables(summary: RunSummary) -> list[Table]:
     """Per evaluation set (the reported set first): branches x DSC, HSD, TPR, TNR, PPV."""
     index = _estimates(summary)
     by_name = {s.name: s for s in summary.sets}
-    tables = [_estimate_table(summary, by_name[n], index) for n in ordered_sets(summary, list(by_name))]
+    names = ordered_sets(summary, list(by_name))
+    tables = [_estimate_table(summary, by_name[n], index) for n in names]
     return [t for t in tables if t is not None]
 
 
@@ -136,8 +151,8 @@ def comparison_table(summary: RunSummary) -> Table | None:
         return None
     sets = ordered_sets(summary, stats.sets)
     order = {s: i for i, s in enumerate(sets)}
-    cs = sorted(stats.comparisons, key=lambda c: (order.get(c.set, len(order)), stats.metrics.index(c.metric),
-                                                  c.branch, c.control))  # fmt: skip
+    cs = sorted(stats.comparisons, key=lambda c: (
+        order.get(c.set, len(order)), stats.metrics.index(c.metric), c.branch, c.control))
     rows, csv_rows, notes = [], [], {}
     for c in cs:
         sig = holm_significant(c)
@@ -146,23 +161,30 @@ def comparison_table(summary: RunSummary) -> Table | None:
         for n in (c.note, c.seeds_note):
             if n:
                 notes[n] = None
+        first, second = (c.branch, c.control) if c.higher_is_better else (c.control, c.branch)
         rows.append((
-            Cell(set_title(c.set), numeric=False), Cell(f"{c.metric.upper()} ({unit(c.metric)})", numeric=False),
-            Cell(f"{c.branch} \u2212 {c.control}" if c.higher_is_better else f"{c.control} \u2212 {c.branch}",
-                 numeric=False, note=c.orientation),
-            Cell(diff, strong=sig, note=c.note), Cell(fmt_p(c.p)), Cell(fmt_p(c.p_holm), strong=sig),
-            Cell(fmt(c.effect_size)), Cell(fmt(c.mde)), Cell(need, note=c.seeds_note),
+            Cell(set_title(c.set), numeric=False),
+            Cell(f"{c.metric.upper()} ({unit(c.metric)})", numeric=False),
+            Cell(f"{first} \u2212 {second}", numeric=False, note=c.orientation),
+            Cell(diff, strong=sig, note=c.note),
+            Cell(fmt_p(c.p)),
+            Cell(fmt_p(c.p_holm), strong=sig),
+            Cell(fmt(c.effect_size)),
+            Cell(fmt(c.mde)),
+            Cell(need, note=c.seeds_note),
             Cell(_n(c.n_seeds, c.n_subjects)),
-        ))  # fmt: skip
+        ))
         csv_rows.append((c.set, c.metric, c.branch, c.control, c.orientation, c.diff,
                          c.ci.low if c.ci else None, c.ci.high if c.ci else None, c.p, c.p_holm,
                          c.holm_family, c.effect_size, c.mde, c.resolve, c.seeds_needed, c.n_seeds,
                          c.n_subjects, c.n_subjects_dropped, sig, c.test))  # fmt: skip
     header = ("set", "metric", "difference", f"diff. [{stats.level:.0%} CI]", "p", "Holm p",
-              "d_z", "MDE", f"seeds for MDE \u2264 {fmt(cs[0].resolve)}", "seeds \u00d7 subjects")  # fmt: skip
-    csv_header = ("set", "metric", "branch", "control", "orientation", "diff", "ci_low", "ci_high",
-                  "p", "p_holm", "holm_family", "effect_size", "mde", "resolve", "seeds_needed",
-                  "n_seeds", "n_subjects", "n_subjects_dropped", "holm_significant", "test")  # fmt: skip
+              "d_z", "MDE", f"seeds for MDE \u2264 {fmt(cs[0].resolve)}",
+              "seeds \u00d7 subjects")  # fmt: skip
+    csv_header = ("set", "metric", "branch", "control", "orientation", "diff", "ci_low",
+                  "ci_high", "p", "p_holm", "holm_family", "effect_size", "mde", "resolve",
+                  "seeds_needed", "n_seeds", "n_subjects", "n_subjects_dropped",
+                  "holm_significant", "test")  # fmt: skip
     tests = sorted({c.test for c in cs})
     methods = sorted({c.ci.method for c in cs if c.ci})
     resolve = sorted({c.resolve for c in cs})
@@ -198,10 +220,12 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
         names += [f"replicate {i + 1}" for i in range(len(names), len(rec.epochs_to_target))]
         hits = [h for h in rec.epochs_to_target if h is not None]
         means = [m for m in rec.mean_dsc if m is not None and not math.isnan(m)]
-        per = "; ".join(f"{n}: {'never' if h is None else h}" for n, h in zip(names, rec.epochs_to_target))
+        per = "; ".join(f"{n}: {'never' if h is None else h}"
+                        for n, h in zip(names, rec.epochs_to_target, strict=False))  # fmt: skip
         mean = (fmt(sum(means) / len(means)) + (f" [{fmt(min(means))}, {fmt(max(means))}]"
                 if len(means) > 1 else "")) if means else "n/a"  # fmt: skip
-        rows.append((Cell(rec.label, numeric=False), Cell(f"{len(hits)} of {len(rec.epochs_to_target)}"),
+        rows.append((Cell(rec.label, numeric=False),
+                     Cell(f"{len(hits)} of {len(rec.epochs_to_target)}"),
                      Cell(per, numeric=False), Cell(mean)))  # fmt: skip
         for n, h, m in zip(names, rec.epochs_to_target, rec.mean_dsc, strict=False):
             csv_rows.append((rec.label, n, h, m, summary.convergence_target))
@@ -215,7 +239,8 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
         "earlier), averaged over replicates, with [minimum, maximum] over replicates.",
     )
     return Table("convergence-table", "Convergence", caption,
-                 ("branch", "reached target", "ADA epochs to target", "mean DSC over ADA epochs (%)"),
+                 ("branch", "reached target", "ADA epochs to target",
+                  "mean DSC over ADA epochs (%)"),
                  tuple(rows), ("branch", "replicate", "epochs_to_target", "mean_dsc", "target"),
                  tuple(csv_rows))  # fmt: skip
 
@@ -238,10 +263,12 @@ def branch_table(summary: RunSummary) -> Table:
     """Every branch's status: replicates done of planned, and what is missing."""
     rows, csv_rows = [], []
     for b in summary.branches:
+        kind = b.kind + (" (control)" if b.control and b.kind != "control" else "")
         rows.append((Cell(b.label, numeric=False), Cell(b.method, numeric=False),
-                     Cell(b.kind + (" (control)" if b.control and b.kind != "control" else ""), numeric=False),
+                     Cell(kind, numeric=False),
                      Cell(b.status, numeric=False, strong=b.status != "done"),
-                     Cell(f"{b.replicates_done} of {b.replicates}"), Cell(b.note or "", numeric=False)))  # fmt: skip
+                     Cell(f"{b.replicates_done} of {b.replicates}"),
+                     Cell(b.note or "", numeric=False)))  # fmt: skip
         csv_rows.append((b.label, b.method, b.kind, b.control, b.status, b.replicates_done,
                          b.replicates, b.note))  # fmt: skip
     done = sum(b.status == "done" for b in summary.branches)

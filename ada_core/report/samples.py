@@ -79,7 +79,8 @@ def sample_figures(run: RunFolder, n_images: int = 2) -> list[ReportFigure]:
             f"method's saliency (its own colour scale). Right: the image the model was trained "
             f"on, with the erased region (dashed cyan) filled with {first['fill']:g}."
         )
-        missing = [b.label for b in run.summary.branches if b.kind == "ada" and b.label not in samples]
+        missing = [b.label for b in run.summary.branches
+                   if b.kind == "ada" and b.label not in samples]  # fmt: skip
         if missing:
             caption += f" No samples for {', '.join(missing)} in this replicate."
         out.append(ReportFigure(f"samples-{i + 1}", f"Figure 3{'abcdefgh'[i]}: samples, training "
