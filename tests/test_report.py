@@ -1,31 +1,314 @@
-"""Convergence numbers and the summary text, against hand-computed cases."""
+"""report.html of a tiny real 2-seed study, checked against an independent recomputation.
+
+Every table value is recomputed from results.csv (subject means, then seed means) or read
+from summary.json as JSON (not through the report's code); the figures are checked in
+test_report_figures.py.
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
+import fnmatch
+import html
+import io
 import json
 import math
+import re
+import shutil
+import tomllib
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
 
-from ada_core.report import convergence, format_convergence, read_curve, save_convergence_plot
+import numpy as np
+import pytest
+from report_fixtures import (  # noqa: F401 - fixtures
+    page,
+    page_html,
+    parse_page,
+    read_results,
+    results,
+    run,
+    subject_seed_means,
+    summary,
+)
+
+from ada_core.cli import main
+from ada_core.errors import DataError
+from ada_core.report import write_report
+from ada_core.report.tables import latex_escape
+
+REPO = Path(__file__).resolve().parents[1]
+HIB = {"dsc": True, "hsd": False, "tpr": True, "tnr": True, "ppv": True}
 
 
-def test_convergence_hand_computed():
-    curves = {"gradcam": [60.0, 78.0, 80.0], "none": [50.0, 70.0, 77.0], "bad": [10.0, math.nan, 20.0]}
-    conv = convergence(curves, fraction=0.95)
-    assert conv["target"] == 0.95 * 80.0  # 76.0
-    rows = conv["branches"]
-    assert rows["gradcam"] == {"epochs_to_target": 2, "mean_dsc": (60 + 78 + 80) / 3}
-    assert rows["none"]["epochs_to_target"] == 3
-    assert rows["bad"] == {"epochs_to_target": None, "mean_dsc": 15.0}  # NaN left out, not 0
-    text = format_convergence(conv)
-    assert "DSC >= 76.00" in text and "never" in text
+def nums(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?", text.replace("\u2212", "-"))]
 
 
-def test_read_curve_orders_by_epoch_and_plot(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    rows = [{"epoch": 2, "metrics": {"dsc_mean": 5.0}}, {"epoch": 1, "metrics": {"dsc_mean": 3.0}},
-            {"epoch": 3, "metrics": {"dsc_mean": None}}]  # fmt: skip
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    curve = read_curve(path)
-    assert curve[:2] == [3.0, 5.0] and math.isnan(curve[2])
-    png = save_convergence_plot([1.0, 2.0], {"x": [3.0, 5.0]}, tmp_path / "c.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def close(shown: float, value: float, digits: int = 2) -> bool:
+    return abs(shown - value) <= 0.5 * 10**-digits + 1e-9
+
+
+def p_close(text: str, p: float | None) -> bool:
+    if p is None:
+        return text == "n/a"
+    if text == "< 0.001":
+        return p < 0.001
+    shown = float(text)
+    return abs(shown - p) <= (0.005 if p >= 0.1 else 0.051 * p) + 1e-12
+
+
+def estimate(summary, branch, set_, metric) -> dict | None:
+    found = None
+    for e in summary["other_estimates"] + (summary["statistics"] or {}).get("estimates", []):
+        if (e["branch"], e["set"], e["metric"]) == (branch, set_, metric):
+            found = e  # the comparisons' estimates come last and win
+    return found
+
+
+def recompute(results, set_, branch, metric):
+    """(mean over seeds of the subject means, n seeds, n subjects) on subjects defined in every seed."""
+    m = subject_seed_means(results, set_, branch, metric)
+    seeds = sorted({k[0] for k in m})
+    subjects = sorted({k[1:] for k in m})
+    keep = [s for s in subjects if all(not math.isnan(m.get((seed, *s), math.nan)) for seed in seeds)]
+    if not keep:
+        return None, len(seeds), 0
+    per_seed = [np.mean([m[(seed, *s)] for s in keep]) for seed in seeds]
+    return float(np.mean(per_seed)), len(seeds), len(keep)
+
+
+def metric_columns(header: list[str]) -> dict[str, int]:
+    out = {}
+    for i, h in enumerate(header):
+        m = re.fullmatch(r"\u0394?([A-Z0-9]+) \((%|mm|points)\)", h)
+        if m and m[1].lower() in HIB:
+            out[m[1].lower()] = i
+    return out
+
+
+# ------------------------------------------------------------------------------ tables
+def test_every_set_table_matches_the_tidy_table(summary, results, page):
+    for rec in summary["sets"]:
+        t = page.tables[f"estimates-{rec['name']}"]
+        cols = metric_columns(t.header)
+        assert "dsc" in cols and "hsd" in cols, t.header
+        branches = {r["branch"] for r in results if r["set"] == rec["name"]}
+        assert {row[0][0] for row in t.rows} == branches
+        means = defaultdict(dict)
+        for row in t.rows:
+            label = row[0][0]
+            for metric, j in cols.items():
+                mean, n_seeds, n_subj = recompute(results, rec["name"], label, metric)
+                shown = nums(row[j][0])
+                assert close(shown[0], mean), (rec["name"], label, metric, row[j], mean)
+                means[metric][label] = round(mean, 2)
+                e = estimate(summary, label, rec["name"], metric)
+                if e["ci"] is not None:
+                    assert close(shown[1], e["ci"]["low"]) and close(shown[2], e["ci"]["high"])
+                else:
+                    assert "[n/a]" in row[j][0]
+            mine = [r for r in results if r["set"] == rec["name"] and r["branch"] == label]
+            _, n_seeds, n_subj = recompute(results, rec["name"], label, "dsc")
+            last = max(cols.values())
+            assert row[last + 1][0] == f"{n_seeds} \u00d7 {n_subj}"
+            assert row[last + 2][0] == str(len(mine))
+            undefined = sum(math.isnan(r["hsd"]) for r in mine)
+            assert row[-1][0] == f"{undefined} of {len(mine)}"
+        for metric, j in cols.items():  # the best of each column, and only it, is bold
+            vals = means[metric]
+            best = (max if HIB[metric] else min)(vals.values())
+            for row in t.rows:
+                assert row[j][1] == (vals[row[0][0]] == best), (rec["name"], metric, row)
+        n_rep = len({(r["seed"], r["branch"]) for r in results if r["set"] == rec["name"]})
+        per_rep = sum(r["set"] == rec["name"] for r in results) // n_rep
+        assert f"{rec['n_subjects']} subject(s), {per_rep} slices per replicate" in t.caption
+        method = summary["statistics"]["estimates"][0]["ci"]["method"]
+        assert f"95% CI by {method}" in t.caption and "seeds and subjects" in t.caption
+
+
+def holm(ps: list[float]) -> list[float]:
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    out, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def test_comparison_table_matches_recomputed_differences(summary, results, page):
+    comps = summary["statistics"]["comparisons"]
+    tested = [c for c in comps if c["p"] is not None]
+    adjusted = dict(zip([id(c) for c in tested], holm([c["p"] for c in tested]), strict=True))
+    t = page.tables["comparisons"]
+    assert len(t.rows) == len(comps)
+    for c in comps:
+        pair = {c["branch"], c["control"]}
+        [row] = [r for r in t.rows if r[0][0].split(" (")[0] == c["set"] and r[1][0].startswith(c["metric"].upper())
+                 and set(r[2][0].split(" \u2212 ")) == pair]  # fmt: skip
+        sign = 1 if HIB[c["metric"]] else -1
+        mb = subject_seed_means(results, c["set"], c["branch"], c["metric"])
+        mc = subject_seed_means(results, c["set"], c["control"], c["metric"])
+        seeds = sorted({k[0] for k in mb})
+        subjects = sorted({k[1:] for k in mb})
+        keep = [s for s in subjects if all(not math.isnan(mb[(x, *s)] - mc[(x, *s)]) for x in seeds)]
+        diff = np.mean([[sign * (mb[(x, *s)] - mc[(x, *s)]) for s in keep] for x in seeds])
+        shown = nums(row[3][0])
+        assert close(shown[0], diff), (c["set"], c["metric"], row)
+        if c["ci"]:
+            assert close(shown[1], c["ci"]["low"]) and close(shown[2], c["ci"]["high"])
+        assert p_close(row[4][0], c["p"]) and p_close(row[5][0], c["p_holm"])
+        if c["p"] is not None:
+            assert c["holm_family"] == len(tested)
+            assert abs(c["p_holm"] - adjusted[id(c)]) < 1e-9
+        sig = c["p_holm"] is not None and c["p_holm"] < 0.05
+        assert row[5][1] == sig and row[3][1] == sig
+        for j, key in ((6, "effect_size"), (7, "mde")):
+            assert row[j][0] == "n/a" if c[key] is None else close(nums(row[j][0])[0], c[key])
+        assert row[8][0] == ("n/a" if c["seeds_needed"] is None else str(c["seeds_needed"]))
+        assert row[9][0] == f"{len(seeds)} \u00d7 {len(keep)}"
+
+
+def test_convergence_and_iou_tables(summary, page):
+    t = page.tables["convergence-table"]
+    for rec in summary["convergence"]:
+        [row] = [r for r in t.rows if r[0][0] == rec["label"]]
+        hits = rec["epochs_to_target"]
+        assert row[1][0] == f"{sum(h is not None for h in hits)} of {len(hits)}"
+        assert [x.split(": ")[1] for x in row[2][0].split("; ")] == ["never" if h is None else str(h) for h in hits]
+        assert close(nums(row[3][0])[0], float(np.mean(rec["mean_dsc"])))
+    assert f"{summary['convergence_target']:.2f}" in t.caption
+    iou = page.tables["iou-table"]
+    for name, row in zip(summary["iou"]["names"], summary["iou"]["matrix"], strict=True):
+        [shown] = [r for r in iou.rows if r[0][0] == name]
+        assert all(close(float(s[0]), v) for s, v in zip(shown[1:], row, strict=True))
+
+
+def test_downloads_are_self_contained_csv_and_booktabs_latex(summary, results, page):
+    for key, t in page.tables.items():
+        assert set(t.links) == {"CSV", "LaTeX"}, key
+        (csv_name, csv_uri), (tex_name, tex_uri) = t.links["CSV"], t.links["LaTeX"]
+        assert (csv_name, tex_name) == (f"{key}.csv", f"{key}.tex")
+        for uri in (csv_uri, tex_uri):
+            assert uri.startswith("data:") and ";base64," in uri
+        rows = list(csv.DictReader(io.StringIO(base64.b64decode(csv_uri.split(",", 1)[1]).decode())))
+        if key.startswith("estimates-"):
+            assert len(rows) == len(t.rows)
+            for r in rows:  # full precision, not the rounded display
+                mean, _, _ = recompute(results, r["set"], r["branch"], "dsc")
+                assert abs(float(r["dsc_mean"]) - mean) < 1e-9
+        if key == "comparisons":
+            want = {(c["set"], c["metric"], c["branch"], c["control"]): c for c in summary["statistics"]["comparisons"]}
+            assert len(rows) == len(want)
+            for r in rows:
+                c = want[(r["set"], r["metric"], r["branch"], r["control"])]
+                assert (r["diff"] == "" and c["diff"] is None) or float(r["diff"]) == c["diff"]
+        tex = base64.b64decode(tex_uri.split(",", 1)[1]).decode()
+        assert tex.isascii(), key
+        lines = tex.splitlines()
+        for rule in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}", "\\end{table}"):
+            assert rule in lines or any(x.startswith(rule) for x in lines), (key, rule)
+        body = lines[lines.index("\\toprule") + 1 : lines.index("\\bottomrule")]
+        body.remove("\\midrule")
+        assert len(body) == len(t.rows) + 1
+        for line in body:
+            assert len(re.findall(r"(?<!\\)&", line)) == len(t.header) - 1, line
+            assert not re.search(r"(?<!\\)[_%#]", line), line
+            assert line.count("$") % 2 == 0 and line.endswith("\\\\"), line
+
+
+# ------------------------------------------------------------------------------ the page
+def test_verdict_comes_first_then_the_forest_plot(summary, page_html):
+    positions = [page_html.index(html.escape(s, quote=False)) for s in summary["verdict"]]
+    assert positions == sorted(positions)
+    assert positions[0] < page_html.index('id="fig-forest"') < page_html.index("<table")
+
+
+def test_page_is_self_contained_and_every_image_is_a_png(page, page_html):
+    from PIL import Image
+
+    assert page.scripts == 0
+    assert all(u.startswith(("data:", "#")) for u in page.urls), [u[:60] for u in page.urls if not u.startswith(("data:", "#"))]
+    assert len(page.images) >= 6
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page_html)
+
+
+def test_provenance_and_config(summary, page_html, run):
+    prov = summary["provenance"]
+    for name, version in prov["versions"].items():
+        assert f"<dt>{html.escape(name)}</dt><dd>{html.escape(version)}</dd>" in page_html
+    for value in (prov["ada_version"], prov["device"], prov["created"], prov["git_commit"] or "none"):
+        assert html.escape(value) in page_html
+    assert f"<dt>seeds</dt><dd>{', '.join(map(str, summary['seeds']))}</dd>" in page_html
+    m = re.search(r"<details><summary>[^<]*config\.toml[^<]*</summary><pre>(.*?)</pre></details>", page_html, re.S)
+    assert m and html.unescape(m[1]) == (run / "config.toml").read_text()
+    tomllib.loads(html.unescape(m[1]))
+
+
+# ------------------------------------------------------------------------------ partial runs
+def test_failed_branch_gives_a_partial_report(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "seed-1" / "branches" / "random" / "failed.json").write_text(json.dumps({"error": "simulated: out of memory"}))
+    assert main(["aggregate", str(copy)]) == 3  # EXIT_FAILED_JOBS; the report is still written
+    summary = json.loads((copy / "summary.json").read_text())
+    text = (copy / "report.html").read_text()
+    page = parse_page(text)
+    assert "Partial report:" in text and summary["missing"]
+    for line in summary["missing"]:
+        assert html.escape(line, quote=False) in text
+    [row] = [r for r in page.tables["branches"].rows if r[0][0] == "random"]
+    assert [c[0] for c in row[3:5]] == ["partial", "1 of 2"] and row[3][1]
+    assert "simulated: out of memory" in row[5][0]
+    assert 'id="fig-convergence"' in text and 'id="fig-forest"' in text
+
+
+def test_unreadable_job_files_are_named_and_left_out(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    jobs = json.loads((copy / "summary.json").read_text())["jobs"]
+    job = next(j for j in jobs if j["label"] == "gradcam" and j["seed"] == 0)
+    (copy / job["path"] / "samples.pt").write_bytes(b"not a torch file")
+    with (copy / job["path"] / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 99, "metr')  # a job killed while writing its log
+    text = write_report(copy).read_text()
+    status = text[text.index('id="missing"') :]
+    assert html.escape(str(copy / job["path"] / "samples.pt")) in status
+    assert html.escape(str(copy / job["path"] / "metrics.jsonl")) + ": line" in status
+    assert 'id="fig-samples-1"' in text and "of seed 1" in text  # the other replicate's samples
+
+
+def test_no_summary_is_a_clear_data_error(tmp_path, capsys):
+    with pytest.raises(DataError, match=re.escape(str(tmp_path)) + ".*no summary.json.*ada compare"):
+        write_report(tmp_path)
+    (tmp_path / "study.json").write_text("{}")
+    with pytest.raises(DataError, match=re.escape(f"ada aggregate {tmp_path}")):
+        write_report(tmp_path)
+    with pytest.raises(DataError, match="no such run folder"):
+        write_report(tmp_path / "absent")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ units
+def test_latex_escape_hand_cases():
+    assert latex_escape(r"a_b & 50% $x #1 {y} ~ ^ \ <>") == (
+        r"a\_b \& 50\% \$x \#1 \{y\} \textasciitilde{} \textasciicircum{} \textbackslash{} "
+        r"\textless{}\textgreater{}")  # fmt: skip
+    assert latex_escape("\u22121.5 \u00d7 2, \u0394DSC \u00b1 1 \u2013 2") == "$-$1.5 $\\times$ 2, $\\Delta$DSC $\\pm$ 1 -- 2"
+
+
+def test_templates_ship_in_the_wheel():
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["ada_core.report"]
+    templates = resources.files("ada_core.report") / "templates"
+    files = [p.name for p in templates.iterdir() if p.is_file()]
+    assert "report.html.j2" in files
+    assert all(any(fnmatch.fnmatch(f"templates/{f}", g) for g in globs) for f in files)
+    assert any(d.lower().startswith("jinja2") for d in data["project"]["dependencies"])

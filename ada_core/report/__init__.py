@@ -1,15 +1,19 @@
-"""Run summaries: the paper's tables, convergence and IoU as text, JSON and figures."""
+"""The run report: ``report.html`` from a run folder's ``summary.json`` and job files.
 
-from ada_core.report.curves import convergence, format_convergence, read_curve, save_convergence_plot
-from ada_core.report.tables import COLUMNS, format_iou, format_summary, format_table
+``write_report(run_dir)`` writes the page; ``build_report(run_dir)`` returns its figures
+(matplotlib ``Figure`` objects) and tables without writing anything, for notebooks and tests.
+"""
+
+from ada_core.report._figure import ReportFigure
+from ada_core.report.html import Report, build_report, render_report, write_report
+from ada_core.report.tables import Cell, Table
 
 __all__ = [
-    "COLUMNS",
-    "convergence",
-    "format_convergence",
-    "format_iou",
-    "format_summary",
-    "format_table",
-    "read_curve",
-    "save_convergence_plot",
+    "Cell",
+    "Report",
+    "ReportFigure",
+    "Table",
+    "build_report",
+    "render_report",
+    "write_report",
 ]

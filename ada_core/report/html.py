@@ -1,77 +1,157 @@
-"""``report.html``: one self-contained page per run (tables, convergence, IoU, samples).
+"""``report.html``: one self-contained page per run folder, answering the study's question.
 
-Written at the end of every ``ada compare`` / ``ada train`` and again by ``ada report RUN``.
-Figures are embedded as base64 PNG, so the file can be mailed or attached as it is.
+Written at the end of ``ada compare`` and ``ada aggregate`` and again by ``ada report RUN``,
+from the run folder alone (``summary.json`` and the job files it points to): the verdict and
+the forest plot first, then the tables (with CSV and LaTeX downloads), the paper's Figures 2-4,
+robustness by position, what is missing, and the provenance. Figures are base64 PNG and the
+downloads ``data:`` URIs, so the page needs no network, no server and no JavaScript.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ada_core.errors import DataError
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
-__all__ = ["save_iou_plot", "write_report"]
-
-_FIGURES = (
-    ("convergence.png", "Convergence: validation DSC per epoch"),
-    ("iou.png", "First-cycle erased-region IoU between methods (the paper's Figure 4)"),
-    ("samples.png", "First-cycle saliency and erased window (cyan) per method"),
-    ("robustness_positions.png", "Robustness by position: DSC points lost when each square is zeroed"),
+from ada_core.engine.checkpoint import atomic_write_text
+from ada_core.report._figure import ReportFigure
+from ada_core.report._format import set_title
+from ada_core.report._run import RunFolder, load_run
+from ada_core.report.curves import convergence_figure
+from ada_core.report.forest import forest_figure
+from ada_core.report.iou import iou_figure
+from ada_core.report.positions import position_figure
+from ada_core.report.results import (
+    branch_table,
+    comparison_table,
+    convergence_table,
+    estimate_tables,
+    iou_table,
 )
+from ada_core.report.samples import sample_figures
+from ada_core.report.tables import Table
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
-img { max-width: 100%; border: 1px solid #ddd; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-"""
+__all__ = ["Report", "build_report", "render_report", "write_report"]
 
-
-def save_iou_plot(names: list[str], matrix: list[list[float]], path: Path) -> Path:
-    """Heat map of the IoU matrix with the values written in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * n, 0.8 + 0.8 * n))
-    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), names, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            v = matrix[i][j]
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if v > 0.6 else "black")  # fmt: skip
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+_ABSENT = {
+    "forest": "No comparison against a control was computed (see the verdict).",
+    "convergence": "No finished job has a readable metrics.jsonl.",
+    "samples": "No finished ADA branch saved samples.pt (the first training images at cycle 1).",
+    "iou": "summary.json has no IoU matrix: it needs the first-cycle erased regions of at "
+    "least two ADA branches in one replicate.",
+    "positions": "No scored set recorded robustness positions (robustness off, or no job scored).",
+}
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` from ``summary.txt`` (interim page until the full report).
+@dataclass
+class Report:
+    """Everything the page shows, before rendering.
+
+    Attributes:
+        run: the run folder (its summary, and notes on files it could not read).
+        figures: key -> the figures under that heading (empty: absent, see :attr:`absent`).
+        absent: key -> why a figure is not drawn.
+        tables: key -> table (``estimates`` holds a list, one per set).
+        config: the resolved ``config.toml``, or None.
+    """
+
+    run: RunFolder
+    figures: dict[str, list[ReportFigure]] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    config: str | None = None
+
+    def all_figures(self) -> list[ReportFigure]:
+        """Every figure, in page order."""
+        return [f for fs in self.figures.values() for f in fs]
+
+
+def _best_dsc(run: RunFolder) -> float | None:
+    """The best validation DSC of any finished branch job (what the convergence target scales)."""
+    values = [float(np.nanmax(c.dsc)) for b in run.summary.branches if b.kind != "standard"
+              for j in run.done(b.label)
+              if (c := run.curve(j)) is not None and np.isfinite(c.dsc).any()]  # fmt: skip
+    return max(values) if values else None
+
+
+def build_report(run_dir: Path | str) -> Report:
+    """Read ``run_dir`` and draw every figure and table of its report (nothing written).
 
     Raises:
-        DataError: when ``run_dir`` holds no ``summary.json`` (not an aggregated run).
+        DataError: ``run_dir`` is not a run folder or holds no ``summary.json`` (the message
+            names the command that writes it).
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file():
-        raise DataError(
-            f"{run_dir}: no summary.json, so not a finished run folder; run `ada compare` "
-            "first (or `ada aggregate RUN`)"
-        )
-    text = (run_dir / "summary.txt").read_text(encoding="utf-8")
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>ADA {html.escape(run_dir.name)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>ADA run {html.escape(run_dir.name)}</h1><pre>{html.escape(text)}</pre></body></html>\n"
-    )
-    out = run_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
+    run = load_run(run_dir)
+    s = run.summary
+    rep = Report(run=run)
+    drawn = {
+        "forest": [forest_figure(s)],
+        "convergence": [convergence_figure(run)],
+        "samples": sample_figures(run),
+        "iou": [iou_figure(s)],
+        "positions": [position_figure(run)],
+    }
+    for key, figs in drawn.items():
+        rep.figures[key] = [f for f in figs if f is not None]
+        if not rep.figures[key]:
+            rep.absent[key] = _ABSENT[key]
+    rep.tables = {
+        "estimates": estimate_tables(s),
+        "comparisons": comparison_table(s),
+        "convergence": convergence_table(s, _best_dsc(run)),
+        "iou": iou_table(s),
+        "branches": branch_table(s),
+    }
+    rep.config = run.config_text()
+    return rep
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("ada_core.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env.filters["set_title"] = set_title
+    return env
+
+
+def _facts(rep: Report) -> dict[str, Any]:
+    s = rep.run.summary
+    done = sum(j.status == "done" for j in s.jobs)
+    folds = [f for f in s.folds if f]
+    return {
+        "jobs_done": done,
+        "jobs": len(s.jobs),
+        "folds": folds,
+        "unfinished": [b for b in s.branches if b.status != "done"],
+        "report_is_val": s.report_set == "val",
+        "minutes": s.seconds / 60,
+    }
+
+
+def render_report(rep: Report) -> str:
+    """The page of ``rep`` as HTML text."""
+    rest = [rep.tables[k] for k in ("comparisons", "convergence", "iou", "branches")]
+    tables: list[Table] = [*rep.tables["estimates"], *(t for t in rest if t is not None)]
+    return _environment().get_template("report.html.j2").render(
+        s=rep.run.summary, rep=rep, facts=_facts(rep), tables=tables,
+        figures={k: [(f, f.data_uri()) for f in fs] for k, fs in rep.figures.items()},
+        notes=rep.run.notes,
+    )  # fmt: skip
+
+
+def write_report(run_dir: Path | str) -> Path:
+    """Write ``run_dir/report.html`` from the run folder alone and return its path.
+
+    Every figure is drawn again from the run-folder files, so the page always matches
+    ``summary.json``. A study still running, or with failed branches, gives a partial page
+    that says what is missing and why.
+
+    Raises:
+        DataError: ``run_dir`` is not a run folder or holds no ``summary.json``.
+    """
+    rep = build_report(run_dir)
+    out = rep.run.path / "report.html"
+    atomic_write_text(out, render_report(rep))
     return out

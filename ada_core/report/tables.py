@@ -1,96 +1,136 @@
-"""The paper's Table 3 (validation) and Table 4 (robustness) for every branch, as text.
+"""A report table and its two downloads: CSV (full precision) and LaTeX (booktabs, escaped).
 
-A table row is the ``summarize`` output of :mod:`ada_core.metrics` (``dsc_mean``,
-``dsc_std``, ...). Rows are printed as ``mean +- std``.
+The HTML shows :attr:`Table.rows` (formatted cells); the CSV holds :attr:`Table.csv_rows`
+(the unrounded numbers, one column per quantity) so a reader can recompute from it; the
+LaTeX is the HTML table as a paper would print it.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from dataclasses import dataclass
 
-from ada_core.report.curves import format_convergence
+__all__ = ["Cell", "Table", "data_uri", "latex_escape"]
 
-__all__ = ["COLUMNS", "format_iou", "format_summary", "format_table"]
-
-#: (header, metric key, unit) of the paper's tables.
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("DSC %", "dsc"),
-    ("HSD mm", "hsd"),
-    ("TPR %", "tpr"),
-    ("TNR %", "tnr"),
-    ("PPV %", "ppv"),
-)
-
-
-def _cell(row: Mapping[str, Any], key: str) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "n/a"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.2f}"
-    return f"{mean:.2f} +- {std:.2f}"
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}",
+}  # fmt: skip
+_LATEX_UNICODE = {
+    "\u2212": "$-$", "\u00d7": r"$\times$", "\u2013": "--", "\u2014": "---", "\u00b1": r"$\pm$",
+    "\u0394": r"$\Delta$", "\u03b1": r"$\alpha$", "\u2264": r"$\leq$", "\u2265": r"$\geq$",
+    "\u2020": r"\textsuperscript{\dag}", "\u00a0": "~",
+}  # fmt: skip
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in [*_LATEX_SPECIAL, *_LATEX_UNICODE]))
 
 
-def format_table(
-    title: str, rows: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | None = None
-) -> str:
-    """A plain-text table: one row per branch label, the paper's five metrics as columns.
+def latex_escape(text: str) -> str:
+    """``text`` safe in a LaTeX document: specials escaped, typographic signs as math.
 
-    Args:
-        title: printed above the table.
-        rows: label -> summary metrics (``{metric}_mean`` / ``{metric}_std``).
-        extra: optional label -> text of a last column (e.g. the best epoch).
+    Characters outside ASCII that have no mapping are kept (a UTF-8 document prints them).
     """
-    header = ["branch", *(h for h, _ in COLUMNS)] + (["best epoch"] if extra else [])
-    body = [
-        [label, *(_cell(row, key) for _, key in COLUMNS)]
-        + ([extra.get(label, "")] if extra else [])
-        for label, row in rows.items()
-    ]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
-    rule = "-" * len(line(header))
-    return "\n".join([title, rule, line(header), rule, *(line(r) for r in body), rule])
+    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL.get(m[0]) or _LATEX_UNICODE[m[0]], text)
 
 
-def format_iou(names: Sequence[str], matrix: Sequence[Sequence[float]]) -> str:
-    """The first-cycle erased-region IoU matrix between attributors (the paper's Figure 4)."""
-    width = max([len(n) for n in names] + [6])
-    head = " " * width + "  " + "  ".join(n[:width].rjust(width) for n in names)
-    rows = [
-        n.ljust(width) + "  " + "  ".join(f"{v:.3f}".rjust(width) for v in row)
-        for n, row in zip(names, matrix, strict=True)
-    ]
-    return "\n".join(["First-cycle erased-region IoU", head, *rows])
+def data_uri(text: str, mime: str) -> str:
+    """``text`` as a base64 ``data:`` URI, so a download link needs no server."""
+    payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return f"data:{mime};charset=utf-8;base64,{payload}"
 
 
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """Table 3, Table 4, convergence and the IoU matrix of a run's ``summary.json``."""
-    rows = {"standard": summary["standard"], **summary["branches"]}
-    best = {k: f"{v['best_epoch']} (cycle {v['best_cycle']})" for k, v in rows.items()}
-    parts = [
-        format_table(
-            "Table 3: validation, best-validation epoch of each branch",
-            {k: v["validation"] for k, v in rows.items()},
-            best,
-        )
-    ]
-    rob = {k: v["robustness"] for k, v in rows.items() if v.get("robustness")}
-    if rob:
-        z = summary.get("robustness_size")
-        parts.append(format_table(f"Table 4: robustness set (Algorithm 2, Z = {z})", rob))
-    for key in summary.get("evaluate", []):
-        parts.append(
-            format_table(
-                f"Extra evaluation {key!r}: best-validation checkpoint of each branch",
-                {k: v["evaluate"][key] for k, v in rows.items() if key in v.get("evaluate", {})},
-            )
-        )
-    if summary.get("convergence"):
-        parts.append(format_convergence(summary["convergence"]))
-    iou = summary.get("iou")
-    if iou and iou.get("names"):
-        parts.append(format_iou(iou["names"], iou["matrix"]))
-    return "\n\n".join(parts) + "\n"
+@dataclass(frozen=True)
+class Cell:
+    """One displayed cell.
+
+    Attributes:
+        text: what the reader sees (true minus signs, brackets for intervals).
+        strong: drawn bold: the best value of its column, or a Holm-significant comparison.
+        note: a tooltip (why a number is missing, or a differing n).
+        numeric: right-aligned, in a tabular figure font.
+    """
+
+    text: str
+    strong: bool = False
+    note: str = ""
+    numeric: bool = True
+
+
+def _csv_value(v: object) -> object:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the report.
+
+    Attributes:
+        key: HTML id and download file stem, e.g. ``"estimates-val"``.
+        title: heading above the table.
+        caption: sentences under it: what the numbers are, n, what the intervals mean.
+        header: column headers of the displayed table.
+        rows: displayed rows.
+        csv_header: columns of the CSV download.
+        csv_rows: unrounded values (None: empty cell).
+        strong_means: what bold means in this table, said in the caption and the LaTeX.
+    """
+
+    key: str
+    title: str
+    caption: tuple[str, ...]
+    header: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    csv_header: tuple[str, ...]
+    csv_rows: tuple[tuple[object, ...], ...]
+    strong_means: str = ""
+
+    def csv(self) -> str:
+        """The CSV download: a header line, then :attr:`csv_rows` at full precision."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.csv_header)
+        w.writerows([_csv_value(v) for v in row] for row in self.csv_rows)
+        return buf.getvalue()
+
+    def latex(self) -> str:
+        """The LaTeX download: a ``table`` environment with booktabs rules, escaped."""
+        align = "".join("r" if c.numeric else "l" for c in self.rows[0]) if self.rows else \
+            "l" * len(self.header)  # fmt: skip
+
+        def cell(c: Cell) -> str:
+            t = latex_escape(c.text)
+            return rf"\textbf{{{t}}}" if c.strong else t
+
+        caption = " ".join(self.caption)
+        if self.strong_means:
+            caption += f" Bold: {self.strong_means}."
+        lines = [
+            "% requires \\usepackage{booktabs}",
+            "\\begin{table}[ht]",
+            "\\centering",
+            f"\\caption{{{latex_escape(self.title)}. {latex_escape(caption)}}}",
+            f"\\label{{tab:{re.sub(r'[^A-Za-z0-9:-]', '-', self.key)}}}",
+            f"\\begin{{tabular}}{{{align}}}",
+            "\\toprule",
+            " & ".join(latex_escape(h) for h in self.header) + r" \\",
+            "\\midrule",
+            *(" & ".join(cell(c) for c in row) + r" \\" for row in self.rows),
+            "\\bottomrule",
+            "\\end{tabular}",
+            "\\end{table}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def csv_uri(self) -> str:
+        """:meth:`csv` as a data URI."""
+        return data_uri(self.csv(), "text/csv")
+
+    def latex_uri(self) -> str:
+        """:meth:`latex` as a data URI."""
+        return data_uri(self.latex(), "application/x-tex")

@@ -1,0 +1,104 @@
+"""The forest plot: every branch's paired difference against every control, with its CI."""
+
+from __future__ import annotations
+
+from matplotlib.lines import Line2D
+
+from ada_core.engine.summary import RunSummary
+from ada_core.report._figure import ReportFigure, new_figure
+from ada_core.report._format import MINUS, holm_significant, ordered_sets, set_title, unit
+
+__all__ = ["forest_figure"]
+
+_SIG = "#b2182b"
+_NOT = "#555555"
+
+
+def _xlabel(metric: str, higher_is_better: bool) -> str:
+    better = "" if higher_is_better else f" (lower {metric.upper()})"
+    name = metric.upper()
+    return f"paired difference in {name} ({unit(metric)})\npositive = branch better{better}"
+
+
+def forest_figure(summary: RunSummary) -> ReportFigure | None:
+    """One panel per compared metric, one row per (set, branch, control); None without any.
+
+    Each row is the mean paired difference (oriented so that positive = the branch is better)
+    with its CI; rows whose Holm-corrected p is below 1 - level are filled and red.
+    """
+    stats = summary.statistics
+    if stats is None or not stats.comparisons:
+        return None
+    index = {(c.set, c.branch, c.control, c.metric): c for c in stats.comparisons}
+    sets = ordered_sets(summary, stats.sets)
+    pairs = [(b, c) for b in stats.branches for c in stats.controls]
+    rows = [(s, b, c) for s in sets for b, c in pairs
+            if any((s, b, c, m) in index for m in stats.metrics)]  # fmt: skip
+    metrics = [m for m in stats.metrics if any(k[3] == m for k in index)]
+    if not rows or not metrics:
+        return None
+    fig = new_figure(4.2 * len(metrics) + 1.6, max(2.8, 1.3 + 0.24 * len(rows)))
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    drawn_sig = drawn_not = False
+    for ax, metric in zip(axes, metrics, strict=True):
+        hib = True
+        for y, (s, b, ctl) in enumerate(rows):
+            c = index.get((s, b, ctl, metric))
+            if c is None or c.diff is None:
+                ax.text(0, y, "n/a", ha="center", va="center", fontsize=7, color=_NOT)
+                continue
+            hib = c.higher_is_better
+            sig = holm_significant(c)
+            drawn_sig |= sig
+            drawn_not |= not sig
+            color = _SIG if sig else _NOT
+            err = None if c.ci is None else [[c.diff - c.ci.low], [c.ci.high - c.diff]]
+            ax.errorbar(c.diff, y, xerr=err, fmt="o", ms=5, capsize=2, lw=1.2, color=color,
+                        mfc=color if sig else "white", mec=color)  # fmt: skip
+        ax.axvline(0, color="black", lw=0.9, zorder=0)
+        for y in range(1, len(rows)):
+            if rows[y][0] != rows[y - 1][0]:
+                ax.axhline(y - 0.5, color="#cccccc", lw=0.7, zorder=0)
+        ax.set_xlabel(_xlabel(metric, hib), fontsize=9)
+        ax.set_title(metric.upper(), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    labels = [f"{set_title(s)}: {b} {MINUS} {c}" for s, b, c in rows]
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].set_ylim(len(rows) - 0.5, -0.5)
+    axes[0].set_ylabel("set: branch \u2212 control")
+    handles = []
+    if drawn_sig:
+        label = f"Holm p < {1 - stats.level:.2g}"
+        handles.append(Line2D([], [], marker="o", color=_SIG, label=label))
+    if drawn_not:
+        handles.append(Line2D([], [], marker="o", color=_NOT, mfc="white",
+                              label="not significant after Holm"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    title = "Paired differences against the controls"
+    return ReportFigure("forest", title, _caption(summary, rows, index), fig)
+
+
+def _caption(summary: RunSummary, rows, index) -> str:
+    stats = summary.statistics
+    cs = list(index.values())
+    methods = sorted({c.ci.method for c in cs if c.ci is not None})
+    family = sorted({c.holm_family for c in cs})
+    per_set = []
+    for s in dict.fromkeys(r[0] for r in rows):
+        ns = sorted({(c.n_seeds, c.n_subjects) for c in cs if c.set == s})
+        sizes = ", ".join(f"{a} seeds \u00d7 {b} subjects" for a, b in ns)
+        per_set.append(f"{set_title(s)}: {sizes}")
+    n_sig = sum(holm_significant(c) for c in cs)
+    untested = sum(c.p_holm is None for c in cs)
+    text = (
+        f"Each row: the mean paired difference of a branch against a control (paired by seed "
+        f"and subject), oriented so that positive = the branch is better (for HSD: the "
+        f"control's HSD minus the branch's), with its {stats.level:.0%} CI "
+        f"({'; '.join(methods) or 'none computable'}). The vertical line marks no difference. "
+        f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "
+        f"{len(cs) - untested} tested; Holm family of {', '.join(map(str, family))}); grey "
+        f"open: not significant."
+    )
+    if untested:
+        text += f" {untested} without a p value (see the comparisons table)."
+    return text + f" n per set: {'; '.join(per_set)}."
