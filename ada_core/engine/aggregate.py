@@ -56,23 +56,27 @@ class AggregateResult:
     text: str
 
 
-def convergence(curves: dict[str, list[list[float]]], fraction: float = 0.95) -> tuple[float, list[ConvergenceRecord]]:
+def convergence(
+    curves: dict[str, list[tuple[int, str, list[float]]]], fraction: float = 0.95
+) -> tuple[float, list[ConvergenceRecord]]:
     """Epochs to a common DSC target and the mean DSC of every branch's curves.
 
     Args:
-        curves: label -> one validation-DSC curve per replicate (per ADA epoch).
+        curves: label -> ``(seed, fold, validation DSC per ADA epoch)`` per replicate.
         fraction: the target is ``fraction`` x the best DSC any branch reached.
     """
-    finite = [v for cs in curves.values() for c in cs for v in c if not math.isnan(v)]
+    finite = [v for cs in curves.values() for _, _, c in cs for v in c if not math.isnan(v)]
     target = fraction * max(finite) if finite else math.nan
     records = []
     for label, cs in curves.items():
         hits, means = [], []
-        for c in cs:
+        for _, _, c in cs:
             hits.append(next((i for i, v in enumerate(c, start=1) if v >= target), None))
             vals = [v for v in c if not math.isnan(v)]
             means.append(sum(vals) / len(vals) if vals else None)
-        records.append(ConvergenceRecord(label=label, epochs_to_target=hits, mean_dsc=means))
+        records.append(ConvergenceRecord(label=label, seeds=[s for s, _, _ in cs],
+                                         folds=[f for _, f, _ in cs], epochs_to_target=hits,
+                                         mean_dsc=means))  # fmt: skip
     return target, records
 
 
@@ -162,6 +166,7 @@ def _sets(study: dict[str, Any], table: Any) -> list[SetRecord]:
         sub = table.subset(table["set"] == name)
         reps = max(1, len({(f, s, b) for f, s, b in zip(sub["fold"], sub["seed"], sub["branch"], strict=True)}))
         records.append(SetRecord(name=name, role=role, description=desc,
+                                 quantity="change" if name == "robustness_near" else "value",
                                  n_subjects=len(set(sub["subject"])), n_slices=len(sub["subject"]) // reps))  # fmt: skip
     order = {"val": 0, "test": 1, "robustness": 2, "robustness_near": 3, "context": 4}
     return sorted(records, key=lambda r: (order.get(r.name, 5 if r.role == "extra" else 6), r.name))
@@ -216,9 +221,9 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
                "no control (random or none) finished") if done else "no job has finished yet"  # fmt: skip
         sentences = [f"No comparison against the controls: {why}."]
     ada = [b["label"] for b in study["branches"] if b["kind"] == "ada"]
-    curves: dict[str, list[list[float]]] = {}
+    curves: dict[str, list[tuple[int, str, list[float]]]] = {}
     for b in study["branches"]:
-        curves[b["label"]] = [_curve(run_dir / j.path / "metrics.jsonl")
+        curves[b["label"]] = [(j.seed, j.fold, _curve(run_dir / j.path / "metrics.jsonl"))
                               for j in jobs if j.label == b["label"] and j.status == "done"]  # fmt: skip
     target, conv = convergence({k: v for k, v in curves.items() if v}) if any(curves.values()) else (None, [])
     summary = RunSummary(

@@ -107,6 +107,7 @@ def cycle_data(
                     "keep": keep[:SAMPLES].bool().cpu(),
                     "ada_images": ada[:SAMPLES].cpu(),
                     "fill": phase.mask.fill,
+                    "spacing_mm": train.spacing[:SAMPLES].cpu(),
                 },
             )
     for component in (phase.attributor, phase.mask):

@@ -81,6 +81,10 @@ class SetRecord(BaseModel):
     name: str
     role: Literal["selection", "report", "robustness", "probe", "extra", "convergence"]
     description: str
+    quantity: Literal["value", "change"] = Field(
+        "value", description="'change': the values are differences against the same "
+        "checkpoint's un-occluded metric (robustness_near), not metric values."
+    )
     n_subjects: int = 0
     n_slices: int = Field(0, description="Slices per replicate and branch.")
 
@@ -102,6 +106,8 @@ class ConvergenceRecord(BaseModel):
     model_config = _MODEL
 
     label: str
+    seeds: list[int] = Field(description="Seed of each entry of the lists below.")
+    folds: list[str] = Field(description="Fold of each entry of the lists below.")
     epochs_to_target: list[int | None]
     mean_dsc: list[float | None]
 
@@ -146,6 +152,9 @@ class RunSummary(BaseModel):
     verdict: list[str]
     iou: IoUSummary | None = None
     convergence_target: float | None = None
+    convergence_fraction: float = Field(
+        0.95, description="The target is this fraction of the best validation DSC any branch reached."
+    )
     convergence: list[ConvergenceRecord] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list, description="What is missing, and why.")
     seconds: float = Field(description="Training and scoring time summed over jobs.")
