@@ -17,6 +17,8 @@ Cases (all 200 x 200, spacing 0.5 mm):
   that defeated the old bounding-box crop);
 - ``noisy``: thresholded smooth noise, ~1,200 boundary pixels per slice, the prediction
   dilated by 1-3 px (a bad early model);
+- ``scatter->gm``: an early model's prediction, noisy blobs over the whole image, against
+  the grey-matter ring (most predicted boundary pixels are far from the target);
 - ``noisy-volume``: the noisy slices stacked as one subject volume, 2.5 mm apart
   (``volume_metrics``, 3-D distances) against scipy's 3-D transform; throughput in slices/s.
 """
@@ -33,6 +35,7 @@ from scipy import ndimage
 from ada_core.metrics import segmentation_metrics, volume_metrics
 
 SPACING = (0.5, 0.5)
+CASES = ("gm", "gm+stray", "noisy", "scatter->gm", "noisy-volume")
 
 
 def scipy_surface(pred: np.ndarray, target: np.ndarray, spacing) -> tuple[float, float]:
@@ -56,6 +59,8 @@ def masks(kind: str, b: int, h: int = 200, w: int = 200) -> tuple[np.ndarray, np
             [ndimage.binary_dilation(t, iterations=1 + i % 3) for i, t in enumerate(target)]
         )
         return pred, target
+    if kind == "scatter->gm":
+        return masks("noisy", b, h, w)[0], masks("gm", b, h, w)[1]
     yy, xx = np.mgrid[:h, :w]
     target, pred = [], []
     for _ in range(b):
@@ -135,9 +140,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run (CI)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--cases", default="gm,gm+stray,noisy,noisy-volume", help="comma-separated cases"
-    )
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.batch, args.reps, args.ref_slices = (16, 3, 16) if args.quick else (64, 7, 64)

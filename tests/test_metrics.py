@@ -161,10 +161,13 @@ def noisy_slices(gen: np.random.Generator, b: int, h: int, w: int):
 
 
 @pytest.mark.parametrize("budget", [None, 5])
+@pytest.mark.parametrize("pairs", [None, 0, 1e9])  # default switch, lines only, pairs only
 @pytest.mark.parametrize("spacing", [(0.5, 0.5), (0.1, 3.0), (3.0, 0.1)])
-def test_noisy_masks_against_scipy(monkeypatch, budget, spacing):
+def test_noisy_masks_against_scipy(monkeypatch, budget, pairs, spacing):
     if budget is not None:
         monkeypatch.setattr(surface, "_DIST_BUDGET", budget)
+    if pairs is not None:
+        monkeypatch.setattr(surface, "_PAIRS_PER_LINE", pairs)
     gen = np.random.default_rng(11)
     b, h, w = 12, 23, 37
     pred, target = noisy_slices(gen, b, h, w)
@@ -201,8 +204,11 @@ def test_noisy_masks_with_per_slice_spacing_against_scipy():
             assert m["hd95"][i].item() == pytest.approx(hd95, abs=1e-9), i
 
 
+@pytest.mark.parametrize("pairs", [None, 0, 1e9])
 @pytest.mark.parametrize("thickness", [0.2, 2.5, 40.0])
-def test_noisy_volume_against_scipy_3d(thickness):
+def test_noisy_volume_against_scipy_3d(monkeypatch, thickness, pairs):
+    if pairs is not None:
+        monkeypatch.setattr(surface, "_PAIRS_PER_LINE", pairs)
     gen = np.random.default_rng(13)
     pred, target = noisy_slices(gen, 9, 17, 21)
     pred[4] = target[4] = True  # a full slice in the middle
