@@ -86,11 +86,18 @@ class _Queries:
 
 
 def _scan_lines(
-    q: _Queries, sel: Tensor, offsets: Tensor, feature: Tensor, size: tuple[int, ...], sp: Tensor
+    q: _Queries,
+    sel: Tensor,
+    offsets: Tensor,
+    across: Tensor,
+    feature: Tensor,
+    size: tuple[int, ...],
+    sp: Tensor,
 ) -> None:
     """Lower ``q.best[sel]`` with the lines at ``offsets`` (``(M, A)``) from each query.
 
-    ``feature`` is the sorted flat feature list with a sentinel at each end.
+    ``across`` is ``(B, M)``: the squared mm of each offset in each slice; ``feature`` the
+    sorted flat feature list with a sentinel at each end.
     """
     n_last, dev = size[-1], sel.device
     strides = _strides(size, dev)[:-1]
@@ -109,7 +116,6 @@ def _scan_lines(
     pos = cq[:, :-1].T[:, None] + offsets.T[:, :, None]  # (A, M, n)
     limits = torch.tensor(size[:-1], dtype=torch.long, device=dev)[:, None, None]
     gap.masked_fill_(((pos < 0) | (pos >= limits)).any(0), n_last)
-    across = ((offsets[None] * sp[:, None, :-1]) ** 2).sum(-1)  # (B, M) mm^2
     d2 = (gap.to(q.best.dtype) * sp[:, -1].index_select(0, bq)) ** 2
     d2 += across.index_select(0, bq).T
     d2.masked_fill_(gap == n_last, math.inf)
@@ -191,9 +197,10 @@ def _nearest(query: Tensor, feature: Tensor, size: tuple[int, ...], spacing: Ten
         if bool(few.any()):  # a host-device sync point per box
             _pair_all(q, active.masked_select(few), table, per_slice, spacing)
             active = active.masked_select(~few)
+        across = ((offsets[None] * spacing[:, None, :-1]) ** 2).sum(-1)  # (B, M) mm^2
         block = max(1, _DIST_BUDGET // offsets.shape[0])
         for s in range(0, active.numel(), block):
-            _scan_lines(q, active[s : s + block], offsets, feature, size, spacing)
+            _scan_lines(q, active[s : s + block], offsets, across, feature, size, spacing)
         full = torch.tensor([w >= n - 1 for w, n in zip(outer, search, strict=True)], device=dev)
         if bool(full.all()) or active.numel() == 0:
             break  # the box held every line, or every query is final
