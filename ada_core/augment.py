@@ -98,27 +98,44 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torc
     return low + (high - low) * torch.rand(n, generator=gen, device=device)
 
 
-def _gaussian_kernel(sigma: float, device: torch.device) -> Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+def _gaussian_kernel(
+    sigma: float, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
+
+
+def _blur_operator(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(n, n)`` matrix of the 1-D Gaussian blur with whole-sample mirror boundary.
+
+    Row ``i`` holds the kernel taps ``i - r .. i + r``, each folded onto the pixel it reads
+    after mirroring at the ends (``d c b | a b c d | c b a``, scipy's ``mode="mirror"``,
+    repeated for kernels wider than the image).
+    """
+    k = _gaussian_kernel(sigma, device, dtype)
+    r = k.numel() // 2
+    src = torch.arange(n, device=device)[:, None] + torch.arange(-r, r + 1, device=device)
+    period = max(2 * (n - 1), 1)
+    src = src.remainder(period)
+    src = torch.where(src >= n, period - src, src)
+    out = torch.zeros(n, n, dtype=dtype, device=device)
+    return out.scatter_add_(1, src, k.expand(n, -1).contiguous())
 
 
 def gaussian_blur(field: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian smoothing of ``(B, C, H, W)``.
 
     Whole-sample reflection at the border (scipy's ``mode="mirror"``), radius ``ceil(3 sigma)``.
+    Each axis is one matrix product with the blur operator: the same taps and weights as a
+    padded convolution, and on CPU an order of magnitude faster than ``conv2d`` with a
+    one-channel kernel, which has no efficient path there.
     """
-    k = _gaussian_kernel(sigma, field.device)
-    r = k.numel() // 2
     b, c, h, w = field.shape
-    x = field.reshape(b * c, 1, h, w)
-    # Reflect padding needs pad < size; larger kernels fall back to replicate.
-    mode = "reflect" if r < min(h, w) else "replicate"
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
-    return x.reshape(b, c, h, w)
+    x = field.reshape(b * c * h, w) @ _blur_operator(w, sigma, field.dtype, field.device).T
+    x = torch.matmul(_blur_operator(h, sigma, field.dtype, field.device), x.view(b * c, h, w))
+    return x.view(b, c, h, w)
 
 
 def sample_params(
@@ -172,37 +189,44 @@ def sample_params(
     elastic_on = drawn(config.p_elastic)
     if config.elastic_alpha > 0 and config.p_elastic > 0:
         # Simard et al. 2003: uniform noise in [-1, 1], Gaussian smoothed, scaled by alpha.
-        noise = torch.rand(batch, 2, h, w, generator=generator, device=device) * 2 - 1
-        displacement = gaussian_blur(noise, config.elastic_sigma) * config.elastic_alpha
-        displacement = displacement * elastic_on.view(-1, 1, 1, 1)
+        noise = torch.rand(batch, 2, h, w, generator=generator, device=device).mul_(2).sub_(1)
+        displacement = gaussian_blur(noise, config.elastic_sigma)
+        displacement.mul_((elastic_on * config.elastic_alpha).view(-1, 1, 1, 1))
     return AugmentParams(angle, shift, scale, intensity, displacement)
 
 
 def _sampling_grid(params: AugmentParams, h: int, w: int, device: torch.device) -> Tensor:
-    """``(B, H, W, 2)`` normalised sampling grid: output pixel -> input location."""
+    """``(B, H, W, 2)`` normalised sampling grid: output pixel -> input location.
+
+    The output pixel ``(x, y)`` displaced by the elastic field, ``p = (x + dx, y + dy)``, comes
+    from ``R(-angle) (p - c - t) / s + c`` in the input (the inverse of "scale, rotate by
+    +angle about the centre ``c``, then shift by ``t``"). With align_corners=True (-1 and 1
+    are the centres of the first and last pixels) the normalised location is affine in ``p``,
+    ``A p + k`` per sample, so the full-size work is one broadcast add and two multiply-adds
+    per coordinate; A and k are computed on ``(B,)`` tensors in float64 (float32 on MPS).
+    """
     b = params.angle.shape[0]
-    ys = torch.arange(h, device=device, dtype=torch.float32)
+    dt = torch.float32 if params.angle.device.type == "mps" else torch.float64
+    angle, inv = params.angle.to(dt), 1.0 / params.scale.to(dt)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    ox = -cx - params.shift[:, 0].to(dt) * w  # p - c - t = p + (ox, oy)
+    oy = -cy - params.shift[:, 1].to(dt) * h
     xs = torch.arange(w, device=device, dtype=torch.float32)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    # Pixel coordinates relative to the centre, so rotation and zoom keep the centre fixed.
-    px = gx.expand(b, h, w) - cx
-    py = gy.expand(b, h, w) - cy
-    if params.displacement is not None:
-        px = px + params.displacement[:, 0].float()
-        py = py + params.displacement[:, 1].float()
-    cos = torch.cos(params.angle).view(b, 1, 1)
-    sin = torch.sin(params.angle).view(b, 1, 1)
-    inv = (1.0 / params.scale).view(b, 1, 1)
-    # Inverse map of "scale, rotate by +angle, then shift": a point of the output comes from
-    # R(-angle) (p - t) / s in the input.
-    tx = (params.shift[:, 0] * w).view(b, 1, 1)
-    ty = (params.shift[:, 1] * h).view(b, 1, 1)
-    qx, qy = px - tx, py - ty
-    sx = (cos * qx + sin * qy) * inv + cx
-    sy = (-sin * qx + cos * qy) * inv + cy
-    # align_corners=True: -1 and 1 are the centres of the first and last pixels.
-    return torch.stack([sx / max(w - 1, 1) * 2 - 1, sy / max(h - 1, 1) * 2 - 1], dim=-1)
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    disp = None if params.displacement is None else params.displacement.float()
+    grid = torch.empty(b, 2, h, w, device=device)  # channel-first: contiguous planes
+    rows = ((2 / max(w - 1, 1), cos, sin, cx), (2 / max(h - 1, 1), -sin, cos, cy))
+    for plane, (norm, u, v, centre) in zip(grid.unbind(1), rows, strict=True):
+        ax, ay = norm * inv * u, norm * inv * v
+        const = norm * inv * (u * ox + v * oy) + (norm * centre - 1)
+        ax, ay, const = (t.to(device, torch.float32) for t in (ax, ay, const))
+        by_x = (ax[:, None] * xs)[:, None, :]
+        by_y = (ay[:, None] * ys + const[:, None])[:, :, None]
+        torch.add(by_x, by_y, out=plane)
+        if disp is not None:
+            plane.addcmul_(disp[:, 0], ax.view(b, 1, 1)).addcmul_(disp[:, 1], ay.view(b, 1, 1))
+    return grid.permute(0, 2, 3, 1)  # grid_sample reads this strided layout as fast
 
 
 def apply_params(

@@ -39,6 +39,7 @@ and :func:`summarize` counts them:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -69,7 +70,7 @@ def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:
         if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != 1:
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise InputError(f"{owner}: {arg} must be a (B, 1, H, W) tensor, got {got}")
-        if bool(((t != 0) & (t != 1)).any()):
+        if not _is_binary(t):
             raise InputError(
                 f"{owner}: {arg} must be binary (0/1 or bool); threshold probabilities first, "
                 f"e.g. (torch.sigmoid(logits) > 0.5)"
@@ -79,6 +80,20 @@ def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:
             f"{owner}: pred shape {tuple(pred.shape)} differs from target shape "
             f"{tuple(target.shape)}"
         )
+
+
+def _is_binary(t: Tensor) -> bool:
+    """Whether every value of ``t`` is 0 or 1, in two reductions (NaN fails the range check).
+
+    Within [0, 1] a value is 0 or 1 exactly when its fractional part is 0; two reductions are
+    several times cheaper on CPU than elementwise comparisons with 0 and 1.
+    """
+    if t.dtype == torch.bool or t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t)
+    if not (bool(lo >= 0) and bool(hi <= 1)):  # host-device sync points
+        return False
+    return not t.is_floating_point() or float(t.frac().amax()) == 0.0
 
 
 def _check_spacing(spacing: Tensor | Sequence[float], batch: int, ndim: int, owner: str) -> Tensor:
@@ -136,13 +151,18 @@ def _check_options(hausdorff: str, empty_policy: str, owner: str) -> None:
 
 
 def _counts(pred: Tensor, target: Tensor, dims: tuple[int, ...]) -> dict[str, Tensor]:
+    """Confusion counts of bool masks over ``dims``, in the distance dtype (exact integers)."""
     dt = distance_dtype(pred.device)
-    p, t = pred.bool(), target.bool()
-    tp = (p & t).sum(dims).to(dt)
-    fp = (p & ~t).sum(dims).to(dt)
-    fn = (~p & t).sum(dims).to(dt)
-    tn = (~p & ~t).sum(dims).to(dt)
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    n = math.prod(pred.shape[d] for d in dims)
+    acc = torch.int32 if n < 2**31 else torch.int64
+
+    def count(x: Tensor) -> Tensor:
+        # Summing bytes into int32 is several times faster on CPU than summing bools.
+        return x.view(torch.uint8).sum(dims, dtype=acc).to(dt)
+
+    tp, n_pred, n_target = count(pred & target), count(pred), count(target)
+    fp, fn = n_pred - tp, n_target - tp
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": n - tp - fp - fn}
 
 
 def _ratios(c: dict[str, Tensor], equal: Tensor, policy: str) -> dict[str, Tensor]:
@@ -184,13 +204,14 @@ def segmentation_metrics(
     b, _, h, w = pred.shape
     dt = distance_dtype(pred.device)
     sp = _check_spacing(spacing, b, 2, owner).to(pred.device, dt)
-    c = _counts(pred, target, (1, 2, 3))
+    p, t = pred[:, 0].bool(), target[:, 0].bool()
+    c = _counts(p, t, (1, 2))
     pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
     out = _ratios(c, (c["fp"] + c["fn"]) == 0, empty_policy)
     hsd, hd95 = [], []
     for s in range(0, b, max(1, chunk)):
         e = s + max(1, chunk)
-        d_pt, d_tp = directed_sets(pred[s:e, 0].bool(), target[s:e, 0].bool(), sp[s:e])
+        d_pt, d_tp = directed_sets(p[s:e], t[s:e], sp[s:e])
         a, q = hsd_hd95(d_pt, d_tp)
         hsd.append(a)
         hd95.append(q)
@@ -238,10 +259,10 @@ def volume_metrics(
         raise InputError(
             f"{owner}: slice_thickness must be > 0 mm or None, got {slice_thickness!r}"
         )
-    c = _counts(pred, target, (0, 1, 2, 3))
+    p, t = pred[:, 0].bool(), target[:, 0].bool()
+    c = _counts(p, t, (0, 1, 2))
     pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
     out = _ratios(c, (c["fp"] + c["fn"]) == 0, empty_policy)
-    p, t = pred[:, 0].bool(), target[:, 0].bool()
     if slice_thickness is None:
         d_pt, d_tp = directed_sets(p, t, sp.expand(s, 2).to(pred.device, dt))
         d_pt, d_tp = d_pt.reshape(1, -1), d_tp.reshape(1, -1)

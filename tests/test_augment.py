@@ -122,6 +122,55 @@ def test_gaussian_blur_matches_scipy():
         np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1, 6), (2, 3), (7, 9), (13, 4), (30, 26)])
+def test_gaussian_blur_matches_scipy_when_the_kernel_is_wider_than_the_image(shape):
+    # radius 12 at sigma 4: the mirror folds several times on images smaller than the kernel
+    x = torch.randn(2, 2, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = gaussian_blur(x, 4.0).numpy()
+    ref = ndimage.gaussian_filter(x.numpy(), sigma=(0, 0, 4.0, 4.0), mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_elastic_field_is_scipy_smoothed_noise_from_the_generator():
+    """The displacement is alpha * scipy-blurred U(-1, 1) noise drawn after the other draws."""
+    cfg = AugmentConfig(p_elastic=0.5, elastic_alpha=30.0, elastic_sigma=4.0)
+    b, h, w = 6, 21, 34
+    params = sample_params(cfg, b, (h, w), torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    for n in (b, b, 2 * b, b, b, b):  # affine on, angle, shift, scale, shift on, intensity
+        torch.rand(n, generator=gen)
+    elastic_on = torch.rand(b, generator=gen) < cfg.p_elastic
+    noise = torch.rand(b, 2, h, w, generator=gen).double().numpy() * 2 - 1
+    ref = ndimage.gaussian_filter(noise, (0, 0, 4.0, 4.0), mode="mirror", truncate=3.0) * 30.0
+    ref *= elastic_on.numpy()[:, None, None, None]
+    assert 0 < int(elastic_on.sum()) < b
+    np.testing.assert_allclose(params.displacement.double().numpy(), ref, atol=1e-4)
+
+
+def test_sampled_batch_matches_scipy_on_its_parameters():
+    """The whole batched path (every transform on) against scipy on the replayed parameters."""
+    cfg = AugmentConfig(rotation_deg=15, shift=0.1, scale=(0.9, 1.1), p_elastic=1.0)
+    b, h, w = 4, 40, 48
+    img = torch.randn(b, 1, h, w, generator=torch.Generator().manual_seed(4))
+    mask = (img > 0.5).float()
+    aug = Augmenter(cfg, torch.Generator().manual_seed(9), keep_params=True)
+    out, _ = aug(img, mask)
+    p = aug.last_params
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    for k in range(b):
+        a, s = float(p.angle[k]), float(p.scale[k])
+        d = p.displacement[k].double().numpy()
+        px = xx - cx + d[0] - float(p.shift[k, 0]) * w
+        py = yy - cy + d[1] - float(p.shift[k, 1]) * h
+        cols = (math.cos(a) * px + math.sin(a) * py) / s + cx
+        rows = (-math.sin(a) * px + math.cos(a) * py) / s + cy
+        ref = ndimage.map_coordinates(
+            img[k, 0].double().numpy(), [rows, cols], order=1, mode="nearest"
+        )
+        np.testing.assert_allclose(out[k, 0].numpy(), ref + float(p.intensity[k]), atol=2e-4)
+
+
 def test_ineligible_samples_come_back_bit_identical():
     cfg = AugmentConfig(p_elastic=1.0)
     img = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))

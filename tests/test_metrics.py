@@ -10,7 +10,6 @@ import torch
 from scipy import ndimage
 from scipy.spatial.distance import cdist, directed_hausdorff
 
-from ada_core import metrics as M
 from ada_core import surface
 from ada_core.errors import InputError
 from ada_core.metrics import (
@@ -136,6 +135,123 @@ def test_masks_touching_the_border_against_scipy():
         hsd, hd95 = scipy_hsd_hd95(pred[i], target[i], (0.7, 0.4))
         assert m["hsd"][i].item() == pytest.approx(hsd, abs=1e-9)
         assert m["hd95"][i].item() == pytest.approx(hd95, abs=1e-9)
+
+
+def noisy_slices(gen: np.random.Generator, b: int, h: int, w: int):
+    """Hard cases for the surface search, slice by slice: stray pixels far from the object,
+    empty slices, masks on the border, a whole-image mask, a single pixel in a corner."""
+    pred = np.zeros((b, h, w), dtype=bool)
+    target = np.zeros((b, h, w), dtype=bool)
+    for i in range(b):
+        t = blobs(gen, (h, w), 0.7)
+        p = np.roll(t, tuple(gen.integers(-2, 3, size=2)), (0, 1))
+        n = gen.integers(1, 4)
+        p[gen.integers(0, h, n), gen.integers(0, w, n)] = True  # stray, anywhere
+        if i % 4 == 1:
+            t[gen.integers(0, h), gen.integers(0, w)] = True
+        pred[i], target[i] = p, t
+    pred[2] = False  # empty prediction
+    target[3] = False  # empty target
+    pred[4], target[4] = False, False  # both empty
+    pred[5, :, -1] = True  # a column on the border
+    pred[6] = True  # the whole image
+    pred[7], target[7] = False, False
+    pred[7, 0, 0] = target[7, -1, -1] = True  # opposite corners: the largest distance
+    return pred, target
+
+
+@pytest.mark.parametrize("budget", [None, 5])
+@pytest.mark.parametrize("pairs", [None, 0, 1e9])  # default switch, lines only, pairs only
+@pytest.mark.parametrize("spacing", [(0.5, 0.5), (0.1, 3.0), (3.0, 0.1)])
+def test_noisy_masks_against_scipy(monkeypatch, budget, pairs, spacing):
+    if budget is not None:
+        monkeypatch.setattr(surface, "_DIST_BUDGET", budget)
+    if pairs is not None:
+        monkeypatch.setattr(surface, "_PAIRS_PER_LINE", pairs)
+    gen = np.random.default_rng(11)
+    b, h, w = 12, 23, 37
+    pred, target = noisy_slices(gen, b, h, w)
+    m = segmentation_metrics(
+        torch.from_numpy(pred)[:, None].float(),
+        torch.from_numpy(target)[:, None],
+        spacing,
+        chunk=5,
+    )
+    for i in range(b):
+        if not pred[i].any() or not target[i].any():
+            assert math.isnan(m["hsd"][i]) and math.isnan(m["hd95"][i])
+            continue
+        hsd, hd95 = scipy_hsd_hd95(pred[i], target[i], spacing)
+        assert m["hsd"][i].item() == pytest.approx(hsd, abs=1e-9), i
+        assert m["hd95"][i].item() == pytest.approx(hd95, abs=1e-9), i
+
+
+def test_noisy_masks_with_per_slice_spacing_against_scipy():
+    # The search boxes grow from the finest spacing of the batch; each slice stops by its own.
+    gen = np.random.default_rng(12)
+    b, h, w = 12, 30, 26
+    pred, target = noisy_slices(gen, b, h, w)
+    spacing = np.exp(gen.uniform(np.log(0.05), np.log(4.0), size=(b, 2)))
+    m = segmentation_metrics(
+        torch.from_numpy(pred)[:, None],
+        torch.from_numpy(target)[:, None],
+        torch.from_numpy(spacing),
+    )
+    for i in range(b):
+        if pred[i].any() and target[i].any():
+            hsd, hd95 = scipy_hsd_hd95(pred[i], target[i], spacing[i])
+            assert m["hsd"][i].item() == pytest.approx(hsd, abs=1e-9), i
+            assert m["hd95"][i].item() == pytest.approx(hd95, abs=1e-9), i
+
+
+@pytest.mark.parametrize("pairs", [None, 0, 1e9])
+@pytest.mark.parametrize("thickness", [0.2, 2.5, 40.0])
+def test_noisy_volume_against_scipy_3d(monkeypatch, thickness, pairs):
+    if pairs is not None:
+        monkeypatch.setattr(surface, "_PAIRS_PER_LINE", pairs)
+    gen = np.random.default_rng(13)
+    pred, target = noisy_slices(gen, 9, 17, 21)
+    pred[4] = target[4] = True  # a full slice in the middle
+    m = volume_metrics(
+        torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None], [0.6, 0.9], thickness
+    )
+    hsd, hd95 = scipy_hsd_hd95(pred, target, (thickness, 0.6, 0.9))
+    assert m["hsd"].item() == pytest.approx(hsd, abs=1e-9)
+    assert m["hd95"].item() == pytest.approx(hd95, abs=1e-9)
+
+
+def test_directed_distances_against_brute_force():
+    # Every directed distance (not only the max and the percentile), stray points included.
+    gen = np.random.default_rng(14)
+    b, h, w = 6, 19, 24
+    pred, target = noisy_slices(gen, b + 2, h, w)
+    pred, target = pred[:b], target[:b]
+    spacing = gen.uniform(0.2, 2.0, size=(b, 2))
+    d_pt, d_tp = surface.directed_sets(
+        torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(spacing)
+    )
+    for i in range(b):
+        ref_pt, ref_tp = scipy_surface(pred[i], target[i], spacing[i])
+        for got, ref, other in ((d_pt[i], ref_pt, target[i]), (d_tp[i], ref_tp, pred[i])):
+            got = got[~torch.isnan(got)].numpy()
+            if not other.any():
+                assert np.isinf(got).all() and got.size == ref.size
+                continue
+            np.testing.assert_allclose(got, ref, atol=1e-9)  # both in row-major pixel order
+
+
+@pytest.mark.parametrize("bad", [0.5, float("nan"), 2.0, -1.0, 1e-30, 1 - 2**-24, float("inf")])
+def test_non_binary_masks_are_refused(bad):
+    # 1e-30 and 1 - 2**-24 (the float32 just below 1) are the values nearest 0 and 1.
+    ok = torch.zeros(2, 1, 4, 4)
+    for dtype in (torch.float32, torch.float64):
+        x = ok.clone().to(dtype)
+        x[1, 0, 2, 3] = bad
+        with pytest.raises(InputError, match=r"pred must be binary"):
+            segmentation_metrics(x, ok, [1.0, 1.0])
+    assert segmentation_metrics(ok.to(torch.uint8), ok.long(), [1.0, 1.0])["dsc"].isnan().all()
+    with pytest.raises(InputError, match=r"target must be binary"):
+        segmentation_metrics(ok, torch.full((2, 1, 4, 4), 3, dtype=torch.uint8), [1.0, 1.0])
 
 
 def test_legacy_matches_scipy_directed_hausdorff():
