@@ -189,7 +189,7 @@ def test_a_failing_branch_is_isolated_and_reported(tmp_path, capsys):
     assert len(result.failed) == 1 and "nan_saliency (seed 0) failed" in result.failed[0]
     run = result.run_dir
     failed = json.loads((run / "seed-0" / "branches" / "nan_saliency" / "failed.json").read_text())
-    assert failed["cycle"] == 1 and "non-finite saliency" in failed["error"]
+    assert failed["cycle"] == 1 and "returned NaN or infinite saliency" in failed["error"]
     summary = json.loads((run / "summary.json").read_text())
     status = {b["label"]: b["status"] for b in summary["branches"]}
     assert status == {"standard": "done", "nan_saliency": "failed", "vanilla": "done",

@@ -58,6 +58,9 @@ def test_forest_plot_draws_every_difference_with_its_ci(summary, report):
         for cont, (y, c) in zip(drawn, want, strict=True):
             x, yy = cont.lines[0].get_data()
             assert (float(x[0]), float(yy[0])) == (pytest.approx(c["diff"]), y)
+            if c["ci"] is None:  # no interval (no variance): a point without bars
+                assert not cont.lines[2] or not len(cont.lines[2][0].get_segments())
+                continue
             lo, hi = cont.lines[2][0].get_segments()[0][:, 0]
             assert (lo, hi) == (pytest.approx(c["ci"]["low"]), pytest.approx(c["ci"]["high"]))
     # a Holm-significant comparison is drawn differently (filled) from the others
