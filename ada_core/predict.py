@@ -165,7 +165,8 @@ def predict_volume(
     for start in range(0, crops.shape[0], batch_size):
         x = crops[start : start + batch_size, None].to(device)
         probs.append(torch.sigmoid(model(x).float())[:, 0].cpu())
-    return to_volume(torch.cat(probs), geometry).astype(np.float32)
+    # interpolation weights sum to 1 only up to rounding: keep probabilities in [0, 1]
+    return np.clip(to_volume(torch.cat(probs), geometry), 0.0, 1.0).astype(np.float32)
 
 
 def _stem(path: Path) -> str:
