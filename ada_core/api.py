@@ -224,12 +224,11 @@ class Run:
         path = self.path / "results.csv"
         if not path.is_file():
             raise DataError(f"{self.path}: no results.csv; run `ada aggregate {self.path}`")
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
         try:
             import pandas as pd
         except ImportError:
-            return rows
+            with path.open(newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
         return pd.read_csv(path)
 
     def table(self) -> Table:

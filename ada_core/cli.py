@@ -43,7 +43,7 @@ exit codes:
   {EXIT_BAD_INPUT:<4} bad input or a fault: invalid config or option, unknown component, unreadable
        file, full or read-only disk (the message names it and says how to fix it;
        --debug shows the traceback)
-  {EXIT_FAILED_JOBS:<4} the run ended but some job failed (listed on stderr; --resume retries it)
+  {EXIT_FAILED_JOBS:<4} some job failed; the others finished (listed on stderr; --resume retries it)
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C): finished epochs are kept, --resume continues
 """
 

@@ -158,7 +158,7 @@ def sct_run(tmp_path_factory):
         "model": {"name": "unet-paper", "params": {"width": 8, "depth": 3, "dropout": 0.0}},
         "attributors": ["none"],
         "augment": {"enabled": False},
-        "train": {"standard_epochs": 40, "cycles": 1, "ada_epochs": 1, "batch_size": 3, "lr": 3e-3,
+        "train": {"standard_epochs": 40, "cycles": 1, "ada_epochs": 1, "batch_size": 3, "lr": 1e-2,
                   "device": "cpu", "robustness": False},
     }  # fmt: skip
     path = write_config(config, root / "sct.toml")
