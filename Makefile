@@ -30,6 +30,7 @@ test: install
 wheels: install
 	rm -rf dist
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . $(PLUGINS)
+	rm -rf build $(addsuffix /build,$(PLUGINS))  # setuptools' copies would shadow the sources
 	ls dist
 
 # The wheels installed into a fresh venv (not this one), then `ada plugins` and a tiny compare.
