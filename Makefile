@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 EXAMPLE := docs/examples/ada-example-plugin
 STAMP := $(VENV)/.ada-installed
 
-.PHONY: install demo test bench clean
+PLUGINS := plugins/ada-captum plugins/ada-scgm plugins/ada-unet
+
+.PHONY: install demo test bench wheels wheel-check clean
 
 $(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/pyproject.toml) \
           $(EXAMPLE)/pyproject.toml $(wildcard $(EXAMPLE)/ada_example_plugin/*.py)
@@ -24,8 +26,19 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# Wheels of ada-seg and the three first-party plugins, into dist/.
+wheels: install
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . $(PLUGINS)
+	rm -rf build $(addsuffix /build,$(PLUGINS))  # setuptools' copies would shadow the sources
+	ls dist
+
+# The wheels installed into a fresh venv (not this one), then `ada plugins` and a tiny compare.
+wheel-check: wheels
+	PYTHON=$(PYTHON) .ci/wheel_check
+
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist build

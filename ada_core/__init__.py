@@ -1,8 +1,10 @@
 """ADA: Active Data Augmentation for medical image segmentation.
 
-Public surface: the interfaces, the config models, the registry and plugin loading. Names are
-imported on first use (so ``ada --help`` does not wait for torch), and no plugin is loaded at
-import: call :func:`load_plugins`.
+Public surface: the interfaces, the config models, the registry and plugin loading, and the
+Python API (docs/api.md): :func:`run` a study, :func:`load_run` a run folder (summary, tables,
+models), :func:`load_model`, :func:`predict_files`. Names are imported on first use (so
+``ada --help`` does not wait for torch), and no plugin is loaded at import: call
+:func:`load_plugins`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ _EXPORTS = {
     "load_plugins": "ada_core.plugins",
     "PluginInfo": "ada_core.registry",
     "Registry": "ada_core.registry",
+    "Run": "ada_core.api",
+    "RunResult": "ada_core.api",
+    "load_run": "ada_core.api",
+    "run": "ada_core.api",
+    "RunSummary": "ada_core.engine.summary",
+    "load_model": "ada_core.predict",
+    "predict_files": "ada_core.predict",
+    "predict_volume": "ada_core.predict",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -78,5 +88,8 @@ if TYPE_CHECKING:  # pragma: no cover
         check_image_batch,
         input_gradients_only,
     )
+    from ada_core.api import Run, RunResult, load_run, run
+    from ada_core.engine.summary import RunSummary
     from ada_core.plugins import load_plugins
+    from ada_core.predict import load_model, predict_files, predict_volume
     from ada_core.registry import PluginInfo, Registry

@@ -1,4 +1,4 @@
-"""ada-core's built-in components, registered through the same hook as any plugin."""
+"""ada-seg's built-in components, registered through the same hook as any plugin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Run configuration: pydantic models read from TOML, with ``--set key=value`` overrides.
+"""Run configuration: pydantic models read from TOML, with ``--set key=value`` overrides
+(:mod:`ada_core._overrides`: dotted keys with list indices, ``attributors[0].params.layer``).
 
 Component parameters (``params``) are free-form here and validated against the component's
 own ``Config`` by :func:`ada_core.registry.Registry.validate_experiment` when a run starts.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ada_core._overrides import apply_overrides
 from ada_core.augment import AugmentConfig
 from ada_core.data import PreprocessConfig
 from ada_core.errors import ConfigError, closest
@@ -214,6 +217,13 @@ class TrainConfig(BaseModel):
         "branch (2N images). Both can be in one study: label one of them.",
         json_schema_extra=affects("none"),
     )
+    tensorboard: bool = Field(
+        False, description="Also log each trained job's losses, validation metrics per epoch "
+        "and its samples figure to TensorBoard, under <run>/tensorboard/ (needs the "
+        "tensorboard package: pip install 'ada-seg[tensorboard]'). The run folder stays the "
+        "record; this is a view of it.",
+        json_schema_extra=affects("none"),
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -358,34 +368,17 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> ExperimentCo
         raise ConfigError(_format_validation_error(e, source, ExperimentConfig)) from None
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word is a string
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a TOML config (or the defaults when ``path`` is None) and apply overrides.
 
+    Args:
+        path: the TOML file, or None for the defaults.
+        overrides: ``KEY=VALUE`` strings (:func:`apply_overrides`), applied in order.
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as TOML, else strings) to a mapping."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.cycles=3")
-        key, _, text = item.partition("=")
-        parts = key.strip().split(".")
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a table"
-                )
-            node = child
-        node[parts[-1]] = _parse_value(text.strip())
-    return data
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
-    """Read a TOML config (or the defaults when ``path`` is None) and apply overrides."""
+    Raises:
+        ConfigError: naming the file (missing, unreadable, not TOML), the override or the
+            dotted key of an invalid value.
+    """
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
@@ -406,7 +399,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
     if overrides:
-        data = apply_overrides(data, list(overrides))
+        data = apply_overrides(data, list(overrides), ExperimentConfig().model_dump(mode="json"))
         source += " (with --set overrides)"
     return parse_config(data, source)
 

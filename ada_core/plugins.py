@@ -1,6 +1,6 @@
 """Plugin discovery: entry-point group ``ada``, one registrar hook, explicit loading.
 
-Nothing is loaded at import: call :func:`load_plugins`. ada-core's own built-ins are a plugin
+Nothing is loaded at import: call :func:`load_plugins`. ada-seg's own built-ins are a plugin
 module registered through the same hook.
 
 pluggy does the hook work, as designed: ``pm.register`` validates each hook implementation
@@ -30,7 +30,7 @@ __all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "load_plugins", "disabled_plugins
 
 ENTRY_POINT_GROUP = "ada"
 DISABLE_ENV = "ADA_DISABLE_PLUGINS"
-_BUILTINS = PluginInfo("core", "ada-core")
+_BUILTINS = PluginInfo("core", "ada-seg")
 _HOOK = "ada_register"
 
 
@@ -172,7 +172,7 @@ def _conflict(name: str, eps: list[metadata.EntryPoint]) -> str:
 def _warn_unmatched(disable: set[str], available: list[str], source: str) -> None:
     for name in sorted(disable - set(available)):
         if name == _BUILTINS.name:
-            what = "ada-core's built-ins, which cannot be disabled"
+            what = "ada-seg's built-ins, which cannot be disabled"
         else:
             what = "which matches no installed plugin"
         warnings.warn(
@@ -184,7 +184,7 @@ def _warn_unmatched(disable: set[str], available: list[str], source: str) -> Non
 
 
 def load_plugins(*, skip_broken: bool = False, disable: set[str] | None = None) -> Registry:
-    """Build a registry from ada-core's built-ins and every ``ada`` entry point.
+    """Build a registry from ada-seg's built-ins and every ``ada`` entry point.
 
     Entry points are registered in name order. Each plugin's ``ada_register`` runs with the
     registry knowing the plugin (entry point, distribution, version), so every component keeps
@@ -205,15 +205,15 @@ def load_plugins(*, skip_broken: bool = False, disable: set[str] | None = None) 
             is registered under another entry point, a hook has the wrong signature), it
             implements an unknown hook or no ``ada_register``, its ``ada_register`` raises or
             registers something invalid, or two distributions declare the same entry point.
-            ada-core's own built-ins failing always raises.
+            ada-seg's own built-ins failing always raises.
     """
     source = DISABLE_ENV if disable is None else "disable="
     disable = disabled_plugins() if disable is None else disable
     loader = _Loader()
     loader.register(
         builtins,
-        PluginInfo(_BUILTINS.name, _BUILTINS.distribution, _version("ada-core")),
-        "ada-core's built-ins (ada_core.builtins)",
+        PluginInfo(_BUILTINS.name, _BUILTINS.distribution, _version(_BUILTINS.distribution)),
+        "ada-seg's built-ins (ada_core.builtins)",
     )
     by_name = _entry_points()
     _warn_unmatched(disable, list(by_name), source)

@@ -31,7 +31,7 @@ class PluginInfo:
     """Where a component came from."""
 
     name: str
-    distribution: str = "ada-core"
+    distribution: str = "ada-seg"
     version: str = ""
 
 

@@ -44,7 +44,7 @@ def test_discovers_entry_point_with_distribution(fake_dist):
         "ada-edges",
         "1.2.3",
     )
-    assert registry.masks.entry("window").plugin.distribution == "ada-core"
+    assert registry.masks.entry("window").plugin.distribution == "ada-seg"
 
 
 def test_disable_by_environment(fake_dist, monkeypatch):
@@ -58,7 +58,7 @@ def test_disable_by_environment(fake_dist, monkeypatch):
 
 def test_disabling_the_builtins_warns_that_it_cannot(monkeypatch):
     monkeypatch.setenv("ADA_DISABLE_PLUGINS", "core")
-    with pytest.warns(PluginWarning, match="'core', ada-core's built-ins, which cannot be"):
+    with pytest.warns(PluginWarning, match="'core', ada-seg's built-ins, which cannot be"):
         registry = load_plugins()
     assert "window" in registry.masks
 
@@ -180,7 +180,7 @@ def test_installed_plugin_keeps_exact_provenance(loaded):
     outcome = loaded["good"]
     components = _components(outcome)
     assert components["good_edges"] == ("good", "ada-good", "2.0.1")
-    assert components["window"][:2] == ("core", "ada-core")
+    assert components["window"][:2] == ("core", "ada-seg")
     assert outcome["broken"] == [] and outcome["warnings"] == []
 
 
@@ -245,7 +245,7 @@ def test_two_distributions_with_one_name_are_both_skipped(loaded):
 def test_entry_point_named_like_the_builtins(loaded):
     msg = _error(loaded["core"])
     assert f"entry point 'core' (ada_hooks.impostor) {HOOKS} could not be registered" in msg
-    assert "already taken by ada-core's built-ins" in msg
+    assert "already taken by ada-seg's built-ins" in msg
     assert loaded["core"]["error"]["cause"] == "ValueError"  # pluggy's own refusal, wrapped
 
 
@@ -253,7 +253,7 @@ def test_entry_point_named_like_the_builtins_is_skipped_with_flag(loaded):
     outcome = loaded["core_skip"]
     components = _components(outcome)
     assert "impostor" not in components and components["good_edges"][0] == "good"
-    assert components["window"][:2] == ("core", "ada-core")
+    assert components["window"][:2] == ("core", "ada-seg")
     assert [(p, d) for p, d, _ in outcome["broken"]] == [("core", "ada-hooks")]
 
 
