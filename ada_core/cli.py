@@ -139,6 +139,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             force=args.force,
             source=str(args.config),
             debug=args.debug,
+            shard=args.shard,
         )
     except KeyboardInterrupt:
         again = " ".join(["ada", *sys.argv[1:]]) if "--resume" in sys.argv else " ".join(
@@ -146,7 +147,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; finished epochs are kept. Continue with: {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(result.text, end="", flush=True)
-    print(f"report: {write_report(result.run_dir)}")
+    if result.aggregated:  # not a --shard, not a torchrun rank other than 0
+        print(f"report: {write_report(result.run_dir)}")
     print(f"run folder: {result.run_dir}")
     if result.failed:
         print(f"ada: {len(result.failed)} job(s) failed:", file=sys.stderr)
@@ -228,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--seeds", metavar="S,S,...", help="seeds of the study, e.g. 0,1,2 (train.seeds)"
         )
+        p.add_argument("--shard", metavar="I/N", help="run shard I of N of the jobs (job arrays; "
+                       "then `ada aggregate RUN`); see docs/distributed.md")  # fmt: skip
         p.set_defaults(func=_cmd_run)
     p = sub.add_parser(
         "aggregate", help="results.csv, statistics, summary and report from a run's finished jobs"
