@@ -113,7 +113,8 @@ class DataParallel:
         before = [Counter(c.counters) for c in counted]
         try:
             results = [fn(b) for b in mine]
-            deltas = [dict(Counter(c.counters) - b) for c, b in zip(counted, before, strict=True)]
+            deltas = [{k: v - b[k] for k, v in c.counters.items()}  # zero counts kept, as one process
+                      for c, b in zip(counted, before, strict=True)]  # fmt: skip
             payload: tuple[str, Any, Any] = ("ok", results, deltas)
         except Exception as e:  # noqa: BLE001 - every rank must learn of it, or the others hang
             payload = ("error", f"rank {self.rank}: {e}", None)
