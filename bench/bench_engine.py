@@ -76,13 +76,15 @@ def setup(p: dict, dev: torch.device, amp: bool):
 def raw_step(model, runtime, train, steps: int) -> float:
     opt = runtime.optimizer(list(model.parameters()), 1e-3)
     x, y = train.images[:BATCH], train.masks[:BATCH]
-    model.train()
+    trainer = runtime.train_module(model)
+    trainer.train()
     for i in range(steps + 1):
         if i == 1:  # the first step warms up
             sync(runtime.device)
             t = time.perf_counter()
+        runtime.step_begin()
         with runtime.autocast():
-            loss = soft_dice_loss(model(runtime.prepare(x)), y)
+            loss = soft_dice_loss(trainer(runtime.prepare(x)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,7 +103,7 @@ def engine_epoch(model, runtime, train, val, attributor=None, mask=None) -> dict
         masks = torch.cat([train.masks, train.masks])
     sync(runtime.device)
     t1 = time.perf_counter()
-    loss = train_epoch(model, opt, images, masks, loss_fn=soft_dice_loss, batch_size=BATCH,
+    loss = train_epoch(runtime.train_module(model), opt, images, masks, loss_fn=soft_dice_loss, batch_size=BATCH,
                        shuffle=gens[0], augmenter=Augmenter(AugmentConfig(), gens[1]),
                        runtime=runtime, augment_mask=eligible)  # fmt: skip
     float(loss)  # the phase's one read per epoch
@@ -224,6 +226,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1: fair against the one-thread scipy and numpy loops)")
     ap.add_argument("--repeat", type=int, default=None, help="repeats of every case (default 5 quick, 3 full)")
+    ap.add_argument("--compile", default="off", help="train.compile mode to measure (e.g. reduce-overhead)")
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=None,
                     help="also time the naive engine (default: with --quick)")
     args = ap.parse_args()
@@ -235,7 +238,7 @@ def main() -> None:
         p["train"], p["val"] = args.train_images, max(BATCH, args.train_images // 4)
     dev = torch.device(args.device or ("cuda" if args.full and torch.cuda.is_available() else "cpu"))
     on_gpu = dev.type == "cuda"
-    runtime = Runtime(dev, amp=on_gpu, channels_last=on_gpu, fused_adam=on_gpu)
+    runtime = Runtime(dev, amp=on_gpu, channels_last=on_gpu, fused_adam=on_gpu, compile=args.compile)
     train, val, model, attributor, mask = setup(p, dev, amp=on_gpu)
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
