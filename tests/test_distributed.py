@@ -198,6 +198,24 @@ def test_a_failed_standard_phase_stops_the_wait_with_its_error_and_a_stale_one_d
         wait_for_standard(std, "k", owner="shard 0/2", timeout_s=30, stale=stale, poll_s=0.05)
 
 
+def test_branches_of_a_standard_phase_that_failed_elsewhere_are_reported_not_run(tmp_path, capsys):
+    from ada_core.engine.distributed import Remote
+    from ada_core.engine.jobs import JobState, plan_jobs
+    from ada_core.engine.study import execute
+
+    plan = build_plan(parse_config(tiny_config(tmp_path, attributors=["vanilla", "none"])), load_plugins())
+    std, *branches = plan_jobs(plan, [Replicate("", 0, ("a",), ("b",))], "fingerprint")
+    write_json(std.folder / "failed.json", {"key": std.key, "error": "the training loss became nan"})
+    t0 = time.monotonic()
+    failed = execute(plan, [JobState(b, "new") for b in branches], None, quiet=True,  # type: ignore[arg-type]
+                     remote={std.folder: Remote("shard 0/2", None)}, wait_s=60)  # fmt: skip
+    assert time.monotonic() - t0 < 30  # the failure ends the wait at once, for both branches
+    assert failed == [f"{b.title} not run: its standard phase ({std.folder}, run by shard 0/2) "
+                      "failed: the training loss became nan" for b in branches]  # fmt: skip
+    assert "NOT RUN: vanilla (seed 0) not run" in capsys.readouterr().out
+    assert not any(b.folder.exists() for b in branches)  # untouched: a rerun starts them afresh
+
+
 # --------------------------------------------------------------------------- which jobs
 
 
