@@ -36,19 +36,22 @@ class RunResult:
 
     Attributes:
         run_dir: the run folder (``config.output / config.name``).
-        summary: its :class:`~ada_core.engine.summary.RunSummary`.
+        summary: its :class:`~ada_core.engine.summary.RunSummary` (None when this process did
+            not aggregate: a shard, or a torchrun rank other than 0).
         failed: one message per job that failed (the others finished).
         text: the summary as text (``summary.txt``).
         report: ``report.html``, or None when not written.
         log_file: the run's log, ``<run>/log/ada.log``.
+        aggregated: whether this process aggregated the study.
     """
 
     run_dir: Path
-    summary: RunSummary
+    summary: RunSummary | None
     failed: list[str] = field(default_factory=list)
     text: str = ""
     report: Path | None = None
     log_file: Path | None = None
+    aggregated: bool = True
 
     @property
     def ok(self) -> bool:
@@ -100,6 +103,7 @@ def run(
     verbose: int = 0,
     debug: bool = False,
     source: str | None = None,
+    shard: str | None = None,
 ) -> RunResult:
     """Run (or continue) a study and aggregate it, as ``ada compare`` / ``ada train`` do.
 
@@ -120,6 +124,8 @@ def run(
         verbose: 1 adds ADA's debug records to the log file.
         debug: let errors inside jobs propagate instead of recording them as failed jobs.
         source: how messages name the config (default: its path, or ``<config>``).
+        shard: ``"I/N"``: run shard I of N of the jobs and do not aggregate (job arrays; run
+            ``ada aggregate RUN`` after every shard), see docs/distributed.md.
 
     Returns:
         A :class:`RunResult`.
@@ -151,17 +157,18 @@ def run(
         # The engine reports status with print(); those lines are log records here.
         with contextlib.redirect_stdout(LineLogger(log)):
             result = run_study(cfg, registry, mode=mode, resume=resume, force=force, quiet=quiet,
-                               source=source, debug=debug, observe=observe)  # fmt: skip
+                               source=source, debug=debug, observe=observe, shard=shard)  # fmt: skip
         page = None
-        if report:
+        if report and result.aggregated:  # a shard or a torchrun rank other than 0 did not
             from ada_core.report.html import write_report
 
             page = write_report(result.run_dir)
             log.info("report: %s", page)
         for message in result.failed:
             log.warning("job failed: %s", message)
-    return RunResult(result.run_dir, read_summary(result.run_dir), list(result.failed),
-                     result.text, page, log_file)  # fmt: skip
+    summary = read_summary(result.run_dir) if result.aggregated else None
+    return RunResult(result.run_dir, summary, list(result.failed), result.text, page, log_file,
+                     aggregated=result.aggregated)  # fmt: skip
 
 
 def _frame(rows: list[dict[str, Any]]) -> Any:

@@ -120,13 +120,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(config, mode=args.command, resume=args.resume, force=args.force,
                      quiet=args.quiet, registry=registry, verbose=args.verbose,
-                     debug=args.debug, source=str(args.config))  # fmt: skip
+                     debug=args.debug, source=str(args.config),
+                     shard=args.shard)  # fmt: skip
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished epochs are kept. Continue with: {_again(args.argv)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     print(result.text, end="", flush=True)
-    print(f"report: {result.report}")
+    if result.report is not None:  # not a --shard, not a torchrun rank other than 0
+        print(f"report: {result.report}")
     print(f"run folder: {result.run_dir}")
     if result.failed:
         print(f"ada: {len(result.failed)} job(s) failed:", file=sys.stderr)
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace results of changed settings (the old ones are kept aside in "
                        "RUN/.superseded/, never deleted)")  # fmt: skip
         p.add_argument("--seeds", metavar="S,S,...", help="seeds of the study, e.g. 0,1,2 (train.seeds)")
+        p.add_argument("--shard", metavar="I/N", help="run shard I of N of the jobs (job arrays; "
+                       "then `ada aggregate RUN`); see docs/distributed.md")  # fmt: skip
         p.set_defaults(func=_cmd_run)
 
     p = _command(sub, "aggregate", "results.csv, statistics, summary and report from a run's finished jobs",

@@ -151,6 +151,34 @@ class TrainConfig(BaseModel):
         True, description="channels_last memory format on CUDA.",
         json_schema_extra=affects("standard"),
     )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune",
+                     "max-autotune-no-cudagraphs"] = Field(
+        "off", description="torch.compile the training forward with this mode: 'default', "
+        "'reduce-overhead' (CUDA graphs: fewest kernel launches), 'max-autotune' (also tunes "
+        "kernels; slow to compile). 'off': eager. Compiled kernels round differently, so "
+        "results change (they are not bit-exact with eager). Meant for CUDA; it works, slowly "
+        "to compile, on the CPU. See docs/performance.md.",
+        json_schema_extra=affects("standard"),
+    )  # fmt: skip
+    fused_adam: bool = Field(
+        True, description="Adam's fused CUDA kernel (one launch per step for all parameters "
+        "instead of several per tensor); ignored on CPU.",
+        json_schema_extra=affects("standard"),
+    )
+    ddp: bool = Field(
+        False, description="Under torchrun: train every job on all processes together "
+        "(DistributedDataParallel: each global batch of `batch_size` images split over the "
+        "processes, gradients all-reduced) instead of giving each process its own jobs. For "
+        "data sets much larger than SCGM; `batch_size` must divide by the number of "
+        "processes, which is part of the key. See docs/distributed.md.",
+        json_schema_extra=affects("standard"),
+    )
+    wait_timeout_h: float = Field(
+        72.0, gt=0, allow_inf_nan=False, description="Hours a branch run by one process "
+        "(torchrun rank or --shard) waits for its standard phase, run by another, before it "
+        "gives up (and how long a torchrun process waits for the others at the end).",
+        json_schema_extra=affects("none"),
+    )
     eval_batch_size: int = Field(
         64, ge=1, description="Batch size for attribution and evaluation.",
         json_schema_extra=affects("none"),

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from ada_core.data import SliceSet
 from ada_core.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
+from ada_core.engine.ddp import DataParallel, batch_slices
+from ada_core.engine.loop import Runtime
 from ada_core.engine.plan import Schedule
 from ada_core.interfaces import Attributor, MaskBuilder, SegModel
 
@@ -34,20 +36,33 @@ def compute_keep(
     model: SegModel,
     data: SliceSet,
     batch_size: int,
+    ddp: DataParallel | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Keep masks ``(N, 1, H, W)`` of every image of ``data`` for the current model, and the
     saliency of the first :data:`SAMPLES` images (for the report).
 
     Every cycle of every branch attributes through this function, the first cycle included.
+    Under DDP the batches are shared out over the ranks and the masks gathered (the same
+    batches as one process, so the same masks), unless the attributor carries state from
+    batch to batch (a random stream: a non-empty ``state_dict()``); then every rank attributes
+    every batch, which keeps that state the same on every rank.
     """
-    keeps, head = [], None
-    for start in range(0, len(data), batch_size):
-        x, y = data.images[start : start + batch_size], data.masks[start : start + batch_size]
+
+    def one(sl: slice) -> tuple[Tensor, Tensor | None]:
+        x, y = data.images[sl], data.masks[sl]
         saliency = attributor.attribute(model, x, y)
-        if head is None:
-            head = saliency[:SAMPLES].cpu()
-        keeps.append(mask.build(saliency, y))
-    return torch.cat(keeps), head
+        return mask.build(saliency, y), saliency[:SAMPLES].cpu() if sl.start == 0 else None
+
+    def shipped(sl: slice) -> tuple[Tensor, Tensor | None]:
+        keep, head = one(sl)
+        return keep.bool().cpu(), head  # keep masks are 0/1: sent as bool
+
+    if ddp is None or attributor.state_dict():
+        parts = [one(sl) for sl in batch_slices(len(data), batch_size)]
+    else:
+        gathered = ddp.map_batches(len(data), batch_size, shipped, counted=(attributor, mask))
+        parts = [(k.to(data.images.device).float(), h) for k, h in gathered]
+    return torch.cat([k for k, _ in parts]), parts[0][1]
 
 
 def average_weights(folder: Path, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
@@ -74,9 +89,12 @@ def cycle_data(
     state: TrainState,
     train: SliceSet,
     schedule: Schedule,
+    runtime: Runtime,
     resumed_inside: bool,
     counters: Counter[str],
 ) -> CycleData:
+    """The training tensors of ``cycle``; an ADA cycle attributes and writes its masks
+    (rank 0 writes, under DDP)."""
     if phase.attributor is None or phase.mask is None:
         images, masks = train.images, train.masks
         if phase.repeat > 1:
@@ -89,10 +107,11 @@ def cycle_data(
         keep = saved["keep"].float()
     else:
         keep, head = compute_keep(
-            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size
+            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size, runtime.ddp
         )
-        save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
-        if cycle == 1:
+        if runtime.leader:
+            save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
+        if cycle == 1 and runtime.leader:
             ada = phase.mask.apply(train.images, keep)
             first: dict[str, Any] = {"keep": keep.bool().cpu()}
             if schedule.save_ada_images:

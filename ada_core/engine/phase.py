@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
@@ -105,11 +106,16 @@ class Phase:
 
 @dataclass
 class TrainState:
-    """Model, optimizer, random generators and bookkeeping of a phase in progress."""
+    """Model, optimizer, random generators and bookkeeping of a phase in progress.
+
+    ``model`` is the network itself (checkpoints, attribution, evaluation); ``trainer`` is what
+    the training step calls (the model, or its DDP / compiled wrapper sharing its parameters).
+    """
 
     model: SegModel
     optimizer: torch.optim.Optimizer
     generators: dict[str, torch.Generator]
+    trainer: nn.Module
     epoch: int = 0
     best: Best | None = None
     seconds: float = 0.0
@@ -153,12 +159,26 @@ def _new_state(
     model = new_model().to(runtime.device)
     if runtime.channels_last and runtime.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    optimizer = runtime.optimizer(list(model.parameters()), schedule.lr)
     generators = {
         name: torch.Generator(device=runtime.device).manual_seed(derive_seed(seed, name))
         for name in ("shuffle", "augment")
     }
-    return TrainState(model, optimizer, generators)
+    return TrainState(model, optimizer, generators, runtime.train_module(model))
+
+
+def _skip(*args: Any, **kwargs: Any) -> None:
+    """Where rank 0 of a data-parallel job writes a file, the other ranks do nothing."""
+
+
+class _Silent:
+    """The progress display of DDP ranks other than 0."""
+
+    def update(self, **postfix: Any) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _select(better: dict[str, float], best: Best | None) -> bool:
@@ -194,6 +214,8 @@ def run_phase(
             holds the last good epoch.
     """
     folder = phase.folder
+    # Under DDP only rank 0 writes the phase's files; the other ranks compute the same state.
+    save, write = (save_checkpoint, write_json) if runtime.leader else (_skip, _skip)
     state = _new_state(new_model, phase.seed, schedule, runtime)
     if phase.attributor is not None:
         phase.attributor.set_seed(derive_seed(phase.seed, "attributor", phase.label))
@@ -208,7 +230,7 @@ def run_phase(
         if phase.attributor is not None:
             phase.attributor.load_state_dict(saved.get("attributor", {}))
     elif phase.start is not None:  # a fresh branch records where it really started
-        write_json(
+        write(
             folder / "start.json",
             {
                 "from": str(phase.start),
@@ -217,11 +239,11 @@ def run_phase(
                 "rng": tensor_digest(capture_rng(state.generators, runtime.device)),
             },
         )
-    log = MetricsLog(folder / "metrics.jsonl", keep=state.epoch)
+    log = MetricsLog(folder / "metrics.jsonl", keep=state.epoch) if runtime.leader else None
     augmenter = Augmenter(schedule.augment, state.generators["augment"])
     loss_fn = make_loss(schedule.loss)
     total = phase.epochs
-    bar = Progress(total, phase.label, quiet, initial=state.epoch)
+    bar = Progress(total, phase.label, quiet, initial=state.epoch) if runtime.leader else _Silent()
     all_counters: Counter[str] = Counter()
     average_from = total - schedule.average_last + 1 if schedule.checkpoint == "average" else None
     first_epoch = 1
@@ -235,7 +257,7 @@ def run_phase(
         counters: Counter[str] = Counter()
         try:
             data = cycle_data(
-                phase, cycle, state, train, schedule, state.epoch >= first_epoch, counters
+                phase, cycle, state, train, schedule, runtime, state.epoch >= first_epoch, counters
             )
         except AdaError as e:
             raise PhaseFailed(
@@ -249,7 +271,7 @@ def run_phase(
         for epoch in range(max(first_epoch, state.epoch + 1), end + 1):
             t1 = time.perf_counter()
             loss_t = train_epoch(
-                state.model,
+                state.trainer,
                 state.optimizer,
                 data.images,
                 data.masks,
@@ -288,23 +310,22 @@ def run_phase(
                     "train_images": int(data.images.shape[0]),
                     "counters": dict(counters) if epoch == first_epoch else {},
             }  # fmt: skip
-            log.write(record)
-            for observe in observers:
-                observe(record)
-            if phase.kind != "standard" and epoch in convergence_at:
+            if log is not None:
+                log.write(record)
+                for observe in observers:
+                    observe(record)
+            if runtime.leader and phase.kind != "standard" and epoch in convergence_at:
                 write_convergence(folder, epoch, per_slice, val)
             if _select(metrics, state.best):
                 state.best = Best(epoch, cycle, metrics)
-                save_checkpoint(
+                save(
                     folder / "best.pt",
                     {"meta": phase.meta, "model": state.model.state_dict(), "epoch": epoch,
                      "cycle": cycle, "metrics": metrics},
                 )  # fmt: skip
             if average_from is not None and epoch >= average_from:
-                save_checkpoint(
-                    folder / "avg" / f"epoch-{epoch}.pt", {"model": state.model.state_dict()}
-                )
-            save_checkpoint(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
+                save(folder / "avg" / f"epoch-{epoch}.pt", {"model": state.model.state_dict()})
+            save(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
             bar.update(cycle=cycle, loss=loss, dsc=metrics.get(SELECT, math.nan))
         first_epoch = end + 1
         if quiet and phase.kind != "standard":
@@ -313,17 +334,21 @@ def run_phase(
     if state.best is None:  # no epochs: the start weights are the phase's result
         metrics = summarize(evaluate_slices(state.model, val, schedule.eval_batch_size, runtime))
         state.best = Best(0, 0, {k: float(v) for k, v in metrics.items()})
-        save_checkpoint(folder / "best.pt", {"meta": phase.meta, "model": state.model.state_dict(),
-                                             "epoch": 0, "cycle": 0, "metrics": state.best.metrics})  # fmt: skip
-        save_checkpoint(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
+        save(folder / "best.pt", {"meta": phase.meta, "model": state.model.state_dict(),
+                                  "epoch": 0, "cycle": 0, "metrics": state.best.metrics})  # fmt: skip
+        save(last, state.checkpoint(runtime, phase.attributor, phase.meta), keep_previous=True)
     selected, selected_epoch = "best.pt", state.best.epoch
     if schedule.checkpoint == "last":
         selected, selected_epoch = "last.pt", state.epoch
     elif schedule.checkpoint == "average" and total:
         epochs = list(range(max(1, total - schedule.average_last + 1), total + 1))
-        save_checkpoint(folder / "average.pt", {"meta": phase.meta, "epochs": epochs,
-                                                "model": average_weights(folder, epochs, runtime.device)})  # fmt: skip
+        if runtime.leader:  # the average of rank 0's files
+            save(folder / "average.pt", {"meta": phase.meta, "epochs": epochs,
+                                         "model": average_weights(folder, epochs, runtime.device)})  # fmt: skip
         selected, selected_epoch = "average.pt", None
+    if runtime.ddp is not None:
+        runtime.ddp.check_same(state.model, f"{phase.label}, end of training")
+        runtime.ddp.barrier()  # rank 0's files are complete before any rank reads them
     bar.note(
         f"done: best val DSC {state.best.metrics.get(SELECT, math.nan):.2f} at epoch "
         f"{state.best.epoch}; scoring {selected}; {state.seconds:.1f} s"

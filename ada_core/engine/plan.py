@@ -249,7 +249,7 @@ def build_plan(
         raise ConfigError(f"{source}: attributors is empty: list at least one (or 'none')")
     t = config.train
     device = resolve_device(t.device)
-    runtime = Runtime(device, amp=t.amp, channels_last=t.channels_last)
+    runtime = Runtime.from_config(t, device)
     size = tuple(config.data.preprocess.size)
 
     def new_model() -> SegModel:

@@ -1,0 +1,367 @@
+"""The processes of one study: which jobs each runs, how they agree, how a branch waits.
+
+A study is a list of independent jobs (:func:`~ada_core.engine.jobs.plan_jobs`): each
+replicate's standard phase, then its (replicate, branch) pairs. Three ways to run it:
+
+- **one process** (``ada compare``): every job, in plan order;
+- **torchrun** (``torchrun --nproc_per_node N -m ada_core.cli compare``, or any launcher that
+  sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``): the
+  processes form a gloo group for control messages only (a barrier, the preflight answer, the
+  failures); rank ``r`` runs the jobs :func:`assign` gives it, on ``cuda:LOCAL_RANK`` when the
+  run is on CUDA;
+- **shards** (``ada compare CONFIG --shard I/N`` on each machine of a job array): no process
+  group at all; shard ``I`` runs exactly the jobs rank ``I`` would.
+
+A branch whose standard phase another process runs polls for that phase's ``done.json``
+(:func:`wait_for_standard`). Job folders are the only hand-off: a job computes the same thing
+whichever process runs it. With ``train.ddp`` the processes instead run every job together,
+data-parallel (:mod:`ada_core.engine.ddp`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from ada_core.engine.checkpoint import read_json
+from ada_core.engine.jobs import Job
+from ada_core.engine.plan import RunPlan
+from ada_core.errors import AdaError, ConfigError, DataError
+
+__all__ = [
+    "Processes",
+    "Remote",
+    "StandardUnavailable",
+    "assign",
+    "failed_stamp",
+    "job_cost",
+    "open_processes",
+    "parse_shard",
+    "wait_for_standard",
+]
+
+T = TypeVar("T")
+Kind = Literal["single", "torchrun", "shard"]
+
+
+class StandardUnavailable(AdaError):
+    """A branch's standard phase, run by another process, failed or never finished."""
+
+
+@dataclass
+class Processes:
+    """This process's place in the study.
+
+    Attributes:
+        kind: ``"single"``, ``"torchrun"`` (a process group) or ``"shard"`` (none).
+        rank: index of this process (the shard index for shards).
+        world: number of processes (shards).
+        local_rank: index on this machine (torchrun's ``LOCAL_RANK``): the CUDA device.
+        group: the gloo group of the control messages (torchrun only).
+    """
+
+    kind: Kind = "single"
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: Any = None
+    _owns_group: bool = False
+
+    @property
+    def leader(self) -> bool:
+        """Rank (shard) 0: writes the run's shared files."""
+        return self.rank == 0
+
+    @property
+    def collective(self) -> bool:
+        """True when the processes can talk (torchrun), False for one process or shards."""
+        return self.kind == "torchrun"
+
+    def name(self, rank: int | None = None) -> str:
+        r = self.rank if rank is None else rank
+        return f"shard {r}/{self.world}" if self.kind == "shard" else f"rank {r} of {self.world}"
+
+    def barrier(self) -> None:
+        if self.collective:
+            dist.barrier(group=self.group)
+
+    def gather(self, obj: T) -> list[T]:
+        """Every process's ``obj``, in rank order (``[obj]`` without a process group)."""
+        if not self.collective:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def agree(self, fn: Callable[[], T]) -> T:
+        """Rank 0 runs ``fn``; every rank returns its result or raises its error.
+
+        The other ranks wait until rank 0 has finished, so this is also a barrier: what rank
+        0 does in ``fn`` (e.g. moving folders aside for ``--force``) is done before any rank
+        goes on.
+        """
+        if not self.collective:
+            return fn()
+        box: list[Any] = [None]
+        if self.leader:
+            try:
+                box[0] = ("ok", fn())
+            except Exception as e:  # noqa: BLE001 - sent to every rank, raised there and here
+                box[0] = ("error", _portable(e))
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        status, value = box[0]
+        if status == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self._owns_group = False
+
+
+def _portable(e: BaseException) -> BaseException:
+    """``e`` if it survives pickling, else an AdaError with its message."""
+    import pickle
+
+    try:
+        return pickle.loads(pickle.dumps(e))
+    except Exception:  # noqa: BLE001 - whatever fails to pickle is sent as text
+        return AdaError(f"{type(e).__name__}: {e}")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``.
+
+    Raises:
+        ConfigError: anything else, saying what was expected.
+    """
+    parts = str(text).split("/")
+    try:
+        index, count = (int(p) for p in parts)
+    except ValueError:
+        index, count = -1, 0
+    if len(parts) != 2 or count < 1 or not 0 <= index < count:
+        raise ConfigError(
+            f"--shard {text}: expected I/N with 0 <= I < N (shard I of N, counted from 0), "
+            "e.g. --shard 0/4 ... --shard 3/4"
+        )
+    return index, count
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: float) -> Processes:
+    """Where this process stands: torchrun's environment, ``--shard``, or alone.
+
+    Under torchrun (``WORLD_SIZE`` > 1) a run on CUDA makes ``cuda:LOCAL_RANK`` the current
+    device (so ``train.device = 'auto'`` or ``'cuda'`` resolves to it), and the default
+    process group is initialised from the environment: gloo, plus NCCL for the gradients of
+    ``ddp`` on CUDA, with a timeout of ``timeout_h`` hours (a rank that finished early waits
+    at the final barrier).
+
+    Raises:
+        ConfigError: ``--shard`` under torchrun; ``train.ddp`` without torchrun or with
+            ``--shard``; a malformed ``--shard`` or rank environment; ``train.device`` naming
+            one CUDA device for every rank; more local ranks than CUDA devices.
+    """
+    world = _env_int("WORLD_SIZE")
+    if world is not None and world > 1:
+        if shard is not None:
+            raise ConfigError(
+                f"--shard {shard} under torchrun ({world} processes): use one of the two, "
+                "torchrun splits the jobs over its processes by itself"
+            )
+        rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")
+        if rank is None or not 0 <= rank < world:
+            raise ConfigError(f"RANK={os.environ.get('RANK')!r} with WORLD_SIZE={world}: "
+                              "start the processes with torchrun (or set RANK per process)")  # fmt: skip
+        local = rank if local is None else local
+        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        if cuda:
+            _use_local_gpu(device, local)
+        owns = not dist.is_initialized()
+        if owns:
+            backend = "cpu:gloo,cuda:nccl" if (ddp and cuda) else "gloo"
+            dist.init_process_group(backend, timeout=timedelta(hours=timeout_h))
+        group = dist.new_group(backend="gloo", timeout=timedelta(hours=timeout_h))
+        return Processes("torchrun", rank, world, local, group, owns)
+    if ddp:
+        how = f"with --shard {shard}" if shard is not None else "in a single process"
+        raise ConfigError(
+            f"train.ddp = true {how}: data-parallel training needs 2 or more processes "
+            "started by torchrun, e.g. torchrun --nproc_per_node 2 -m ada_core.cli train "
+            "CONFIG (or set train.ddp = false)"
+        )
+    if shard is not None:
+        index, count = parse_shard(shard)
+        return Processes("shard", index, count, 0)
+    return Processes()
+
+
+def _use_local_gpu(device: str, local: int) -> None:
+    if ":" in device:
+        raise ConfigError(
+            f"train.device = {device!r} under torchrun: each process uses cuda:LOCAL_RANK; set "
+            "train.device = 'cuda' or 'auto'"
+        )
+    count = torch.cuda.device_count()
+    if local >= count:
+        raise ConfigError(
+            f"LOCAL_RANK {local} but this machine has {count} CUDA device(s): start at most "
+            f"{count} processes per node (torchrun --nproc_per_node {count})"
+        )
+    torch.cuda.set_device(local)
+
+
+# --------------------------------------------------------------------------- which jobs
+
+
+def job_cost(plan: RunPlan, job: Job, n_train: int) -> float:
+    """Estimated work of ``job`` in images through the network (forward + backward).
+
+    An attribution pass counts as one training image per slice; scoring is left out (it is
+    the same for every job).
+    """
+    s = plan.schedule
+    if job.branch is None:
+        return float(s.standard_epochs * n_train)
+    epochs = s.cycles * s.ada_epochs
+    if job.branch.kind == "control":
+        return float(epochs * n_train * job.branch.repeat)
+    return float(epochs * 2 * n_train + s.cycles * n_train)
+
+
+def assign(jobs: Sequence[Job], costs: Sequence[float], world: int) -> list[list[int]]:
+    """Indices of the jobs each of ``world`` processes runs, in the order it runs them.
+
+    List scheduling on estimated costs: every standard phase first (in plan order), then the
+    branches longest first; each job goes to the process that can start it earliest (a branch
+    not before its standard phase's estimated end; ties to the lowest rank). Standard phases
+    come first in every process's list, so a process never waits on a branch, and no two
+    processes can wait on each other. The result depends on the plan only (never on what the
+    run folder holds), so every rank and every shard computes the same split.
+
+    Raises:
+        ConfigError: more processes than jobs, or fewer than one.
+    """
+    if world < 1:
+        raise ConfigError(f"the study needs at least one process, got {world}")
+    if world > len(jobs):
+        raise ConfigError(
+            f"{world} processes for {len(jobs)} jobs: {world - len(jobs)} would have nothing to "
+            f"do; start at most {len(jobs)} (torchrun --nproc_per_node, --shard I/N), or use "
+            "train.ddp = true to train each job on several processes"
+        )
+    free = [0.0] * world
+    finish: dict[Path, float] = {}
+    out: list[list[int]] = [[] for _ in range(world)]
+    standards = [i for i, j in enumerate(jobs) if j.branch is None]
+    branches = sorted((i for i, j in enumerate(jobs) if j.branch is not None),
+                      key=lambda i: -costs[i])  # fmt: skip
+    for i in standards + branches:
+        job = jobs[i]
+        std = job.folder.parent.parent / "standard"
+        ready = 0.0 if job.branch is None else finish.get(std, 0.0)
+        rank = min(range(world), key=lambda r: (max(free[r], ready), r))
+        free[rank] = max(free[rank], ready) + costs[i]
+        if job.branch is None:
+            finish[job.folder] = free[rank]
+        out[rank].append(i)
+    return out
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A standard phase another process runs: who runs it, and the :func:`failed_stamp` of
+    its folder when this process started."""
+
+    owner: str
+    stale: tuple[int, int] | None
+
+
+def failed_stamp(folder: Path) -> tuple[int, int] | None:
+    """Identity of ``folder/failed.json`` (mtime, size), or None: tells a new failure from
+    one that was already there when this process started."""
+    try:
+        st = (folder / "failed.json").stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def wait_for_standard(
+    standard: Path,
+    key: str,
+    *,
+    owner: str,
+    timeout_s: float,
+    stale: tuple[int, int] | None = None,
+    poll_s: float = 5.0,
+) -> None:
+    """Block until the standard phase in ``standard`` has finished with ``key``.
+
+    Args:
+        standard: the standard phase's folder.
+        key: its expected key (a ``done.json`` of other settings does not count).
+        owner: who runs it, for messages (e.g. ``"shard 0/2"``).
+        timeout_s: give up after this many seconds.
+        stale: :func:`failed_stamp` taken when this process started: a ``failed.json``
+            that was already there then belongs to an earlier attempt and is waited past.
+        poll_s: longest pause between two looks (the first looks come faster).
+
+    Raises:
+        StandardUnavailable: a new ``failed.json`` appeared (with its error), or the time ran
+            out (saying what to check and how to continue).
+    """
+    start = time.monotonic()
+    pause = 0.05
+    while True:
+        try:
+            done = read_json(standard / "done.json") if (standard / "done.json").is_file() else None
+        except (DataError, OSError):  # mid-replace on a network file system: look again
+            done = None
+        if done is not None and done.get("key") == key:
+            return
+        stamp = failed_stamp(standard)
+        if stamp is not None and stamp != stale:
+            try:
+                error = read_json(standard / "failed.json").get("error", "?")
+            except (DataError, OSError):
+                error = "see its failed.json"
+            raise StandardUnavailable(
+                f"its standard phase ({standard}, run by {owner}) failed: {error}"
+            )
+        waited = time.monotonic() - start
+        if waited >= timeout_s:
+            note = ""
+            if stamp is not None:
+                note = (" Its folder holds a failed.json from an earlier attempt: that process "
+                        "retries it only when started with --resume.")  # fmt: skip
+            raise StandardUnavailable(
+                f"gave up after {waited / 3600:.2f} h waiting for its standard phase ({standard}, "
+                f"run by {owner}): no done.json appeared.{note} Check that process's log; once "
+                "the standard phase has finished, run this one again with --resume "
+                "(train.wait_timeout_h sets how long a branch waits)"
+            )
+        time.sleep(min(pause, poll_s, max(0.0, timeout_s - waited)))
+        pause *= 2
