@@ -151,7 +151,10 @@ def run(
     run_dir = Path(cfg.output) / cfg.name
     from ada_core.engine import build_plan
 
+    from ada_core.engine.distributed import check_processes
+
     build_plan(cfg, registry, mode=mode, source=source)  # every check before the log file
+    check_processes(shard, ddp=cfg.train.ddp)
     with run_log(run_dir, verbose) as log_file:
         log.info("ada %s %s", mode, source)
         # The engine reports status with print(); those lines are log records here.

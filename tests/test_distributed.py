@@ -94,10 +94,13 @@ def assert_same_results(run: Path, reference: Path) -> None:
 
 
 def job_lines(text: str, who: str) -> dict[int, list[str]]:
-    """``{r: [job titles]}`` from the lines ``<who> r...: k of n jobs: a, b, ...``."""
+    """``{r: [job titles]}`` from the lines ``<who> r...: k of n jobs: a, b, ...`` (as printed,
+    or as log records on stderr: ``<time> INFO ada_core.engine: <who> r/n: ...``)."""
     out = {}
     for line in text.splitlines():
-        if line.startswith(who) and " jobs: " in line:
+        start = line.find(f"{who} ")
+        if start >= 0 and " jobs: " in line and line[start:].split()[1][0].isdigit():
+            line = line[start:]
             r = int(line.split()[1].split("/")[0])
             out[r] = line.split(" jobs: ", 1)[1].split(", ")
     return out
@@ -128,7 +131,7 @@ def ranks(study):
 def test_torchrun_ranks_share_the_jobs_and_equal_one_process(study, ranks):
     out, _ = study
     run, proc = ranks
-    split = job_lines(proc.stdout, "rank")
+    split = job_lines((run / "log" / "ada.log").read_text(), "rank")
     titles = [t for r in (0, 1) for t in split[r]]
     assert len(titles) == len(set(titles)) == 2 * (1 + len(BRANCHES))  # each job once
     assert all(split[r][0].startswith("standard") for r in (0, 1))  # the seeds' standard phases first
@@ -157,8 +160,8 @@ def test_shards_run_what_the_ranks_run_and_aggregate_to_one_process(study, ranks
         assert "Once every shard has finished: ada aggregate" in stdout and "report:" not in stdout
     run = out / "shards"
     assert not (run / "summary.json").exists()  # a shard never aggregates
-    shards = job_lines("".join(o for o, _ in outputs), "shard")
-    assert shards == job_lines(ranks[1].stdout, "rank")  # shard I runs rank I's jobs
+    shards = job_lines((out / "shards" / "log" / "ada.log").read_text(), "shard")
+    assert shards == job_lines((ranks[0] / "log" / "ada.log").read_text(), "rank")  # shard I runs rank I's jobs
     proc = ada_cli("aggregate", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_results(run, out / "single")

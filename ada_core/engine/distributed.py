@@ -40,6 +40,7 @@ __all__ = [
     "Processes",
     "Remote",
     "StandardUnavailable",
+    "check_processes",
     "assign",
     "failed_stamp",
     "job_cost",
@@ -167,6 +168,32 @@ def _env_int(name: str) -> int | None:
         raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def check_processes(shard: str | None, *, ddp: bool) -> None:
+    """The checks of :func:`open_processes` that need no process group (for ``ada config
+    validate`` and callers that must fail before writing anything).
+
+    Raises:
+        ConfigError: as :func:`open_processes`.
+    """
+    world = _env_int("WORLD_SIZE")
+    if world is not None and world > 1:
+        if shard is not None:
+            raise ConfigError(
+                f"--shard {shard} under torchrun ({world} processes): use one of the two, "
+                "torchrun splits the jobs over its processes by itself"
+            )
+        return
+    if ddp:
+        how = f"with --shard {shard}" if shard is not None else "in a single process"
+        raise ConfigError(
+            f"train.ddp = true {how}: data-parallel training needs 2 or more processes "
+            "started by torchrun, e.g. torchrun --nproc_per_node 2 -m ada_core.cli train "
+            "CONFIG (or set train.ddp = false)"
+        )
+    if shard is not None:
+        parse_shard(shard)
+
+
 def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: float) -> Processes:
     """Where this process stands: torchrun's environment, ``--shard``, or alone.
 
@@ -181,13 +208,9 @@ def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: floa
             ``--shard``; a malformed ``--shard`` or rank environment; ``train.device`` naming
             one CUDA device for every rank; more local ranks than CUDA devices.
     """
+    check_processes(shard, ddp=ddp)
     world = _env_int("WORLD_SIZE")
     if world is not None and world > 1:
-        if shard is not None:
-            raise ConfigError(
-                f"--shard {shard} under torchrun ({world} processes): use one of the two, "
-                "torchrun splits the jobs over its processes by itself"
-            )
         rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")
         if rank is None or not 0 <= rank < world:
             raise ConfigError(f"RANK={os.environ.get('RANK')!r} with WORLD_SIZE={world}: "
@@ -202,13 +225,6 @@ def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: floa
             dist.init_process_group(backend, timeout=timedelta(hours=timeout_h))
         group = dist.new_group(backend="gloo", timeout=timedelta(hours=timeout_h))
         return Processes("torchrun", rank, world, local, group, owns)
-    if ddp:
-        how = f"with --shard {shard}" if shard is not None else "in a single process"
-        raise ConfigError(
-            f"train.ddp = true {how}: data-parallel training needs 2 or more processes "
-            "started by torchrun, e.g. torchrun --nproc_per_node 2 -m ada_core.cli train "
-            "CONFIG (or set train.ddp = false)"
-        )
     if shard is not None:
         index, count = parse_shard(shard)
         return Processes("shard", index, count, 0)
