@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ada_core.errors import InputError, suggest
 from ada_core.stats import Comparison, StudyStatistics
 
-__all__ = ["verdict"]
+__all__ = ["headline", "verdict"]
 
 _CONTROL = {
     "random": "random erasing",
@@ -196,3 +196,41 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
                 out += _findings(ok, control, what, unit)
                 out += _power(ok, what, unit, metric, stats.alpha, stats.power)
     return out
+
+
+def headline(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
+             controls: Sequence[str] | None = None) -> str:
+    """One sentence over every comparison of ``metric``: which, if any, survive Holm's
+    correction, else the closest one (smallest p). Generated from the numbers only.
+
+    Raises:
+        InputError: a metric, set or control the statistics do not hold.
+    """
+    sets = tuple(stats.sets if sets is None else sets)
+    controls = tuple(stats.controls if controls is None else controls)
+    if metric not in stats.metrics:
+        raise InputError(f"headline: unknown metric {metric!r}. " + suggest(metric, stats.metrics))
+    cs = [c for c in stats.comparisons if c.metric == metric and c.set in sets
+          and c.control in controls and c.branch not in stats.controls
+          and c.p is not None and c.diff is not None]  # fmt: skip
+    if not cs:
+        return f"No {metric.upper()} comparison of a method against a control could be tested."
+    unit = _UNIT.get(metric, "")
+    methods = sorted({c.branch for c in cs})
+    names = ", ".join(_CONTROL.get(k, k) for k in dict.fromkeys(c.control for c in cs))
+    scope = (f"Over {_size(cs)}, {len(cs)} paired {metric.upper()} comparisons of "
+             f"{len(methods)} interpretability method{'s' if len(methods) != 1 else ''} against "
+             f"{names} on {len({c.set for c in cs})} evaluation sets")
+    sig = sorted((c for c in cs if c.significant), key=lambda c: c.p_holm)
+    if not sig:
+        top = min(cs, key=lambda c: c.p)
+        return (f"{scope}: none differs beyond chance after Holm's correction (closest: "
+                f"{top.branch} against {top.control} on {_what(top.set, metric)}, "
+                f"{_numbers(top, unit, name=False)}).")
+    shown = "; ".join(
+        f"{c.branch} {'beats' if c.diff > 0 else 'is worse than'} {_CONTROL.get(c.control, c.control)} "
+        f"on {_what(c.set, metric)} ({_numbers(c, unit, name=False)})"
+        for c in sig[:3]
+    )
+    more = f"; and {len(sig) - 3} more" if len(sig) > 3 else ""
+    return f"{scope}: {len(sig)} survive{'s' if len(sig) == 1 else ''} Holm's correction: {shown}{more}."

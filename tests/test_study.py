@@ -157,7 +157,7 @@ def test_the_verdict_quotes_the_recomputed_numbers(tiny_study):
     run, proc = tiny_study
     summary = json.loads((run / "summary.json").read_text())
     rows = read_results(run)
-    sentences = [s for s in summary["verdict"] if "random erasing" in s and "test DSC" in s]
+    sentences = [s for s in summary["verdict"] if "random erasing" in s and "on test DSC beyond" in s]
     assert sentences, summary["verdict"]
     found = re.search(r"largest: (\w+) ([+\u2212]?[\d.]+) points, 95% CI ([+\u2212]?[\d.]+) to "
                       r"([+\u2212]?[\d.]+)", sentences[0])  # fmt: skip

@@ -133,3 +133,23 @@ def test_significant_before_but_not_after_holm_is_not_a_win():
     head = next(s for s in lines if "none of the 3" in s)
     assert (f"largest: {c.branch} +0.9 points, 95% CI +0.2 to +1.6, Holm p = 0.14; "
             f"p = 0.012 before Holm's correction over {c.holm_family} comparisons") in head
+
+
+def test_the_headline_names_what_survives_holm_or_the_closest_comparison():
+    from ada_core.verdict import headline
+
+    null = _stats()
+    line = headline(null)
+    cs = [c for c in null.comparisons if c.metric == "dsc" and c.branch in METHODS]
+    assert line.startswith(f"Over 4 seeds \u00d7 16 subjects, {len(cs)} paired DSC comparisons of 3 ")
+    assert "none differs beyond chance after Holm's correction" in line
+    top = min(cs, key=lambda c: c.p)
+    assert f"closest: {top.branch} against {top.control}" in line
+    planted = _stats(effect={"gradcam": 4.0})
+    line = headline(planted)
+    wins = [c for c in planted.comparisons if c.metric == "dsc" and c.significant]
+    assert wins and all(c.branch == "gradcam" for c in wins)
+    assert f"{len(wins)} survive" in line and "gradcam beats random erasing on robustness DSC" in line
+    d = 2 if wins[0].ci.high - wins[0].ci.low < 1 else 1
+    first = min(wins, key=lambda c: c.p_holm)
+    assert f"{first.diff:+.{d}f}".replace("-", "\u2212") in line
