@@ -15,15 +15,14 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from ada_core import _attributor_checks as _checks
+from ada_core._volumes import Subject, Volume
 from ada_core.errors import ContractError, InputError
 
 __all__ = [
@@ -348,40 +347,6 @@ class MaskBuilder(Component, ABC):
     @abstractmethod
     def _build(self, saliency: Tensor, ground_truth: Tensor) -> Tensor:
         """Compute the keep mask for validated inputs."""
-
-
-@dataclass(frozen=True)
-class Subject:
-    """One loadable unit of a data set (a scan; with several raters, one rater's labelling)."""
-
-    id: str
-    site: str = "unknown"
-    #: Key that groups sessions (and raters) of one person: splits never separate them.
-    person: str = ""
-    session: str | None = None
-    labelled: bool = True
-
-    @property
-    def group(self) -> str:
-        return self.person or self.id
-
-
-@dataclass
-class Volume:
-    """A 3-D scan with its labels, axial slices along the last axis after canonical reorientation.
-
-    ``image`` is float32 ``(X, Y, Z)``; ``mask`` (grey matter) and ``cord`` are uint8 in {0, 1}
-    or None; ``spacing`` is the voxel size in millimetres ``(sx, sy, sz)``.
-    """
-
-    subject: Subject
-    image: np.ndarray
-    mask: np.ndarray | None
-    spacing: tuple[float, float, float]
-    cord: np.ndarray | None = None
-    affine: np.ndarray | None = None
-    source: str = ""
-    meta: dict[str, object] = field(default_factory=dict)
 
 
 class SegDataset(Component, ABC):

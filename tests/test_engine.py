@@ -501,3 +501,48 @@ def test_bad_evaluation_set_fails_before_any_training(tmp_path):
     data["evaluate"] = [{"name": "phantom", "label": "x"}, {"name": "phantom", "label": "x"}]
     with pytest.raises(ConfigError, match="evaluation set labels must be unique"):
         parse_config(data)
+
+
+def test_the_engine_does_not_import_the_report():
+    """The RunSummary is the contract: no module of ada_core.engine imports ada_core.report."""
+    import ast
+
+    engine = Path(__file__).resolve().parents[1] / "ada_core" / "engine"
+    for path in sorted(engine.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("ada_core.report") for n in names), path.name
+
+
+@pytest.mark.parametrize("rule", ["last", "average"])
+def test_the_checkpoint_rule_selects_the_weights_that_are_scored(tmp_path, rule):
+    data = tiny_config(tmp_path, rule, attributors=["vanilla"], standard_epochs=3, cycles=1,
+                       ada_epochs=3, robustness=False, checkpoint=rule, average_last=2)  # fmt: skip
+    run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
+    config, reg, _, val, _ = _slices(run)
+    for phase in ("standard", "branches/vanilla"):
+        folder = run / "seed-0" / phase
+        done = json.loads((folder / "done.json").read_text())
+        last = load_checkpoint(folder / "last.pt")["model"]
+        if rule == "last":
+            assert done["selected"] == "last.pt"
+            expected = last
+        else:  # the mean of the last two epochs' weights: last.pt and the one it replaced
+            assert done["selected"] == "average.pt"
+            prev = load_checkpoint(folder / "last.prev.pt")["model"]
+            expected = {k: (v + prev[k]) / 2 if v.is_floating_point() else v for k, v in last.items()}
+        selected = load_checkpoint(folder / done["selected"])["model"]
+        for k, v in expected.items():
+            torch.testing.assert_close(selected[k], v, rtol=1e-6, atol=1e-7)
+        model = reg.build("model", config.model)
+        model.load_state_dict(expected)
+        model.eval()
+        with torch.no_grad():
+            dsc = _dsc_by_hand((model(val.images) > 0).float(), val.masks)
+        key = next(p for p in (folder / "eval").iterdir())
+        scored = json.loads((key / "summary.json").read_text())
+        assert scored["sets"]["val"]["dsc_mean"] == pytest.approx(dsc[~dsc.isnan()].mean().item(), abs=1e-3)

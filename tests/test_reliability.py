@@ -277,7 +277,7 @@ def test_output_path_that_is_a_file(tmp_path, capsys):
     assert "cannot use" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_disk_faults_exit_2_and_keep_finished_work(tmp_path, capsys, monkeypatch, code):
     import ada_core.engine.checkpoint as ck
 
@@ -293,7 +293,8 @@ def test_disk_faults_exit_2_and_keep_finished_work(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(ck.torch, "save", failing)
     assert main(["compare", str(cfg), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert ("disk is full" if code == errno.ENOSPC else "read-only") in err
+    advice = {errno.ENOSPC: "disk is full", errno.EROFS: "read-only", errno.EACCES: "permission denied"}
+    assert advice[code] in err
     assert "Traceback" not in err
     monkeypatch.setattr(ck.torch, "save", real)
     # what was written is intact: the interrupted run continues
@@ -318,3 +319,14 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_temporaries_are_cleaned(tm
     assert main(["compare", str(cfg), "--quiet", "--resume", "--set", "train.standard_epochs=30"]) == 0
     assert not stale.exists()
     assert len(metrics_rows(tmp_path / "ctrlc" / "seed-0" / "standard")) == 30
+
+
+def test_validate_checks_the_gradcam_layer_against_the_model(tmp_path, capsys):
+    cfg = write_config(quick(tmp_path, attributors=("gradcam", "none")), tmp_path / "g.toml")
+    bad = ["--set", "attributors[0].params.layer=nope"]
+    assert main(["config", "validate", str(cfg), *bad]) == 2
+    err = capsys.readouterr().err
+    assert "attributors[0] ('gradcam')" in err and "layer 'nope' is not an attribution layer" in err
+    assert "'bottleneck'" in err  # the valid layers are listed
+    assert main(["compare", str(cfg), "--quiet", *bad]) == 2
+    assert not (tmp_path / "r" / "seed-0").exists()  # refused before the standard phase
