@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -83,27 +82,8 @@ def resolved_config(config: ExperimentConfig, registry: Registry) -> dict[str, A
     return data
 
 
-def _lines(data: dict[str, Any], prefix: str = "") -> list[str]:
-    """TOML lines; a None value (which TOML cannot hold) becomes a comment ``# key = (none)``."""
-    scalars, tables, arrays = [], [], []
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            arrays.append((key, value))
-        elif value is None:
-            scalars.append(f"# {key}: not set (None)")
-        else:
-            scalars.append(f"{key} = {json.dumps(value)}")
-    lines = list(scalars)
-    for key, value in tables:
-        lines += ["", f"[{prefix}{key}]", *_lines(value, f"{prefix}{key}.")]
-    for key, items in arrays:
-        for item in items:
-            lines += ["", f"[[{prefix}{key}]]", *_lines(item, f"{prefix}{key}.")]
-    return lines
-
-
 def resolved_toml(data: dict[str, Any]) -> str:
     """:func:`resolved_config`'s data as TOML that ``ada`` reads back to the same config."""
-    return "\n".join(_lines(data)).strip() + "\n"
+    from ada_core.config import toml_lines
+
+    return "\n".join(toml_lines(data, show_none=True)).strip() + "\n"

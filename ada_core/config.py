@@ -261,25 +261,31 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
     return parse_config(data, source)
 
 
-def _toml_lines(data: dict[str, Any], prefix: str = "") -> list[str]:
+def toml_lines(data: dict[str, Any], prefix: str = "", *, show_none: bool = False) -> list[str]:
+    """TOML lines of JSON-like ``data``. TOML has no null: a None value is left out (an absent
+    key means the default), or with ``show_none`` written as a comment ``# key: not set``."""
     scalars, tables, arrays = [], [], []
     for key, value in data.items():
         if isinstance(value, dict) and value:
             tables.append((key, value))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             arrays.append((key, value))
-        elif value is not None:  # TOML has no null: an absent key means the default (None)
+        elif value is None:
+            if show_none:
+                scalars.append(f"# {key}: not set (None)")
+        else:
             scalars.append(f"{key} = {json.dumps(value)}")
     lines = list(scalars)
     for key, value in tables:
-        lines += ["", f"[{prefix}{key}]", *_toml_lines(value, f"{prefix}{key}.")]
+        lines += ["", f"[{prefix}{key}]", *toml_lines(value, f"{prefix}{key}.", show_none=show_none)]
     for key, items in arrays:
         for item in items:
-            lines += ["", f"[[{prefix}{key}]]", *_toml_lines(item, f"{prefix}{key}.")]
+            lines += ["", f"[[{prefix}{key}]]",
+                      *toml_lines(item, f"{prefix}{key}.", show_none=show_none)]  # fmt: skip
     return lines
 
 
 def to_toml(config: ExperimentConfig, header: str = "") -> str:
     """The config as TOML that :func:`load_config` reads back to an equal config."""
-    body = "\n".join(_toml_lines(config.model_dump(mode="json"))).strip() + "\n"
+    body = "\n".join(toml_lines(config.model_dump(mode="json"))).strip() + "\n"
     return (f"# {header}\n" if header else "") + body
