@@ -112,12 +112,14 @@ def test_component_params_validated_before_work():
         load_plugins().validate_experiment(cfg)
 
 
-def test_to_toml_round_trips_the_demo_and_paper_configs(tmp_path):
+def test_to_toml_round_trips_every_shipped_config(tmp_path):
     from conftest import REPO
 
     from ada_core.config import to_toml
 
-    for name in ("demo", "paper"):
+    names = sorted(p.stem for p in (REPO / "configs").glob("*.toml"))
+    assert {"demo", "paper", "bids-loso"} <= set(names)
+    for name in names:
         cfg = load_config(REPO / "configs" / f"{name}.toml", ["model.params.arch_options={}"])
         path = tmp_path / f"{name}.toml"
         path.write_text(to_toml(cfg, header="resolved"))
