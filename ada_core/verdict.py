@@ -138,7 +138,8 @@ def _power(cs: list[Comparison], what: str, unit: str, metric: str, alpha: float
 
 
 def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
-            controls: Sequence[str] | None = None, missing: Sequence[str] = ()) -> list[str]:
+            controls: Sequence[str] | None = None, missing: Sequence[str] = (),
+            lead: bool = False) -> list[str]:
     """Sentences on whether the interpretability methods beat the controls.
 
     Args:
@@ -147,6 +148,7 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
         sets: evaluation sets to cover (default: all of the study's).
         controls: controls to cover (default: all of the study's).
         missing: branches that are missing or failed; they are named as not compared.
+        lead: after the caveats, add the :func:`headline` over every comparison.
 
     Returns:
         One sentence per finding, in order: caveats, then per set and control the findings
@@ -182,6 +184,8 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
                    f"and wide.")
     if missing:
         out.append(f"Not compared (missing or failed): {', '.join(missing)}.")
+    if lead:
+        out.append(headline(stats, metric=metric, sets=sets, controls=controls))
     for set_ in sets:
         what = _what(set_, metric)
         for control in controls:

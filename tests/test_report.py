@@ -221,7 +221,9 @@ def test_downloads_are_self_contained_csv_and_booktabs_latex(summary, results, p
 
 # ------------------------------------------------------------------------------ the page
 def test_verdict_comes_first_then_the_forest_plot(summary, page_html):
-    positions = [page_html.index(html.escape(s, quote=False)) for s in summary["verdict"]]
+    from markupsafe import escape  # how Jinja's autoescape writes text
+
+    positions = [page_html.index(str(escape(s))) for s in summary["verdict"]]
     assert positions == sorted(positions)
     assert positions[0] < page_html.index('id="fig-forest"') < page_html.index("<table")
 

@@ -33,7 +33,7 @@ from ada_core.engine.text import format_summary
 from ada_core.errors import DataError
 from ada_core.masks import erased_iou_matrix
 from ada_core.stats import read_table, study_statistics
-from ada_core.verdict import headline, verdict
+from ada_core.verdict import verdict
 
 __all__ = ["AggregateResult", "aggregate", "convergence"]
 
@@ -211,8 +211,8 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
         if methods and controls:
             stats = study_statistics(table, branches=methods, controls=controls,
                                      sets=compared_sets, metrics=COMPARED, n_boot=n_boot)  # fmt: skip
-            sentences = [headline(stats, metric="dsc"),
-                         *verdict(stats, metric="dsc", missing=[b.label for b in branches if b.status != "done"])]
+            sentences = verdict(stats, metric="dsc", lead=True,
+                                missing=[b.label for b in branches if b.status != "done"])
         rest = [b.label for b in done]
         others = list(study_statistics(table, branches=rest, controls=(),
                                        sets=[s.name for s in sets if not s.name.startswith("val@")],
