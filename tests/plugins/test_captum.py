@@ -18,33 +18,11 @@ from ada_core import Attributor
 from ada_core.attribution import attribute_all
 from ada_core.errors import ContractError, InputError
 from ada_core.interfaces import SegModel
-from ada_core.plugins import load_plugins
 from ada_core.testing import AttributorContract
-from ada_core.testing.models import TinySegModel
 
 ALL_METHODS = [*GRADIENT_METHODS, "random"]
 
 pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-
-
-@pytest.fixture(scope="module")
-def reg():
-    return load_plugins()
-
-
-@pytest.fixture
-def model() -> TinySegModel:
-    torch.manual_seed(0)
-    return TinySegModel()
-
-
-@pytest.fixture
-def batch() -> tuple[Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    images = torch.randn(3, 1, 16, 16, generator=gen)
-    masks = torch.zeros(3, 1, 16, 16)
-    masks[:, :, 5:11, 4:12] = 1.0
-    return images, masks
 
 
 def hand_target(logits: Tensor, masks: Tensor, target: str) -> Tensor:

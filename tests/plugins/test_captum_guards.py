@@ -15,32 +15,11 @@ from torch import Tensor, nn
 import ada_core
 from ada_core import Attributor
 from ada_core.errors import ConfigError, ContractError, InputError
-from ada_core.plugins import load_plugins
 from ada_core.testing.models import TinySegModel
 
 ALL_METHODS = [*GRADIENT_METHODS, "random"]
 GUIDED = ["guided_backprop", "guided_gradcam", "deconvnet"]
 PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "plugins" / "ada-captum" / "ada_captum"
-
-
-@pytest.fixture(scope="module")
-def reg():
-    return load_plugins()
-
-
-@pytest.fixture
-def model() -> TinySegModel:
-    torch.manual_seed(0)
-    return TinySegModel()
-
-
-@pytest.fixture
-def batch() -> tuple[Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    images = torch.randn(3, 1, 16, 16, generator=gen)
-    masks = torch.zeros(3, 1, 16, 16)
-    masks[:, :, 5:11, 4:12] = 1.0
-    return images, masks
 
 
 def hooks_on(model: nn.Module) -> int:
