@@ -116,7 +116,7 @@ def _job_record(run_dir: Path, job: dict[str, Any]) -> JobRecord:
     return JobRecord(**rec, status="done")
 
 
-def _iou(run_dir: Path, study: dict[str, Any], jobs: list[JobRecord], ada: list[str]) -> IoUSummary | None:
+def _iou(run_dir: Path, jobs: list[JobRecord], ada: list[str]) -> IoUSummary | None:
     done = {(j.fold, j.seed, j.label): j for j in jobs if j.status == "done"}
     reps = sorted({(j.fold, j.seed) for j in jobs})
     mats, n_images = [], 0
@@ -152,7 +152,7 @@ def _concat_rows(run_dir: Path, study: dict[str, Any], jobs: list[JobRecord]) ->
     return path
 
 
-def _sets(study: dict[str, Any], table: Any) -> list[SetRecord]:
+def _sets(table: Any) -> list[SetRecord]:
     present = table.values("set") if table is not None else []
     records = []
     for name in present:
@@ -201,7 +201,7 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     rows_path = _concat_rows(run_dir, study, jobs)
     done = [b for b in branches if b.status == "done"]
     table = read_table(rows_path) if any(j.status == "done" for j in jobs) else None
-    sets = _sets(study, table)
+    sets = _sets(table)
     report_set = "test" if any(s.name == "test" for s in sets) else "val"
     compared_sets = [s.name for s in sets if s.role != "selection" or report_set == "val"]
     methods = [b.label for b in done if b.kind == "ada" and not b.control]
@@ -213,10 +213,14 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
                                      sets=compared_sets, metrics=COMPARED, n_boot=n_boot)  # fmt: skip
             sentences = verdict(stats, metric="dsc", lead=True,
                                 missing=[b.label for b in branches if b.status != "done"])
-        rest = [b.label for b in done]
-        others = list(study_statistics(table, branches=rest, controls=(),
-                                       sets=[s.name for s in sets if not s.name.startswith("val@")],
-                                       metrics=COMPARED + SECONDARY, n_boot=min(n_boot, 500)).estimates)  # fmt: skip
+        plain = [s.name for s in sets if not s.name.startswith("val@")]
+        compared = set(methods + controls) if stats is not None else set()
+        # The compared branches' DSC and HSD estimates are in `stats`; estimate the rest only.
+        for labels, metrics in (([b.label for b in done], SECONDARY),
+                                ([b.label for b in done if b.label not in compared], COMPARED)):
+            if labels:
+                others += study_statistics(table, branches=labels, controls=(), sets=plain,
+                                           metrics=metrics, n_boot=min(n_boot, 500)).estimates  # fmt: skip
     if not sentences:
         why = ("no interpretability-method branch finished" if not methods else
                "no control (random or none) finished") if done else "no job has finished yet"  # fmt: skip
@@ -244,7 +248,7 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
         statistics=stats,
         other_estimates=others,
         verdict=sentences,
-        iou=_iou(run_dir, study, jobs, ada),
+        iou=_iou(run_dir, jobs, ada),
         convergence_target=None if target is None or math.isnan(target) else target,
         convergence=conv,
         missing=missing,
