@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ada_core._version import __version__
 
 _EXPORTS = {
     "AdaError": "ada_core.errors",
@@ -46,7 +46,7 @@ _EXPORTS = {
     "RunResult": "ada_core.api",
     "load_run": "ada_core.api",
     "run": "ada_core.api",
-    "RunSummary": "ada_core.engine.summary",
+    "RunSummary": "ada_core.runfolder",
     "load_model": "ada_core.predict",
     "predict_files": "ada_core.predict",
     "predict_volume": "ada_core.predict",
@@ -89,7 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
         input_gradients_only,
     )
     from ada_core.api import Run, RunResult, load_run, run
-    from ada_core.engine.summary import RunSummary
+    from ada_core.runfolder import RunSummary
     from ada_core.plugins import load_plugins
     from ada_core.predict import load_model, predict_files, predict_volume
     from ada_core.registry import PluginInfo, Registry

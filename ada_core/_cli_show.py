@@ -59,18 +59,14 @@ def plugins_table(rows: list[dict[str, Any]]) -> list[str]:
 def resolved_config(config: ExperimentConfig, registry: Registry) -> dict[str, Any]:
     """``config`` as JSON data with every component's params resolved: each parameter of the
     component's ``Config``, with its default where the file does not set it."""
-    from ada_core.engine.plan import KEEP_TRAINING, KeepTrainingConfig
-
     data = config.model_dump(mode="json")
 
     def resolve(kind: str, spec: dict[str, Any], where: str) -> None:
-        if kind == "attributor" and spec["name"] == KEEP_TRAINING:
-            params = KeepTrainingConfig(**spec["params"]).model_dump(mode="json")
-            params["steps"] = params["steps"] or config.train.control_steps
-        else:
-            section = registry.sections[kind]
-            params = section.config(spec["name"], spec["params"], f"{where}.params").model_dump(mode="json")
-        spec["params"] = params
+        section = registry.sections[kind]
+        params = section.config(spec["name"], spec["params"], f"{where}.params")
+        if kind == "attributor":
+            params = section.get(spec["name"]).resolve_config(params, config.train)
+        spec["params"] = params.model_dump(mode="json")
 
     resolve("dataset", data["data"], "data")
     resolve("model", data["model"], "model")

@@ -20,7 +20,7 @@ from ada_core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ada_core.config import ExperimentConfig
-    from ada_core.engine.summary import RunSummary
+    from ada_core.runfolder import RunFolder, RunSummary
     from ada_core.interfaces import SegModel
     from ada_core.registry import Registry
     from ada_core.stats import Table
@@ -36,7 +36,7 @@ class RunResult:
 
     Attributes:
         run_dir: the run folder (``config.output / config.name``).
-        summary: its :class:`~ada_core.engine.summary.RunSummary` (None when this process did
+        summary: its :class:`~ada_core.runfolder.RunSummary` (None when this process did
             not aggregate: a shard, or a torchrun rank other than 0).
         failed: one message per job that failed (the others finished).
         text: the summary as text (``summary.txt``).
@@ -137,7 +137,7 @@ def run(
         RunLockedError: another process holds the run folder.
     """
     from ada_core.engine import run_study
-    from ada_core.engine.summary import read_summary
+    from ada_core.runfolder import read_summary
     from ada_core.logs import LineLogger, run_log
     from ada_core.tracking import observer_factory
 
@@ -207,10 +207,11 @@ class Run:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from ada_core.engine.summary import read_summary
+        from ada_core.runfolder import open_run
 
-        self.path = Path(path)
-        self.summary: RunSummary = read_summary(self.path)
+        self.folder: RunFolder = open_run(path)
+        self.path = self.folder.path
+        self.summary: RunSummary = self.folder.summary
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, branches={self.branches}, seeds={self.summary.seeds})"
@@ -224,14 +225,15 @@ class Run:
     def config(self) -> ExperimentConfig:
         """The resolved configuration the run was made with (``config.json``)."""
         from ada_core.config import parse_config
+        from ada_core.runfolder import read_text
 
-        return parse_config(json.loads((self.path / "config.json").read_text(encoding="utf-8")),
-                            str(self.path / "config.json"))  # fmt: skip
+        path = self.folder.layout.config_json
+        return parse_config(json.loads(read_text(path)), str(path))
 
     @property
     def results(self) -> Any:
         """The tidy table ``results.csv``: one row per (fold, seed, branch, set, slice)."""
-        path = self.path / "results.csv"
+        path = self.folder.layout.results
         if not path.is_file():
             raise DataError(f"{self.path}: no results.csv; run `ada aggregate {self.path}`")
         try:
@@ -245,7 +247,7 @@ class Run:
         """``results.csv`` as the statistics' :class:`~ada_core.stats.Table` (typed columns)."""
         from ada_core.stats import read_table
 
-        return read_table(self.path / "results.csv")
+        return read_table(self.folder.layout.results)
 
     @property
     def estimates(self) -> dict[str, Any]:

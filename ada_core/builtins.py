@@ -8,6 +8,8 @@ from ada_core.registry import Registry
 
 @hookimpl
 def ada_register(registry: Registry) -> None:
+    from ada_core.keep_training import KeepTraining
     from ada_core.masks import WindowMaskBuilder
 
     registry.masks.add(WindowMaskBuilder)
+    registry.attributors.add(KeepTraining)

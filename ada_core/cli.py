@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ada_core import __version__
-from ada_core.errors import AdaError
+from ada_core._version import __version__
+from ada_core.errors import AdaError, DataError
 
 if TYPE_CHECKING:
     from ada_core.config import ExperimentConfig
@@ -140,10 +140,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     from ada_core.engine import aggregate
-    from ada_core.engine.lock import RunLock
     from ada_core.report.html import write_report
+    from ada_core.runfolder import RunLayout, RunLock
 
-    with RunLock(args.run, shared=True):
+    layout = RunLayout(args.run)
+    if not layout.study.is_file():  # before the lock: never create files in a stranger's folder
+        raise DataError(f"{args.run}: no study.json, so not an ADA run folder; run `ada "
+                        "compare` first")  # fmt: skip
+    with RunLock(layout, shared=True):
         result = aggregate(args.run)
     print(result.text, end="")
     print(f"report: {write_report(args.run)}")
@@ -357,7 +361,7 @@ def _os_error(e: OSError) -> str:
     """One sentence for an operating-system fault: what, where, and what to do."""
     import errno
 
-    where = f" {e.filename}" if e.filename else ""
+    where = f" {e.filename}" if e.filename else " a file of the run (no name given)"
     advice = {
         errno.ENOSPC: "the disk is full: free space or set `output` to another disk",
         errno.EROFS: "the file system is read-only: set `output` to a writable folder",

@@ -1,4 +1,4 @@
-"""Shared preprocessing: volumes -> 2-D slice tensors, the slice cache, and subject-level splits.
+"""Shared preprocessing: volumes -> 2-D slice tensors, and the slice cache.
 
 Every dataset plugin gets the same pipeline (:func:`preprocess_volume`): take axial slices of a
 canonically oriented volume, show them in display orientation (anterior up, the patient's left
@@ -6,7 +6,7 @@ on the left), resample in-plane to ``spacing`` (image linear, mask linear then t
 0.5 so labels never bleed), crop ``size`` around the cord / grey matter / image centre (padding
 where the image is smaller), normalise each slice, optionally drop slices without grey matter.
 :func:`load_slices` runs it over a data set with an on-disk cache and a per-subject error policy;
-:mod:`ada_core.splits` (re-exported here) splits by person, never by slice.
+:mod:`ada_core.splits` splits by person, never by slice.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,32 +28,16 @@ from torch import Tensor
 from ada_core._slicing import crop_centres, display, normalise, resample_crop
 from ada_core.errors import DataError
 from ada_core.fieldtags import affects
-from ada_core.splits import (
-    Fold,
-    SplitConfig,
-    fold_slices,
-    plan_folds,
-    split_groups,
-    split_slices,
-    split_subjects,
-)
 
 if TYPE_CHECKING:
-    from ada_core.interfaces import SegDataset, Subject, Volume
+    from ada_core.interfaces import SegDataset, Volume
 
 __all__ = [
     "DataWarning",
-    "Fold",
     "PreprocessConfig",
     "SliceSet",
-    "SplitConfig",
-    "fold_slices",
     "load_slices",
-    "plan_folds",
     "preprocess_volume",
-    "split_groups",
-    "split_slices",
-    "split_subjects",
 ]
 
 log = logging.getLogger(__name__)
@@ -273,16 +256,19 @@ def _cache_file(dataset: SegDataset, config: PreprocessConfig, cache_dir: Path) 
 
 
 def _save(slices: SliceSet, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    """Cache ``slices`` atomically; a cache that cannot be written (a full disk) is skipped."""
+    from ada_core.runfolder._io import StorageError, write_torch
+
     payload = {
         "images": slices.images, "masks": slices.masks.to(torch.uint8),
         "spacing": slices.spacing, "slice_index": slices.slice_index,
         "subject": slices.subject, "site": slices.site, "group": slices.group,
         "notes": slices.notes,
     }  # fmt: skip
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache behind
+    try:
+        write_torch(path, path.parent, payload)
+    except StorageError as e:
+        log.warning("slice cache not written (%s); the next run preprocesses again", e)
 
 
 def _load(path: Path) -> SliceSet | None:

@@ -160,6 +160,26 @@ class Attributor(Component, ABC):
     share_key: ClassVar[str | None] = None
     #: True for a control (e.g. random saliency) rather than an interpretability method.
     control: ClassVar[bool] = False
+    #: False for a branch that trains on without erasing anything (the built-in keep-training
+    #: control): the engine never asks it for saliency and gives it no mask builder.
+    erases: ClassVar[bool] = True
+    #: How generated sentences name the branch (e.g. "random erasing"); default: its name.
+    title: ClassVar[str] = ""
+
+    def describe(self) -> str:
+        """The branch's name in sentences: :attr:`title`, else the registry name."""
+        return self.title or self.name
+
+    @property
+    def repeat(self) -> int:
+        """Times a branch that does not erase shows the conventional data per epoch. Default 1."""
+        return 1
+
+    @classmethod
+    def resolve_config(cls, config: ComponentConfig, train: Any) -> ComponentConfig:
+        """The config with defaults that come from the ``[train]`` table filled in (``train``
+        is the run's :class:`~ada_core.config.TrainConfig`). Default: ``config`` unchanged."""
+        return config
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         self._init_config(config)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LOG_FILE", "LineLogger", "configure", "console_level", "reset", "run_log"]
+__all__ = ["LineLogger", "configure", "console_level", "reset", "run_log"]
 
 #: Where a run's log goes, relative to the run folder.
-LOG_FILE = Path("log") / "ada.log"
 #: Loggers whose records are ADA's own (raised to DEBUG by ``-v``; ``-vv`` raises every one).
 ADA_LOGGERS = ("ada_core", "ada_captum", "ada_scgm", "ada_unet", "ada")
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -103,9 +103,13 @@ def run_log(run_dir: Path, verbose: int = 0) -> Iterator[Path]:
     Yields:
         The log file's path.
     """
-    path = Path(run_dir) / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    from ada_core.runfolder import RunLayout, open_no_follow
+
+    layout = RunLayout(Path(run_dir))
+    path = layout.log_file
+    # never through a link planted at RUN/log/ada.log
+    stream = open_no_follow(path, layout.root, os.O_WRONLY | os.O_CREAT | os.O_APPEND, "a")
+    handler = logging.StreamHandler(stream)
     level = logging.DEBUG if verbose else logging.INFO
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(_FORMAT))
@@ -122,6 +126,7 @@ def run_log(run_dir: Path, verbose: int = 0) -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
+        stream.close()
         for name, old in saved.items():
             logging.getLogger(name).setLevel(old)
 

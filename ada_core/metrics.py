@@ -62,7 +62,6 @@ __all__ = [
 
 HausdorffMode = Literal["boundary", "legacy"]
 EmptyPolicy = Literal["nan", "bounded"]
-METRICS = ("dsc", "tpr", "tnr", "ppv", "hsd", "hd95")
 
 
 def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:

@@ -73,14 +73,7 @@ def _pick(run: Path, jobs: list[Any], branch: str | None, seed: int | None,
     if seed is not None and seed not in seeds:
         raise InputError(f"{run}: branch {branch!r} has no seed {seed}; its seeds are {seeds}")
     chosen = seed if seed is not None else seeds[0]
-    job = next(j for j in mine if j.seed == chosen)
-    if job.status == "failed" or not (run / job.path / "done.json").is_file():
-        raise DataError(
-            f"{run}: {branch} (seed {chosen}{', fold ' + job.fold if job.fold else ''}) has not "
-            f"finished ({job.status}: {job.error}); finish it with `ada compare --resume`, or "
-            "choose another --branch / --seed"
-        )
-    return job
+    return next(j for j in mine if j.seed == chosen)
 
 
 def load_run_checkpoint(
@@ -102,14 +95,13 @@ def load_run_checkpoint(
             unreadable or carries no ``meta``.
         InputError: no such branch, seed or fold (the valid ones are listed).
     """
-    from ada_core.engine.checkpoint import load_checkpoint, read_json
-    from ada_core.engine.summary import read_summary
+    from ada_core.runfolder import open_run, read_weights
 
-    run = Path(run)
-    job = _pick(run, list(read_summary(run).jobs), branch, seed, fold)
-    path = run / job.path / read_json(run / job.path / "done.json")["selected"]
-    state = load_checkpoint(path, device)
-    meta = state.get("meta")
+    folder = open_run(run)
+    job = _pick(folder.path, list(folder.summary.jobs), branch, seed, fold)
+    path = folder.selected_checkpoint(job)  # always a checkpoint inside the job's own folder
+    weights = read_weights(path, device)
+    meta = weights.meta
     if not meta or "model" not in meta or "preprocess" not in meta:
         raise DataError(
             f"{path}: the checkpoint carries no model spec (meta); it was written by an ADA "
@@ -121,7 +113,7 @@ def load_run_checkpoint(
         registry = load_plugins()
     spec = meta["model"]
     model = registry.models.build(spec["name"], spec.get("params", {}), where="model.params")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights.model)
     model.to(device).eval()
     return Checkpoint(model, PreprocessConfig(**meta["preprocess"]), meta, path)
 

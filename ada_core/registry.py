@@ -181,11 +181,7 @@ class Registry:
             ("model", config.model, "model"),
             ("mask", config.mask, "mask"),
         ]
-        checks += [
-            ("attributor", spec, f"attributors[{i}]")
-            for i, spec in enumerate(config.attributors)
-            if spec.name != "none"
-        ]
+        checks += [("attributor", spec, f"attributors[{i}]") for i, spec in enumerate(config.attributors)]
         checks += [("dataset", spec, f"evaluate[{i}]") for i, spec in enumerate(config.evaluate)]
         for kind, spec, where in checks:
             try:

@@ -18,16 +18,14 @@ import torch
 from torch import Tensor
 
 from ada_core.errors import ConfigError
+from ada_core.runfolder import EpochRecord, JobPaths, RunLayout, read_samples
 
 if TYPE_CHECKING:
     from ada_core.config import ExperimentConfig
     from ada_core.engine.jobs import Job
     from ada_core.engine.study import JobObserver, ObserverFactory
 
-__all__ = ["TENSORBOARD_DIR", "TensorBoardObserver", "check_tracking", "observer_factory", "samples_grid"]
-
-#: Folder of the TensorBoard runs, relative to the run folder.
-TENSORBOARD_DIR = "tensorboard"
+__all__ = ["TensorBoardObserver", "check_tracking", "observer_factory", "samples_grid"]
 
 
 def check_tracking(config: ExperimentConfig) -> None:
@@ -53,10 +51,12 @@ def observer_factory(config: ExperimentConfig) -> ObserverFactory | None:
     check_tracking(config)
     if not config.train.tensorboard:
         return None
-    root = Path(config.output) / config.name
+    layout = RunLayout(Path(config.output) / config.name)
 
     def observe(job: Job) -> JobObserver:
-        return TensorBoardObserver(root / TENSORBOARD_DIR / job.folder.relative_to(root))
+        # a branch continues its standard phase: its first epoch is step standard_epochs + 1
+        offset = 0 if job.branch is None else config.train.standard_epochs
+        return TensorBoardObserver(layout.tensorboard_of(job.paths), step_offset=offset)
 
     return observe
 
@@ -86,36 +86,40 @@ def samples_grid(samples: dict[str, Any]) -> Tensor:
 class TensorBoardObserver:
     """Writes one job's epochs and samples figure to a TensorBoard log folder.
 
-    Scalars (step = the job's epoch): ``loss/train``, ``val/<metric>`` for every validation
+    Scalars (step = the epoch counted from the start of training: a branch's first epoch
+    follows its standard phase's last): ``loss/train``, ``val/<metric>`` for every validation
     metric of the epoch record, ``time/seconds_per_epoch``, ``time/images_per_s``; image
     ``samples`` at the job's end when its folder holds ``samples.pt``.
 
     Args:
         log_dir: the job's TensorBoard folder.
+        step_offset: added to the job's epoch numbers (a branch: the standard epochs).
     """
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, step_offset: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter  # the tensorboard package, optional
 
         self.log_dir = Path(log_dir)
+        self.offset = int(step_offset)
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
-    def on_epoch(self, record: dict[str, Any]) -> None:
-        step = int(record["epoch"])
-        self.writer.add_scalar("loss/train", float(record["loss"]), step)
-        for name, value in record.get("metrics", {}).items():
+    def on_epoch(self, record: EpochRecord) -> None:
+        step = self.offset + record.epoch
+        if record.loss is not None:
+            self.writer.add_scalar("loss/train", record.loss, step)
+        for name, value in record.metrics.items():
             if value is not None:
-                self.writer.add_scalar(f"val/{name}", float(value), step)
-        self.writer.add_scalar("time/seconds_per_epoch", float(record["seconds"]), step)
-        self.writer.add_scalar("time/images_per_s", float(record["images_per_s"]), step)
+                self.writer.add_scalar(f"val/{name}", value, step)
+        self.writer.add_scalar("time/seconds_per_epoch", record.seconds, step)
+        if record.images_per_s is not None:
+            self.writer.add_scalar("time/images_per_s", record.images_per_s, step)
         self.writer.flush()  # a job that fails later keeps its epochs in TensorBoard too
 
-    def on_end(self, folder: Path) -> None:
-        from ada_core.engine.checkpoint import load_checkpoint
-
+    def on_end(self, job: JobPaths) -> None:
         try:
-            path = Path(folder) / "samples.pt"
-            if path.is_file():
-                self.writer.add_image("samples", samples_grid(load_checkpoint(path)), 0)
+            if job.samples.is_file():
+                s = read_samples(job.samples)
+                grid = {k: getattr(s, k) for k in ("images", "ada_images", "saliency", "keep")}
+                self.writer.add_image("samples", samples_grid(grid), 0)
         finally:
             self.writer.close()

@@ -9,23 +9,17 @@ interval; the power sentence says what the study could not have detected.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ada_core.errors import InputError, suggest
+from ada_core.quantities import METRICS
 from ada_core.stats import Comparison, StudyStatistics
 
 __all__ = ["headline", "verdict"]
 
-_CONTROL = {
-    "random": "random erasing",
-    "none": "longer training without ADA (none)",
-    "none_matched": "step-matched longer training without ADA (none_matched)",
-    "standard": "the standard phase",
-}
-_UNIT = {"dsc": "points", "tpr": "points", "tnr": "points", "ppv": "points", "hsd": "mm",
-         "hd95": "mm"}
-#: Metrics bounded to 0..100: a detectable difference above the range is never reachable.
-_RANGE = {"dsc": 100.0, "tpr": 100.0, "tnr": 100.0, "ppv": 100.0}
+_UNIT = {name: m.diff_unit for name, m in METRICS.items()}
+#: Bounded metrics: a detectable difference above the range is never reachable.
+_RANGE = {name: m.high - m.low for name, m in METRICS.items() if m.bounded}
 MINUS = "\u2212"
 
 
@@ -70,8 +64,15 @@ def _numbers(c: Comparison, unit: str, name: bool = True) -> str:
             f"{_signed(c.ci.high, d)}, Holm p {_p(c.p_holm)}")
 
 
-def _findings(cs: list[Comparison], control: str, what: str, unit: str) -> list[str]:
-    name = _CONTROL.get(control, control)
+def _title(control: str, titles: Mapping[str, str]) -> str:
+    """How a sentence names a control: its title and its label (``random erasing (random)``)."""
+    title = titles.get(control, "")
+    return f"{title} ({control})" if title and title != control else control
+
+
+def _findings(cs: list[Comparison], control: str, what: str, unit: str,
+              titles: Mapping[str, str]) -> list[str]:  # fmt: skip
+    name = _title(control, titles)
     size = _size(cs, run=True)
     out = []
     better = [c for c in cs if c.significant and c.diff > 0]
@@ -139,7 +140,7 @@ def _power(cs: list[Comparison], what: str, unit: str, metric: str, alpha: float
 
 def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
             controls: Sequence[str] | None = None, missing: Sequence[str] = (),
-            lead: bool = False) -> list[str]:
+            lead: bool = False, titles: Mapping[str, str] | None = None) -> list[str]:
     """Sentences on whether the interpretability methods beat the controls.
 
     Args:
@@ -185,7 +186,7 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
     if missing:
         out.append(f"Not compared (missing or failed): {', '.join(missing)}.")
     if lead:
-        out.append(headline(stats, metric=metric, sets=sets, controls=controls))
+        out.append(headline(stats, metric=metric, sets=sets, controls=controls, titles=titles))
     for set_ in sets:
         what = _what(set_, metric)
         for control in controls:
@@ -197,13 +198,14 @@ def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] 
                                f"{c.note} ({_size([c])}).")
             ok = [c for c in cs if c.p is not None and c.diff is not None]
             if ok:
-                out += _findings(ok, control, what, unit)
+                out += _findings(ok, control, what, unit, titles or {})
                 out += _power(ok, what, unit, metric, stats.alpha, stats.power)
     return out
 
 
 def headline(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
-             controls: Sequence[str] | None = None) -> str:
+             controls: Sequence[str] | None = None,
+             titles: Mapping[str, str] | None = None) -> str:
     """One sentence over every comparison of ``metric``: which, if any, survive Holm's
     correction, else the closest one (smallest p). Generated from the numbers only.
 
@@ -221,7 +223,8 @@ def headline(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str]
         return f"No {metric.upper()} comparison of a method against a control could be tested."
     unit = _UNIT.get(metric, "")
     methods = sorted({c.branch for c in cs})
-    names = ", ".join(_CONTROL.get(k, k) for k in dict.fromkeys(c.control for c in cs))
+    titles = titles or {}
+    names = ", ".join(_title(k, titles) for k in dict.fromkeys(c.control for c in cs))
     scope = (f"Over {_size(cs)}, {len(cs)} paired {metric.upper()} comparisons of "
              f"{len(methods)} interpretability method{'s' if len(methods) != 1 else ''} against "
              f"{names} on {len({c.set for c in cs})} evaluation sets")
@@ -232,7 +235,7 @@ def headline(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str]
                 f"{top.branch} against {top.control} on {_what(top.set, metric)}, "
                 f"{_numbers(top, unit, name=False)}).")
     shown = "; ".join(
-        f"{c.branch} {'beats' if c.diff > 0 else 'is worse than'} {_CONTROL.get(c.control, c.control)} "
+        f"{c.branch} {'beats' if c.diff > 0 else 'is worse than'} {_title(c.control, titles)} "
         f"on {_what(c.set, metric)} ({_numbers(c, unit, name=False)})"
         for c in sig[:3]
     )

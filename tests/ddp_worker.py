@@ -28,7 +28,7 @@ from ada_core.augment import AugmentConfig, Augmenter
 from ada_core.config import load_config
 from ada_core.data import load_slices
 from ada_core.engine import run_study
-from ada_core.engine.checkpoint import load_checkpoint
+from studykit import load_pt as load_checkpoint
 from ada_core.engine.cycle import compute_keep
 from ada_core.engine.ddp import DataParallel
 from ada_core.engine.loop import Runtime, train_epoch

@@ -96,3 +96,10 @@ def read_results(run: Path) -> list[dict]:
 
     with open(run / "results.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def load_pt(path: Path) -> dict:
+    """A torch file of a run folder read independently of ADA (weights_only, as ADA reads it)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)

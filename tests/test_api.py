@@ -137,7 +137,9 @@ def test_a_failed_job_is_reported_not_raised(study, tmp_path):
     copy = tmp_path / "tiny"
     shutil.copytree(study, copy)
     (copy / "seed-0" / "branches" / "gradcam" / "done.json").unlink()
-    (copy / "seed-0" / "branches" / "gradcam" / "failed.json").write_text('{"error": "boom"}')
+    key = json.loads((copy / "seed-0" / "branches" / "gradcam" / "key.json").read_text())["key"]
+    (copy / "seed-0" / "branches" / "gradcam" / "failed.json").write_text(json.dumps(
+        {"status": "failed", "key": key, "error": "boom", "where": "training", "time": "now"}))
     from ada_core.engine import aggregate
 
     aggregate(copy, n_boot=50)

@@ -18,14 +18,12 @@ from ada_core.data import (
     DataWarning,
     PreprocessConfig,
     SliceSet,
-    SplitConfig,
     load_slices,
     preprocess_volume,
-    split_slices,
-    split_subjects,
 )
 from ada_core.errors import DataError
 from ada_core.interfaces import ComponentConfig, SegDataset, Subject, Volume
+from ada_core.splits import SplitConfig, split_slices, split_subjects
 
 SUBJ = Subject("s1", "siteA", "p1")
 

@@ -31,7 +31,15 @@ from ada_core.cli import main
 from ada_core.config import parse_config
 from ada_core.data import load_slices
 from ada_core.engine import build_plan
-from ada_core.engine.checkpoint import load_checkpoint, write_json
+from ada_core.runfolder import (
+    BestRecord,
+    DoneRecord,
+    FailedRecord,
+    JobPaths,
+    RunLayout,
+    write_record,
+)
+from studykit import load_pt as load_checkpoint
 from ada_core.engine.ddp import DataParallel
 from ada_core.engine.distributed import (
     Processes,
@@ -170,14 +178,25 @@ def test_shards_run_what_the_ranks_run_and_aggregate_to_one_process(study, ranks
 # --------------------------------------------------------------------------- waiting
 
 
+def _done(std: JobPaths, key: str) -> None:
+    write_record(std.done, std.root, DoneRecord(
+        key=key, epochs=1, best=BestRecord(epoch=1, cycle=0, metrics={}), selected="best.pt",
+        selected_epoch=1, seconds=0.0))  # fmt: skip
+
+
+def _failed(std: JobPaths, error: str, key: str = "k") -> None:
+    write_record(std.failed, std.root, FailedRecord(key=key, error=error, where="training",
+                                                    time="now"))  # fmt: skip
+
+
 def test_a_branch_waits_for_its_standard_phase_and_ignores_other_settings(tmp_path):
-    std = tmp_path / "standard"
-    std.mkdir()
-    write_json(std / "done.json", {"key": "old settings"})  # another key: not the phase waited for
+    std = JobPaths(tmp_path, Path("seed-0/standard"))
+    std.folder.mkdir(parents=True)
+    _done(std, "old settings")  # another key: not the phase waited for
 
     def finish() -> None:
         time.sleep(0.3)
-        write_json(std / "done.json", {"key": "k"})
+        _done(std, "k")
 
     thread = threading.Thread(target=finish)
     t0 = time.monotonic()
@@ -188,15 +207,15 @@ def test_a_branch_waits_for_its_standard_phase_and_ignores_other_settings(tmp_pa
 
 
 def test_a_failed_standard_phase_stops_the_wait_with_its_error_and_a_stale_one_does_not(tmp_path):
-    std = tmp_path / "standard"
-    std.mkdir()
-    write_json(std / "failed.json", {"error": "the training loss became nan"})
+    std = JobPaths(tmp_path, Path("seed-0/standard"))
+    std.folder.mkdir(parents=True)
+    _failed(std, "the training loss became nan")
     stale = failed_stamp(std)
     with pytest.raises(StandardUnavailable, match=r"gave up after .* no done.json appeared\. Its "
                        r"folder holds a failed.json from an earlier attempt.*--resume"):  # fmt: skip
         wait_for_standard(std, "k", owner="shard 0/2", timeout_s=0.3, stale=stale, poll_s=0.05)
     time.sleep(0.01)
-    write_json(std / "failed.json", {"error": "the training loss became inf"})  # this attempt's
+    _failed(std, "the training loss became inf")  # this attempt's
     with pytest.raises(StandardUnavailable, match=r"run by shard 0/2\) failed: the training loss became inf"):
         wait_for_standard(std, "k", owner="shard 0/2", timeout_s=30, stale=stale, poll_s=0.05)
 
@@ -208,10 +227,10 @@ def test_branches_of_a_standard_phase_that_failed_elsewhere_are_reported_not_run
 
     plan = build_plan(parse_config(tiny_config(tmp_path, attributors=["vanilla", "none"])), load_plugins())
     std, *branches = plan_jobs(plan, [Replicate("", 0, ("a",), ("b",))], "fingerprint")
-    write_json(std.folder / "failed.json", {"key": std.key, "error": "the training loss became nan"})
+    _failed(std.paths, "the training loss became nan", std.key)
     t0 = time.monotonic()
     failed = execute(plan, [JobState(b, "new") for b in branches], None, quiet=True,  # type: ignore[arg-type]
-                     remote={std.folder: Remote("shard 0/2", None)}, wait_s=60)  # fmt: skip
+                     remote={std.paths: Remote("shard 0/2", None)}, wait_s=60)  # fmt: skip
     assert time.monotonic() - t0 < 30  # the failure ends the wait at once, for both branches
     assert failed == [f"{b.title} not run: its standard phase ({std.folder}, run by shard 0/2) "
                       "failed: the training loss became nan" for b in branches]  # fmt: skip
@@ -224,20 +243,21 @@ def test_branches_of_a_standard_phase_that_failed_elsewhere_are_reported_not_run
 
 def _fake_jobs(seeds: int, branches: int) -> list[Job]:
     jobs = []
+    layout = RunLayout(Path("/run"))
     for s in range(seeds):
         rep = Replicate("", s)
-        base = Path("/run") / rep.path
-        jobs.append(Job(rep, None, base / "standard", f"s{s}", {}))
+        where = layout.replicate("", s)
+        jobs.append(Job(rep, None, where.standard, f"s{s}", {}))
         for b in range(branches):
-            branch = Branch(f"b{b}", "m", False, None, 1, {})
-            jobs.append(Job(rep, branch, base / "branches" / f"b{b}", f"s{s}b{b}", {}))
+            branch = Branch(f"b{b}", "m", f"b{b}", False, None, 1, {})
+            jobs.append(Job(rep, branch, where.branch(f"b{b}"), f"s{s}b{b}", {}))
     return jobs
 
 
 def _makespan(jobs: list[Job], costs: list[float], orders) -> float | None:
     """Makespan of running ``orders`` (per process) with branches after their standard
     phase; None when the orders wait on each other for ever."""
-    std = {j.folder.parent: i for i, j in enumerate(jobs) if j.branch is None}
+    std = {j.paths: i for i, j in enumerate(jobs) if j.branch is None}
     end: dict[int, float] = {}
     pos, free = [0] * len(orders), [0.0] * len(orders)
     moved = True
@@ -246,7 +266,7 @@ def _makespan(jobs: list[Job], costs: list[float], orders) -> float | None:
         for r, order in enumerate(orders):
             while pos[r] < len(order):
                 i = order[pos[r]]
-                dep = None if jobs[i].branch is None else std[jobs[i].folder.parent.parent]
+                dep = None if jobs[i].branch is None else std[jobs[i].paths.standard]
                 if dep is not None and dep not in end:
                     break
                 free[r] = end[i] = max(free[r], 0.0 if dep is None else end[dep]) + costs[i]

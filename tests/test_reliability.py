@@ -7,6 +7,7 @@ refused and the file is not written); bit-exact resume after an interruption too
 from __future__ import annotations
 
 import errno
+import re
 import json
 import os
 import signal
@@ -25,8 +26,7 @@ from ada_core import Attributor, ComponentConfig
 from ada_core.cli import main
 from ada_core.config import parse_config
 from ada_core.engine import run_study
-from ada_core.engine.jobs import move_aside
-from ada_core.engine.lock import RunLock, RunLockedError
+from ada_core.runfolder import RunLayout, RunLock, RunLockedError, move_aside
 from ada_core.errors import ConfigError, DataError
 from ada_core.plugins import load_plugins
 from ada_core.testing.models import TinySegModel
@@ -67,7 +67,7 @@ def test_the_engine_moves_nothing_outside_its_run_folder(tmp_path):
     (outside / "data.txt").write_text("keep me")
     run.mkdir()
     with pytest.raises(DataError, match="not inside the run folder"):
-        move_aside(run, run / ".." / "precious")
+        move_aside(RunLayout(run), run / ".." / "precious")
     assert (outside / "data.txt").read_text() == "keep me"
 
 
@@ -79,7 +79,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path, capsys):
     run = tmp_path / "locked"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from ada_core.engine.lock import RunLock\n"
+         "from ada_core.runfolder import RunLock\n"
          f"with RunLock(Path({str(run)!r})):\n    print('held', flush=True)\n    time.sleep(60)\n"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
@@ -157,11 +157,38 @@ def test_corrupt_standard_checkpoint_is_repaired_from_the_previous_one(tmp_path,
 def test_unreadable_selected_checkpoint_is_found_before_any_training(tmp_path):
     run = run_study(parse_config(quick(tmp_path)), load_plugins(), quiet=True).run_dir
     (run / "seed-0" / "standard" / "best.pt").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match=r"(?s)unreadable checkpoints:.*standard \(seed 0\).*best\.pt"
+    with pytest.raises(ConfigError, match=r"(?s)damaged files:.*standard \(seed 0\).*best\.pt"
                        r".*--force"):  # fmt: skip
         run_study(parse_config(quick(tmp_path, attributors=("vanilla", "none", "gradcam"))),
                   load_plugins(), quiet=True)  # fmt: skip
     assert not (run / "seed-0" / "branches" / "gradcam").exists()
+
+
+@pytest.mark.parametrize("damage", ["torn best.pt", "corrupt done.json", "truncated rows.csv"])
+def test_the_recovery_a_message_advises_works(tmp_path, capsys, damage):
+    """Issue 19 item 1: the option a refusal names (--force, --resume) recovers the run."""
+    data = quick(tmp_path)
+    run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
+    std = run / "seed-0" / "standard"
+    results = (run / "results.csv").read_text()
+    if damage == "torn best.pt":
+        (std / "best.pt").write_bytes((std / "best.pt").read_bytes()[:200])
+        option, said = "force", "--force"
+    elif damage == "corrupt done.json":
+        (std / "done.json").write_text('{"status": "done", "key": ')
+        option, said = "force", "--force"
+    else:
+        [rows] = list(std.glob("eval/*/rows.csv"))
+        rows.write_text("".join(rows.read_text().splitlines(keepends=True)[:-3]))  # whole lines lost
+        option, said = "resume", "--resume"
+    with pytest.raises(ConfigError, match=said) as refused:
+        run_study(parse_config(data), load_plugins(), quiet=True)
+    assert "best.pt" in str(refused.value) or "done.json" in str(refused.value) or \
+        "rows.csv" in str(refused.value)
+    run_study(parse_config(data), load_plugins(), quiet=True, **{option: True})
+    assert (run / "results.csv").read_text() == results  # the same numbers, computed again
+    kept = list((run / ".superseded").rglob("*"))
+    assert kept, "the damaged files were kept aside, not deleted"
 
 
 # --------------------------------------------------------------------------- failed branches
@@ -279,7 +306,7 @@ def test_output_path_that_is_a_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_disk_faults_exit_2_and_keep_finished_work(tmp_path, capsys, monkeypatch, code):
-    import ada_core.engine.checkpoint as ck
+    import ada_core.runfolder._io as ck
 
     cfg = write_config(quick(tmp_path, cycles=2), tmp_path / "d.toml")
     real, calls = ck.torch.save, []
@@ -330,3 +357,135 @@ def test_validate_checks_the_gradcam_layer_against_the_model(tmp_path, capsys):
     assert "'bottleneck'" in err  # the valid layers are listed
     assert main(["compare", str(cfg), "--quiet", *bad]) == 2
     assert not (tmp_path / "r" / "seed-0").exists()  # refused before the standard phase
+
+
+# --------------------------------------------------------------------------- the run folder (issue 19)
+
+
+def test_a_shard_with_other_settings_is_refused_with_the_difference(tmp_path):
+    run_study(parse_config(quick(tmp_path)), load_plugins(), quiet=True, shard="0/2")
+    with pytest.raises(ConfigError, match=r"(?s)this shard's settings differ from the study.*"
+                       r"train\.cycles: 1 -> 2.*same config and --set values"):  # fmt: skip
+        run_study(parse_config(quick(tmp_path, cycles=2)), load_plugins(), quiet=True, shard="1/2")
+    run_study(parse_config(quick(tmp_path)), load_plugins(), quiet=True, shard="1/2")  # same: fine
+
+
+def test_force_keeps_every_run_level_file_and_the_superseded_folder_is_a_run(tmp_path, capsys):
+    cfg1 = write_config(quick(tmp_path, cycles=1), tmp_path / "a.toml")
+    cfg2 = write_config(quick(tmp_path, cycles=2), tmp_path / "b.toml")
+    assert main(["compare", str(cfg1), "--quiet"]) == 0
+    run = tmp_path / "r"
+    names = ["config.toml", "config.json", "study.json", "results.csv", "summary.json",
+             "summary.txt", "report.html"]  # fmt: skip
+    old = {n: (run / n).read_bytes() for n in names}
+    assert main(["compare", str(cfg2), "--quiet", "--force"]) == 0
+    (kept,) = list((run / ".superseded").iterdir())
+    assert {n: (kept / n).read_bytes() for n in names} == old  # nothing overwritten: kept aside
+    assert (run / "study.json").read_bytes() != old["study.json"]
+    # the reused standard phase is linked in, so the superseded folder aggregates by itself
+    assert (kept / "seed-0" / "standard" / "best.pt").is_file()
+    assert main(["aggregate", str(kept)]) == 0
+    assert (kept / "results.csv").read_bytes() == old["results.csv"]
+    assert main(["report", str(kept)]) == 0
+    assert (run / "seed-0" / "standard" / "best.pt").stat().st_ino == \
+        (kept / "seed-0" / "standard" / "best.pt").stat().st_ino  # a hard link, not a copy
+
+
+def test_aggregate_checks_every_rows_file_before_replacing_results(tmp_path, capsys):
+    run = run_study(parse_config(quick(tmp_path)), load_plugins(), quiet=True).run_dir
+    before = (run / "results.csv").read_bytes()
+    [rows] = list((run / "seed-0" / "branches" / "vanilla").glob("eval/*/rows.csv"))
+    rows.write_text(rows.read_text()[: len(rows.read_text()) // 2])  # cut mid-line
+    assert main(["aggregate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rows} is damaged" in err and "results.csv was left as it was" in err
+    assert "--resume" in err and "Traceback" not in err
+    assert (run / "results.csv").read_bytes() == before
+
+
+def test_a_link_at_the_run_lock_is_refused_and_its_target_untouched(tmp_path, capsys):
+    cfg = write_config(quick(tmp_path), tmp_path / "l.toml")
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "lock").symlink_to(outside)
+    assert main(["compare", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lock: it is a symbolic link" in err and "Traceback" not in err
+    assert outside.read_text() == "keep me"
+
+
+def _limited(limit: int) -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_file_too_large_exits_2_naming_the_file_and_resume_finishes(tmp_path):
+    cfg = write_config(quick(tmp_path), tmp_path / "f.toml")
+    proc = subprocess.run([sys.executable, "-m", "ada_core.cli", "compare", str(cfg), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, check=False,
+                          preexec_fn=lambda: _limited(100_000))  # a checkpoint is larger  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert re.search(r"cannot write \S+/r/seed-0/\S+\.pt: the file is larger than allowed",
+                     proc.stderr), proc.stderr[-2000:]  # fmt: skip
+    assert "Traceback" not in proc.stderr and "enforce fail" not in proc.stderr
+    assert main(["compare", str(cfg), "--quiet", "--resume"]) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"a small disk needs `mount -t tmpfs` (root): {done.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_exits_2_naming_the_file_and_loses_nothing(small_disk, tmp_path, capsys):
+    cfg = write_config(quick(small_disk), tmp_path / "d.toml")
+    assert main(["compare", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"cannot write {re.escape(str(small_disk))}/r/\S+: the disk is full", err), err
+    assert "Traceback" not in err
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    assert main(["compare", str(cfg), "--quiet", "--resume"]) == 0
+    reference = run_study(parse_config(quick(tmp_path / "ref")), load_plugins(), quiet=True).run_dir
+    assert (small_disk / "r" / "results.csv").read_text() == (reference / "results.csv").read_text()
+
+
+def test_a_chain_of_twenty_random_sigkills_ends_bit_exact(tmp_path):
+    """Kill a study with SIGKILL at 20+ random moments (any phase: planning, training, a
+    checkpoint write, scoring, aggregation), resume each time: the end equals an
+    uninterrupted run bit for bit (results.csv, every checkpoint, every epoch's numbers)."""
+    train = {"standard_epochs": 12, "cycles": 2, "ada_epochs": 3, "robustness": True,
+             "seeds": [0, 1]}  # fmt: skip
+    attributors = ("vanilla", "random", "none")
+    kill = write_config(quick(tmp_path / "kill", attributors=attributors, **train), tmp_path / "k.toml")
+    ref = write_config(quick(tmp_path / "ref", attributors=attributors, **train), tmp_path / "r.toml")
+    out = tmp_path / "chain.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_chain.py"), str(kill),
+                           str(ref), "20", "19", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chain = json.loads(out.read_text())
+    assert chain["outcomes"].count("killed") >= 20, chain
+    assert chain["outcomes"][-1] == "finished" and chain["reference"] == "finished", chain
+    a, b = tmp_path / "kill" / "r", tmp_path / "ref" / "r"
+    assert (a / "results.csv").read_bytes() == (b / "results.csv").read_bytes()
+    checkpoints = sorted(p.relative_to(b) for p in b.rglob("*.pt") if ".superseded" not in p.parts)
+    assert len(checkpoints) >= 8
+    for rel in checkpoints:
+        x, y = torch.load(a / rel, weights_only=True), torch.load(b / rel, weights_only=True)
+        tensors = x.get("model", x.get("keep"))
+        for k, v in (tensors.items() if isinstance(tensors, dict) else [("keep", tensors)]):
+            ref_v = y["model"][k] if "model" in y else y["keep"]
+            assert torch.equal(v, ref_v), (rel, k)
+    for rel in sorted(p.relative_to(b) for p in b.rglob("metrics.jsonl")):
+        got, want = metrics_rows(a / rel.parent), metrics_rows(b / rel.parent)
+        assert [(r["epoch"], r["loss"], r["metrics"]) for r in got] == \
+            [(r["epoch"], r["loss"], r["metrics"]) for r in want], rel

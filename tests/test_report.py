@@ -257,7 +257,10 @@ def test_provenance_and_config(summary, page_html, run):
 def test_failed_branch_gives_a_partial_report(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    (copy / "seed-1" / "branches" / "random" / "failed.json").write_text(json.dumps({"error": "simulated: out of memory"}))
+    folder = copy / "seed-1" / "branches" / "random"
+    key = json.loads((folder / "key.json").read_text())["key"]
+    (folder / "failed.json").write_text(json.dumps({"key": key, "error": "simulated: out of memory",
+                                                    "where": "training", "time": "now"}))
     assert main(["aggregate", str(copy)]) == 3  # EXIT_FAILED_JOBS; the report is still written
     summary = json.loads((copy / "summary.json").read_text())
     text = (copy / "report.html").read_text()

@@ -39,7 +39,7 @@ def test_every_figure_is_a_png_with_labelled_axes(report):
 
 
 def test_forest_plot_draws_every_difference_with_its_ci(summary, report):
-    from ada_core.engine.summary import RunSummary
+    from ada_core.runfolder import RunSummary
     from ada_core.report.forest import forest_figure
 
     comps = {(c["set"], c["branch"], c["control"], c["metric"]): c for c in summary["statistics"]["comparisons"]}

@@ -57,8 +57,8 @@ def make_table(rng, *, seeds=3, subjects=12, slices=4, branches=("vanilla", "gra
                sd_subj=0.5, sd_res=1.5, sd_slice=2.0, nan_every=0):
     """A results table (columns) with per-branch seed and subject effects."""
     effect = effect or {}
-    cols = {c: [] for c in ("seed", "fold", "branch", "set", "subject", "site", "slice", "dsc",
-                            "hsd")}
+    cols = {c: [] for c in ("seed", "fold", "branch", "set", "person", "subject", "site", "slice",
+                            "dsc", "hsd")}
     base = {f"{f}s{j}": rng.normal(80, 5) for f in folds for j in range(subjects)}
     for st, b in itertools.product(sets, branches):
         a = rng.normal(0, sd_seed, seeds)
@@ -72,6 +72,7 @@ def make_table(rng, *, seeds=3, subjects=12, slices=4, branches=("vanilla", "gra
             cols["fold"].append(f)
             cols["branch"].append(b)
             cols["set"].append(st)
+            cols["person"].append(k)
             cols["subject"].append(k)
             cols["site"].append(f or "ucl")
             cols["slice"].append(sl)
@@ -103,13 +104,14 @@ def test_read_table_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda r: [x.pop(4) for x in r], r"missing column\(s\) \['subject'\]"),
-    (lambda r: r[3].__setitem__(7, "0.8x"), r"line 4, column 'dsc': '0.8x' is not a number"),
+    (lambda r: [x.pop(5) for x in r], r"missing column\(s\) \['subject'\]"),
+    (lambda r: r[3].__setitem__(8, "0.8x"), r"line 4, column 'dsc': '0.8x' is not a number"),
     (lambda r: r[2].__setitem__(0, "1.5"), r"line 3, column 'seed': '1.5' is not an integer"),
-    (lambda r: r[5].append("7"), r"line 6: 10 fields, the header has 9"),
-    (lambda r: r[4].__setitem__(8, "inf"), r"line 5, column 'hsd': infinite"),
+    (lambda r: r[5].append("7"), r"line 6: 11 fields, the header has 10"),
+    (lambda r: r[4].__setitem__(9, "inf"), r"line 5, column 'hsd': infinite"),
     (lambda r: r.append(list(r[1])), r"lines 2 and \d+ have the same key"),
-    (lambda r: r[1].__setitem__(5, "zur"), r"line 3: subject 's0' has site 'ucl' here and 'zur'"),
+    (lambda r: r[1].__setitem__(6, "zur"), r"line 3: subject 's0' has site 'ucl' here and 'zur'"),
+    (lambda r: r[1].__setitem__(4, "p9"), r"line 3: subject 's0' has person 's0' here and 'p9'"),
     (lambda r: r.__setitem__(slice(1, None), []), r"header but no rows"),
 ])
 def test_read_table_errors_name_file_line_and_column(tmp_path, edit, match):

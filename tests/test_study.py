@@ -24,7 +24,7 @@ from studykit import read_results, tiny_config
 
 from ada_core.config import parse_config
 from ada_core.engine import run_study
-from ada_core.engine.checkpoint import load_checkpoint
+from studykit import load_pt as load_checkpoint
 from ada_core.errors import ConfigError
 from ada_core.plugins import load_plugins
 
@@ -78,8 +78,8 @@ def test_a_folder_per_seed_and_the_tidy_table_has_every_row(tiny_study):
     study = json.loads((run / "study.json").read_text())
     n = study["slices"][""]
     v, t = n["val"], n["test"]
-    assert v and t and study["subjects"][""]["test"] and not (
-        set(study["subjects"][""]["test"]) & set(study["subjects"][""]["val"]))  # fmt: skip
+    persons = {part: {p["person"] for p in found} for part, found in study["persons"][""].items()}
+    assert v and t and persons["test"] and not persons["test"] & persons["val"]
     rows = read_results(run)
     # per seed: every phase on val, test and 3 test-based sets; branches also val@ada2
     expected = len(STUDY_SEEDS) * ((1 + len(BRANCHES)) * (v + 4 * t) + len(BRANCHES) * v)
@@ -89,8 +89,8 @@ def test_a_folder_per_seed_and_the_tidy_table_has_every_row(tiny_study):
     keys = [(r["seed"], r["branch"], r["set"], r["subject"], r["slice"]) for r in rows]
     assert len(set(keys)) == len(keys)
     with open(run / "results.csv", newline="") as f:  # pandas-free: the header is the schema
-        assert next(csv.reader(f)) == ["seed", "fold", "branch", "set", "subject", "site",
-                                       "slice", "dsc", "hsd", "hd95", "tpr", "tnr", "ppv"]  # fmt: skip
+        assert next(csv.reader(f)) == ["seed", "fold", "branch", "set", "person", "subject",
+                                       "site", "slice", "dsc", "hsd", "hd95", "tpr", "tnr", "ppv"]  # fmt: skip
 
 
 def test_random_erases_different_windows_in_different_seeds(tiny_study):

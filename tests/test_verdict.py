@@ -13,6 +13,8 @@ from ada_core.stats import Table, study_statistics
 from ada_core.verdict import verdict
 
 METHODS = ["vanilla", "gradcam", "guided_backprop"]
+#: How the study names the controls (the engine passes its branches' titles).
+TITLES = {"random": "random erasing", "none": "longer training without ADA"}
 
 
 def _stats(effect=None, seeds=4, subjects=16, sets=("robustness",), **kw):
@@ -32,7 +34,7 @@ NUM = r"([+\u2212]?\d+\.\d+)"
 
 def test_no_effect_says_no_method_beats_the_control_and_quotes_the_largest():
     st = _stats()
-    lines = verdict(st, controls=["random"])
+    lines = verdict(st, titles=TITLES, controls=["random"])
     head = next(s for s in lines if "none of the 3 interpretability methods" in s)
     assert head.startswith("Over 4 seeds \u00d7 16 subjects") and "random erasing" in head
     m = re.search(rf"largest: (\w+) {NUM} points, 95% CI {NUM} to {NUM}, Holm p = ([\d.]+)",
@@ -55,13 +57,13 @@ def test_no_effect_says_no_method_beats_the_control_and_quotes_the_largest():
 
 
 def test_planted_effect_flips_the_sentence():
-    before = verdict(_stats(), controls=["random"])
-    after = verdict(_stats(effect={"gradcam": 4.0}), controls=["random"])
+    before = verdict(_stats(), titles=TITLES, controls=["random"])
+    after = verdict(_stats(effect={"gradcam": 4.0}), titles=TITLES, controls=["random"])
     assert not any("gradcam beats" in s for s in before)
     st = _stats(effect={"gradcam": 4.0})
     c = st.comparison("gradcam", "random", "robustness", "dsc")
     assert c.significant and c.ci.low > 0
-    hit = next(s for s in after if "gradcam beats random erasing on robustness DSC" in s)
+    hit = next(s for s in after if "gradcam beats random erasing (random) on robustness DSC" in s)
     assert f"+{c.diff:.1f} points" in hit and f"over {c.holm_family} comparisons" in hit
     assert f"d_z = +{c.effect_size:.2f}" in hit
     assert any(s.startswith("The other 2 methods show no difference") for s in after)
@@ -69,16 +71,16 @@ def test_planted_effect_flips_the_sentence():
 
 def test_worse_method_is_called_worse():
     st = _stats(effect={"vanilla": -4.0})
-    lines = verdict(st, controls=["random"])
+    lines = verdict(st, titles=TITLES, controls=["random"])
     c = st.comparison("vanilla", "random", "robustness", "dsc")
-    hit = next(s for s in lines if "vanilla is worse than random erasing" in s)
+    hit = next(s for s in lines if "vanilla is worse than random erasing (random)" in s)
     assert f"\u2212{abs(c.diff):.1f} points" in hit and c.ci.high < 0
 
 
 def test_lower_is_better_metric_states_the_orientation():
     st = _stats(effect={"gradcam": 4.0})  # higher DSC -> lower HSD in make_table
-    lines = verdict(st, metric="hsd", controls=["random"])
-    hit = next(s for s in lines if "gradcam beats random erasing on robustness HSD" in s)
+    lines = verdict(st, titles=TITLES, metric="hsd", controls=["random"])
+    hit = next(s for s in lines if "gradcam beats random erasing (random) on robustness HSD" in s)
     assert " mm" in hit and "+" in hit.split(":")[1][:3]
     assert lines[0].startswith("HSD is lower-is-better: each difference below is control "
                                "\u2212 method")
@@ -86,7 +88,7 @@ def test_lower_is_better_metric_states_the_orientation():
 
 def test_single_seed_is_labelled():
     st = _stats(seeds=1)
-    lines = verdict(st)
+    lines = verdict(st, titles=TITLES)
     assert lines[0].startswith("Only 1 seed (0): every interval and test below is over the 16 "
                                "subjects only")
     assert any("seeds needed cannot be projected" in s for s in lines)
@@ -94,9 +96,9 @@ def test_single_seed_is_labelled():
 
 
 def test_missing_branches_and_untestable_designs_are_named():
-    lines = verdict(_stats(), missing=["guided_gradcam", "input_x_gradient"])
+    lines = verdict(_stats(), titles=TITLES, missing=["guided_gradcam", "input_x_gradient"])
     assert "Not compared (missing or failed): guided_gradcam, input_x_gradient." in lines
-    tiny = verdict(_stats(seeds=1, subjects=1), controls=["random"])
+    tiny = verdict(_stats(seeds=1, subjects=1), titles=TITLES, controls=["random"])
     assert any("gradcam cannot be tested against random" in s and "no variance" in s
                for s in tiny)
 
@@ -104,20 +106,20 @@ def test_missing_branches_and_untestable_designs_are_named():
 def test_a_design_too_small_for_any_difference_says_so():
     st = _stats(seeds=2, subjects=2, sd_seed=30.0, sd_res=20.0, rng=3)
     assert min(c.mde for c in st.comparisons if c.metric == "dsc" and c.mde) >= 100
-    lines = verdict(st, controls=["random"])
+    lines = verdict(st, titles=TITLES, controls=["random"])
     assert any("no difference on the 0\u2013100 scale" in s for s in lines)
 
 
 def test_convergence_set_is_described():
     st = _stats(sets=("val@ada3",))
-    assert any("val DSC after the first 3 ADA epochs (val@ada3)" in s for s in verdict(st))
+    assert any("val DSC after the first 3 ADA epochs (val@ada3)" in s for s in verdict(st, titles=TITLES))
 
 
 def test_unknown_names_are_rejected():
     with pytest.raises(InputError, match=r"unknown control 'rnd'.*'random'"):
-        verdict(_stats(), controls=["rnd"])
+        verdict(_stats(), titles=TITLES, controls=["rnd"])
     with pytest.raises(InputError, match=r"unknown metric 'iou'"):
-        verdict(_stats(), metric="iou")
+        verdict(_stats(), titles=TITLES, metric="iou")
 
 
 def test_significant_before_but_not_after_holm_is_not_a_win():
@@ -128,7 +130,7 @@ def test_significant_before_but_not_after_holm_is_not_a_win():
         update={"low": 0.2, "high": 1.6})})
     st = st.model_copy(update={"comparisons": tuple(
         edited if x is c else x for x in st.comparisons)})
-    lines = verdict(st, controls=["random"])
+    lines = verdict(st, titles=TITLES, controls=["random"])
     assert not any(f"{b} beats" in s for s in lines for b in METHODS)
     head = next(s for s in lines if "none of the 3" in s)
     assert (f"largest: {c.branch} +0.9 points, 95% CI +0.2 to +1.6, Holm p = 0.14; "
@@ -139,17 +141,17 @@ def test_the_headline_names_what_survives_holm_or_the_closest_comparison():
     from ada_core.verdict import headline
 
     null = _stats()
-    line = headline(null)
+    line = headline(null, titles=TITLES)
     cs = [c for c in null.comparisons if c.metric == "dsc" and c.branch in METHODS]
     assert line.startswith(f"Over 4 seeds \u00d7 16 subjects, {len(cs)} paired DSC comparisons of 3 ")
     assert "none differs beyond chance after Holm's correction" in line
     top = min(cs, key=lambda c: c.p)
     assert f"closest: {top.branch} against {top.control}" in line
     planted = _stats(effect={"gradcam": 4.0})
-    line = headline(planted)
+    line = headline(planted, titles=TITLES)
     wins = [c for c in planted.comparisons if c.metric == "dsc" and c.significant]
     assert wins and all(c.branch == "gradcam" for c in wins)
-    assert f"{len(wins)} survive" in line and "gradcam beats random erasing on robustness DSC" in line
+    assert f"{len(wins)} survive" in line and "gradcam beats random erasing (random) on robustness DSC" in line
     d = 2 if wins[0].ci.high - wins[0].ci.low < 1 else 1
     first = min(wins, key=lambda c: c.p_holm)
     assert f"{first.diff:+.{d}f}".replace("-", "\u2212") in line

@@ -1,11 +1,13 @@
 """``ada aggregate RUN``: study-level results from the finished jobs of a run folder.
 
-Reads ``study.json`` and each job folder (nothing else: jobs may have run in other processes
-or on other machines), concatenates the jobs' tidy rows into ``results.csv``, computes the
-statistics (:mod:`ada_core.stats`) and the verdict (:mod:`ada_core.verdict`), the IoU of the
-first-cycle erased regions and the convergence numbers, and writes ``summary.json`` (a
-:class:`~ada_core.engine.summary.RunSummary`) and ``summary.txt``. A study still running, or
-with failed jobs, gives a partial summary that says what is missing and why.
+Reads ``study.json`` and each job folder through :mod:`ada_core.runfolder` (nothing else: jobs
+may have run in other processes or on other machines), checks every job's rows whole and only
+then writes ``results.csv`` (a damaged rows file leaves the old ``results.csv`` as it was and
+names itself), computes the statistics (:mod:`ada_core.stats`) and the verdict
+(:mod:`ada_core.verdict`), the IoU of the first-cycle erased regions and the convergence
+numbers, and writes ``summary.json`` (a :class:`~ada_core.runfolder.RunSummary`) and
+``summary.txt``. A study still running, or with failed jobs, gives a partial summary that says
+what is missing and why.
 """
 
 from __future__ import annotations
@@ -13,25 +15,35 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ada_core.engine.checkpoint import atomic_write_text, load_checkpoint, read_json, write_json
-from ada_core.engine.evaluation import COLUMNS
-from ada_core.engine.runlog import MetricsLog
-from ada_core.engine.summary import (
-    BranchRecord,
-    ConvergenceRecord,
-    IoUSummary,
-    JobRecord,
-    RunSummary,
-    SetRecord,
-    provenance,
-)
 from ada_core.engine.text import format_summary
 from ada_core.errors import DataError
 from ada_core.masks import erased_iou_matrix
+from ada_core.runfolder import (
+    BranchRecord,
+    ConvergenceRecord,
+    DoneRecord,
+    EvalSummary,
+    FailedRecord,
+    IoUSummary,
+    JobRecord,
+    KeyRecord,
+    RowsDigest,
+    RunLayout,
+    RunSummary,
+    SetRecord,
+    StudyJob,
+    StudyRecord,
+    check_rows,
+    concat_results,
+    provenance,
+    read_cycle1,
+    read_epochs,
+    read_record,
+    write_summary,
+)
 from ada_core.stats import read_table, study_statistics
 from ada_core.verdict import verdict
 
@@ -80,43 +92,38 @@ def convergence(
     return target, records
 
 
-def _curve(path: Path) -> list[float]:
-    rows = sorted(MetricsLog.read(path), key=lambda r: r["epoch"])
-    return [math.nan if r["metrics"].get("dsc_mean") is None else float(r["metrics"]["dsc_mean"])
-            for r in rows]  # fmt: skip
+def _job_record(layout: RunLayout, job: StudyJob) -> tuple[JobRecord, str | None]:
+    """The job's record and, when done, its checked rows (raises on damaged rows)."""
+    p = layout.job(job.path)
+    base = {"label": job.label, "seed": job.seed, "fold": job.fold, "path": job.path,
+            "eval_key": job.eval_key, "eval_path": str(p.eval(job.eval_key).folder.relative_to(
+                layout.root))}  # fmt: skip
+    key = read_record(p.key, KeyRecord).key if p.key.is_file() else None
+    if key != job.key:
+        return JobRecord(**base, status="missing", error="not started"), None
+    if p.failed.is_file():
+        return JobRecord(**base, status="failed", error=read_record(p.failed, FailedRecord).error), None
+    if not p.done.is_file():
+        return JobRecord(**base, status="missing", error="still training or interrupted"), None
+    done = read_record(p.done, DoneRecord)
+    rec = {**base, "best_epoch": done.best.epoch, "best_cycle": done.best.cycle,
+           "best_val_dsc": done.best.metrics.get("dsc_mean"), "selected": done.selected,
+           "selected_epoch": done.selected_epoch, "epochs": done.epochs,
+           "seconds": done.seconds, "counters": done.counters}  # fmt: skip
+    ev = p.eval(job.eval_key)
+    if not ev.summary.is_file():
+        return JobRecord(**rec, status="missing", error="trained, not yet scored"), None
+    scored = read_record(ev.summary, EvalSummary)
+    try:
+        rows = check_rows(ev, RowsDigest(scored.rows, scored.rows_sha256), seed=job.seed,
+                          fold=job.fold, branch=job.label)  # fmt: skip
+    except DataError as e:
+        raise DataError(f"{e}. {layout.results} was left as it was. Score the job again with "
+                        "`ada compare CONFIG --resume` (the damaged scores are kept aside)") from None  # fmt: skip
+    return JobRecord(**rec, status="done"), rows
 
 
-def _job_record(run_dir: Path, job: dict[str, Any]) -> JobRecord:
-    folder = run_dir / job["path"]
-    base = {"label": job["label"], "seed": job["seed"], "fold": job["fold"], "path": job["path"],
-            "eval_path": f"{job['path']}/eval/{job['eval_key']}"}
-    key = read_json(folder / "key.json").get("key") if (folder / "key.json").is_file() else None
-    if key != job["key"]:
-        return JobRecord(**base, status="missing", error="not started")
-    rows = folder / "eval" / job["eval_key"] / "rows.csv"
-    if (folder / "failed.json").is_file():
-        return JobRecord(**base, status="failed", error=read_json(folder / "failed.json")["error"])
-    if not (folder / "done.json").is_file():
-        return JobRecord(**base, status="missing", error="still training or interrupted")
-    done = read_json(folder / "done.json")
-    best = done["best"]
-    rec = {
-        **base,
-        "best_epoch": best["epoch"],
-        "best_cycle": best["cycle"],
-        "best_val_dsc": best["metrics"].get("dsc_mean"),
-        "selected": done["selected"],
-        "selected_epoch": done["selected_epoch"],
-        "epochs": done["epochs"],
-        "seconds": done["seconds"],
-        "counters": done.get("counters", {}),
-    }
-    if not rows.is_file():
-        return JobRecord(**rec, status="missing", error="trained, not yet scored")
-    return JobRecord(**rec, status="done")
-
-
-def _iou(run_dir: Path, jobs: list[JobRecord], ada: list[str]) -> IoUSummary | None:
+def _iou(layout: RunLayout, jobs: list[JobRecord], ada: list[str]) -> IoUSummary | None:
     done = {(j.fold, j.seed, j.label): j for j in jobs if j.status == "done"}
     reps = sorted({(j.fold, j.seed) for j in jobs})
     mats, n_images = [], 0
@@ -124,8 +131,7 @@ def _iou(run_dir: Path, jobs: list[JobRecord], ada: list[str]) -> IoUSummary | N
         labels = [b for b in ada if (fold, seed, b) in done]
         if len(labels) != len(ada) or not ada:
             continue
-        keeps = {b: load_checkpoint(run_dir / done[(fold, seed, b)].path / "cycle1.pt")["keep"].float()
-                 for b in labels}  # fmt: skip
+        keeps = {b: read_cycle1(layout.job(done[(fold, seed, b)].path)) for b in labels}
         _, m = erased_iou_matrix(keeps)
         mats.append(m.double())
         n_images += int(next(iter(keeps.values())).shape[0])
@@ -136,23 +142,7 @@ def _iou(run_dir: Path, jobs: list[JobRecord], ada: list[str]) -> IoUSummary | N
     return IoUSummary(names=ada, matrix=matrix, n_replicates=len(mats), n_images=n_images)
 
 
-def _concat_rows(run_dir: Path, study: dict[str, Any], jobs: list[JobRecord]) -> Path:
-    keys = {(j["fold"], j["seed"], j["label"]): j["eval_key"] for j in study["jobs"]}
-    out = [",".join(COLUMNS)]
-    for j in jobs:
-        if j.status != "done":
-            continue
-        path = run_dir / j.path / "eval" / keys[(j.fold, j.seed, j.label)] / "rows.csv"
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if not lines or lines[0] != out[0]:
-            raise DataError(f"{path}: unexpected header {lines[:1]}; expected {out[0]}")
-        out += lines[1:]
-    path = run_dir / "results.csv"
-    atomic_write_text(path, "\n".join(out) + "\n")
-    return path
-
-
-def _sets(table: Any) -> list[SetRecord]:
+def _sets(table) -> list[SetRecord]:  # noqa: ANN001 - a stats Table or None
     present = table.values("set") if table is not None else []
     records = []
     for name in present:
@@ -172,38 +162,31 @@ def _sets(table: Any) -> list[SetRecord]:
     return sorted(records, key=lambda r: (order.get(r.name, 5 if r.role == "extra" else 6), r.name))
 
 
-def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
-    """Write results.csv, summary.json and summary.txt of ``run_dir``; return the summary.
-
-    Raises:
-        DataError: ``run_dir`` holds no ``study.json`` (not a run folder).
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / "study.json").is_file():
-        raise DataError(f"{run_dir}: no study.json, so not an ADA run folder; run `ada compare` first")
-    study = read_json(run_dir / "study.json")
-    jobs = [_job_record(run_dir, j) for j in study["jobs"]]
+def _branches(study: StudyRecord, jobs: list[JobRecord]) -> tuple[list[BranchRecord], list[str]]:
     branches, missing = [], []
-    info = [{"label": "standard", "method": "standard", "kind": "standard", "control": False},
-            *study["branches"]]  # fmt: skip
-    for b in info:
-        mine = [j for j in jobs if j.label == b["label"]]
+    info = [("standard", "standard", "the standard phase", "standard", False)]
+    info += [(b.label, b.method, b.title, b.kind, b.control) for b in study.branches]
+    for label, method, title, kind, control in info:
+        mine = [j for j in jobs if j.label == label]
         ok = sum(j.status == "done" for j in mine)
         failed = [j for j in mine if j.status == "failed"]
-        status = "done" if ok == len(mine) else "failed" if failed and ok == 0 else "missing" if ok == 0 else "partial"
+        status = "done" if ok == len(mine) else "failed" if failed and ok == 0 else \
+            "missing" if ok == 0 else "partial"
         note = "; ".join(f"{j.fold + '/' if j.fold else ''}seed {j.seed}: {j.status} ({j.error})"
                          for j in mine if j.status != "done")  # fmt: skip
         if note:
-            missing.append(f"{b['label']}: {note}")
-        branches.append(BranchRecord(label=b["label"], method=b["method"], kind=b["kind"],
-                                     control=b["control"], status=status, replicates_done=ok,
+            missing.append(f"{label}: {note}")
+        branches.append(BranchRecord(label=label, method=method, title=title, kind=kind,
+                                     control=control, status=status, replicates_done=ok,
                                      replicates=len(mine), note=note))  # fmt: skip
-    rows_path = _concat_rows(run_dir, study, jobs)
+    return branches, missing
+
+
+def _statistics(table, sets, branches, n_boot):  # noqa: ANN001, ANN202
     done = [b for b in branches if b.status == "done"]
-    table = read_table(rows_path) if any(j.status == "done" for j in jobs) else None
-    sets = _sets(table)
     report_set = "test" if any(s.name == "test" for s in sets) else "val"
     compared_sets = [s.name for s in sets if s.role != "selection" or report_set == "val"]
+    plain = [s.name for s in sets if not s.name.startswith("val@")]
     methods = [b.label for b in done if b.kind == "ada" and not b.control]
     controls = [b.label for b in done if b.control]
     stats, others, sentences = None, [], []
@@ -211,50 +194,68 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
         if methods and controls:
             stats = study_statistics(table, branches=methods, controls=controls,
                                      sets=compared_sets, metrics=COMPARED, n_boot=n_boot)  # fmt: skip
-            sentences = verdict(stats, metric="dsc", lead=True,
+            sentences = verdict(stats, metric="dsc", lead=True, titles={b.label: b.title for b in branches},
                                 missing=[b.label for b in branches if b.status != "done"])
-        plain = [s.name for s in sets if not s.name.startswith("val@")]
-        compared = set(methods + controls) if stats is not None else set()
-        # The compared branches' DSC and HSD estimates are in `stats`; estimate the rest only.
-        for labels, metrics in (([b.label for b in done], SECONDARY),
-                                ([b.label for b in done if b.label not in compared], COMPARED)):
-            if labels:
-                others += study_statistics(table, branches=labels, controls=(), sets=plain,
-                                           metrics=metrics, n_boot=min(n_boot, 500)).estimates  # fmt: skip
+        have = {(e.branch, e.set, e.metric) for e in (stats.estimates if stats else ())}
+        labels = [b.label for b in done]
+        for metric in (*COMPARED, *SECONDARY):
+            for set_ in plain:
+                todo = [b for b in labels if (b, set_, metric) not in have]
+                if todo:
+                    others += study_statistics(table, branches=todo, controls=(), sets=[set_],
+                                               metrics=[metric], n_boot=min(n_boot, 500)).estimates  # fmt: skip
     if not sentences:
-        why = ("no interpretability-method branch finished" if not methods else
-               "no control (random or none) finished") if done else "no job has finished yet"  # fmt: skip
+        if not done:
+            why = "no job has finished yet"
+        elif not methods:
+            why = "no interpretability-method branch finished"
+        elif not any(b.control for b in branches):
+            why = "the study plans no control branch"
+        else:
+            why = "no control branch finished"
         sentences = [f"No comparison against the controls: {why}."]
-    ada = [b["label"] for b in study["branches"] if b["kind"] == "ada"]
+    return report_set, stats, others, sentences
+
+
+def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
+    """Write results.csv, summary.json and summary.txt of ``run_dir``; return the summary.
+
+    Raises:
+        DataError: ``run_dir`` holds no ``study.json`` (not a run folder), or a file it needs
+            is damaged (named, with what to do; nothing is replaced then).
+    """
+    layout = RunLayout(Path(run_dir))
+    if not layout.study.is_file():
+        raise DataError(f"{layout.root}: no study.json, so not an ADA run folder; run `ada "
+                        "compare` first")  # fmt: skip
+    study = read_record(layout.study, StudyRecord)
+    found = [_job_record(layout, j) for j in study.jobs]  # every rows file checked first
+    jobs = [j for j, _ in found]
+    branches, missing = _branches(study, jobs)
+    rows_path = concat_results(layout, [rows for _, rows in found if rows is not None])
+    table = read_table(rows_path) if any(j.status == "done" for j in jobs) else None
+    sets = _sets(table)
+    report_set, stats, others, sentences = _statistics(table, sets, branches, n_boot)
+    ada = [b.label for b in study.branches if b.kind == "ada"]
     curves: dict[str, list[tuple[int, str, list[float]]]] = {}
-    for b in study["branches"]:
-        curves[b["label"]] = [(j.seed, j.fold, _curve(run_dir / j.path / "metrics.jsonl"))
-                              for j in jobs if j.label == b["label"] and j.status == "done"]  # fmt: skip
+    for b in study.branches:
+        curves[b.label] = []
+        for j in jobs:
+            if j.label == b.label and j.status == "done":
+                epochs, _ = read_epochs(layout.job(j.path).metrics)
+                dsc = [r.metrics.get("dsc_mean") for r in epochs]
+                curves[b.label].append((j.seed, j.fold, [math.nan if v is None else v for v in dsc]))
     target, conv = convergence({k: v for k, v in curves.items() if v}) if any(curves.values()) else (None, [])
     summary = RunSummary(
-        name=study["name"],
-        mode=study["mode"],
-        complete=all(j.status == "done" for j in jobs),
-        provenance=provenance(study["device"]),
-        seeds=study["seeds"],
-        folds=study["folds"],
-        schedule=study["schedule"],
-        evaluation=study["evaluation"],
-        slices=study["slices"],
-        branches=branches,
-        jobs=jobs,
-        sets=sets,
-        report_set=report_set,
-        statistics=stats,
-        other_estimates=others,
-        verdict=sentences,
-        iou=_iou(run_dir, jobs, ada),
+        name=study.name, mode=study.mode, complete=all(j.status == "done" for j in jobs),
+        provenance=provenance(study.device), seeds=study.seeds, folds=study.folds,
+        schedule=study.schedule, evaluation=study.evaluation, slices=study.slices,
+        persons=study.persons, branches=branches, jobs=jobs, sets=sets, report_set=report_set,
+        statistics=stats, other_estimates=others, verdict=sentences,
+        iou=_iou(layout, jobs, ada),
         convergence_target=None if target is None or math.isnan(target) else target,
-        convergence=conv,
-        missing=missing,
-        seconds=sum(j.seconds or 0.0 for j in jobs),
-    )
-    write_json(run_dir / "summary.json", summary.model_dump(mode="json"))
+        convergence=conv, missing=missing, seconds=sum(j.seconds or 0.0 for j in jobs),
+    )  # fmt: skip
     text = format_summary(summary)
-    atomic_write_text(run_dir / "summary.txt", text)
+    write_summary(layout, summary, text)
     return AggregateResult(summary, text)

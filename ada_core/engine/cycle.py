@@ -8,18 +8,28 @@ are exactly those the branch trained on.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ada_core.data import SliceSet
-from ada_core.engine.checkpoint import load_checkpoint, save_checkpoint, write_json
 from ada_core.engine.ddp import DataParallel, batch_slices
 from ada_core.engine.loop import Runtime
 from ada_core.engine.plan import Schedule
 from ada_core.interfaces import Attributor, MaskBuilder, SegModel
+from ada_core.quantities import METRICS
+from ada_core.runfolder import (
+    ConvergenceFile,
+    JobPaths,
+    Samples,
+    read_keep,
+    read_weights,
+    write_cycle1,
+    write_keep,
+    write_record,
+    write_samples,
+)
 
 if TYPE_CHECKING:
     from ada_core.engine.phase import Phase, TrainState
@@ -65,8 +75,8 @@ def compute_keep(
     return torch.cat([k for k, _ in parts]), parts[0][1]
 
 
-def average_weights(folder: Path, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
-    states = [load_checkpoint(folder / "avg" / f"epoch-{e}.pt", device)["model"] for e in epochs]
+def average_weights(job: JobPaths, epochs: list[int], device: torch.device) -> dict[str, Tensor]:
+    states = [read_weights(job.avg(e), device).model for e in epochs]
     out = {}
     for k, v in states[-1].items():
         if v.is_floating_point():
@@ -101,39 +111,26 @@ def cycle_data(
             images = images.repeat(phase.repeat, 1, 1, 1)
             masks = masks.repeat(phase.repeat, 1, 1, 1)
         return CycleData(images, masks, None)
-    folder = phase.folder
+    job = phase.paths
+    head = None
     if resumed_inside:  # the cycle's masks are on disk: attributing again could differ
-        saved = load_checkpoint(folder / "keep.pt", train.images.device)
-        keep = saved["keep"].float()
+        keep = read_keep(job, cycle, train.images.device)
     else:
         keep, head = compute_keep(
             phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size, runtime.ddp
         )
         if runtime.leader:
-            save_checkpoint(folder / "keep.pt", {"cycle": cycle, "keep": keep.bool().cpu()})
-        if cycle == 1 and runtime.leader:
-            ada = phase.mask.apply(train.images, keep)
-            first: dict[str, Any] = {"keep": keep.bool().cpu()}
-            if schedule.save_ada_images:
-                first["ada_images"] = ada.cpu()
-            save_checkpoint(folder / "cycle1.pt", first)
-            save_checkpoint(
-                folder / "samples.pt",
-                {
-                    "images": train.images[:SAMPLES].cpu(),
-                    "masks": train.masks[:SAMPLES].cpu(),
-                    "saliency": head,
-                    "keep": keep[:SAMPLES].bool().cpu(),
-                    "ada_images": ada[:SAMPLES].cpu(),
-                    "fill": phase.mask.fill,
-                    "spacing_mm": train.spacing[:SAMPLES].cpu(),
-                },
-            )
+            write_keep(job, cycle, keep)
     for component in (phase.attributor, phase.mask):
         counters.update(component.counters)
         component.counters.clear()
     # ADA images are made from the original (un-augmented) training images.
     ada = phase.mask.apply(train.images, keep)
+    if cycle == 1 and head is not None and runtime.leader:
+        write_cycle1(job, keep, ada if schedule.save_ada_images else None)
+        write_samples(job, Samples(train.images[:SAMPLES], train.masks[:SAMPLES], head,
+                                   keep[:SAMPLES], ada[:SAMPLES], phase.mask.fill,
+                                   train.spacing[:SAMPLES]))  # fmt: skip
     n = len(train)
     dev = train.images.device
     augment_mask = torch.cat(
@@ -145,14 +142,9 @@ def cycle_data(
     return CycleData(torch.cat([train.images, ada]), torch.cat([train.masks, train.masks]), augment_mask)
 
 
-def write_convergence(folder: Path, k: int, per_slice: dict[str, Tensor], val: SliceSet) -> None:
-    write_json(
-        folder / "convergence" / f"ada{k}.json",
-        {
-            "epoch": k,
-            "subject": list(val.subject),
-            "site": list(val.site),
-            "slice": val.slice_index.cpu().tolist(),
-            **{m: per_slice[m].tolist() for m in ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")},
-        },
-    )
+def write_convergence(job: JobPaths, k: int, per_slice: dict[str, Tensor], val: SliceSet) -> None:
+    """``convergence/ada<k>.json``: per-slice validation metrics after ADA epoch ``k``."""
+    write_record(job.convergence(k), job.root, ConvergenceFile(
+        epoch=k, person=list(val.group), subject=list(val.subject), site=list(val.site),
+        slice=val.slice_index.cpu().tolist(),
+        values={m: [None if v != v else v for v in per_slice[m].tolist()] for m in METRICS}))  # fmt: skip

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ada_core.data import SliceSet, load_slices, split_slices
+from ada_core.data import SliceSet, load_slices
 from ada_core.engine.jobs import Replicate
 from ada_core.engine.plan import RunPlan
 from ada_core.errors import DataError
-from ada_core.splits import fold_slices, plan_folds
+from ada_core.splits import fold_slices, plan_folds, split_slices
 
 __all__ = ["StudyData", "check_data", "load_study_data"]
 

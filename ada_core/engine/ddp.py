@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ada_core.engine.checkpoint import tensor_digest
+from ada_core.engine.state import tensor_digest
 from ada_core.errors import AdaError
 
 __all__ = ["DataParallel", "batch_slices"]

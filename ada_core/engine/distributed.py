@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from ada_core.engine.checkpoint import read_json
 from ada_core.engine.jobs import Job
+from ada_core.runfolder import DoneRecord, FailedRecord, JobPaths, read_record
 from ada_core.engine.plan import RunPlan
 from ada_core.errors import AdaError, ConfigError, DataError
 
@@ -286,19 +285,19 @@ def assign(jobs: Sequence[Job], costs: Sequence[float], world: int) -> list[list
             "train.ddp = true to train each job on several processes"
         )
     free = [0.0] * world
-    finish: dict[Path, float] = {}
+    finish: dict[JobPaths, float] = {}
     out: list[list[int]] = [[] for _ in range(world)]
     standards = [i for i, j in enumerate(jobs) if j.branch is None]
     branches = sorted((i for i, j in enumerate(jobs) if j.branch is not None),
                       key=lambda i: -costs[i])  # fmt: skip
     for i in standards + branches:
         job = jobs[i]
-        std = job.folder.parent.parent / "standard"
+        std = job.paths.standard
         ready = 0.0 if job.branch is None else finish.get(std, 0.0)
         rank = min(range(world), key=lambda r: (max(free[r], ready), r))
         free[rank] = max(free[rank], ready) + costs[i]
         if job.branch is None:
-            finish[job.folder] = free[rank]
+            finish[job.paths] = free[rank]
         out[rank].append(i)
     return out
 
@@ -315,18 +314,18 @@ class Remote:
     stale: tuple[int, int] | None
 
 
-def failed_stamp(folder: Path) -> tuple[int, int] | None:
-    """Identity of ``folder/failed.json`` (mtime, size), or None: tells a new failure from
+def failed_stamp(job: JobPaths) -> tuple[int, int] | None:
+    """Identity of the job's ``failed.json`` (mtime, size), or None: tells a new failure from
     one that was already there when this process started."""
     try:
-        st = (folder / "failed.json").stat()
+        st = job.failed.stat()
     except FileNotFoundError:
         return None
     return (st.st_mtime_ns, st.st_size)
 
 
 def wait_for_standard(
-    standard: Path,
+    standard: JobPaths,
     key: str,
     *,
     owner: str,
@@ -353,19 +352,19 @@ def wait_for_standard(
     pause = 0.05
     while True:
         try:
-            done = read_json(standard / "done.json") if (standard / "done.json").is_file() else None
+            done = read_record(standard.done, DoneRecord) if standard.done.is_file() else None
         except (DataError, OSError):  # mid-replace on a network file system: look again
             done = None
-        if done is not None and done.get("key") == key:
+        if done is not None and done.key == key:
             return
         stamp = failed_stamp(standard)
         if stamp is not None and stamp != stale:
             try:
-                error = read_json(standard / "failed.json").get("error", "?")
+                error = read_record(standard.failed, FailedRecord).error
             except (DataError, OSError):
                 error = "see its failed.json"
             raise StandardUnavailable(
-                f"its standard phase ({standard}, run by {owner}) failed: {error}"
+                f"its standard phase ({standard.folder}, run by {owner}) failed: {error}"
             )
         waited = time.monotonic() - start
         if waited >= timeout_s:
@@ -374,7 +373,7 @@ def wait_for_standard(
                 note = (" Its folder holds a failed.json from an earlier attempt: that process "
                         "retries it only when started with --resume.")  # fmt: skip
             raise StandardUnavailable(
-                f"gave up after {waited / 3600:.2f} h waiting for its standard phase ({standard}, "
+                f"gave up after {waited / 3600:.2f} h waiting for its standard phase ({standard.folder}, "
                 f"run by {owner}): no done.json appeared.{note} Check that process's log; once "
                 "the standard phase has finished, run this one again with --resume "
                 "(train.wait_timeout_h sets how long a branch waits)"

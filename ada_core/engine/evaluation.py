@@ -16,30 +16,28 @@ Sets (``set`` column of ``results.csv``):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ada_core.data import SliceSet
-from ada_core.engine.checkpoint import atomic_write_text, read_json
 from ada_core.engine.loop import Runtime, evaluate_slices, predict
 from ada_core.engine.plan import Evaluation
 from ada_core.interfaces import SegModel
 from ada_core.metrics import segmentation_metrics, summarize
+from ada_core.quantities import METRICS
 from ada_core.robustness import iter_occlusions
+from ada_core.runfolder import (
+    ConvergenceFile,
+    JobPaths,
+    Positions,
+    RowBlock,
+    read_record,
+)
 
-__all__ = ["COLUMNS", "METRICS", "ScoredSet", "neighbourhood", "score_checkpoint", "write_rows"]
-
-METRICS = ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv")
-#: The columns of results.csv, in order.
-COLUMNS = ("seed", "fold", "branch", "set", "subject", "site", "slice", *METRICS)
+__all__ = ["ScoredSet", "convergence_blocks", "neighbourhood", "score_checkpoint"]
 
 
 class ScoredSet:
@@ -47,14 +45,19 @@ class ScoredSet:
 
     def __init__(self, name: str, data: SliceSet, values: dict[str, Tensor]) -> None:
         self.name = name
+        self.person = list(data.group)
         self.subject = list(data.subject)
         self.site = list(data.site)
         self.slice = data.slice_index.cpu().tolist()
         self.values = {m: values[m].double().cpu() for m in METRICS}
-        self.extra: dict[str, Any] = {}
+        self.positions: Positions | None = None
 
     def summary(self) -> dict[str, float]:
         return {k: float(v) for k, v in summarize(self.values).items()}
+
+    def rows(self) -> RowBlock:
+        return RowBlock(self.name, self.person, self.subject, self.site, self.slice,
+                        {m: v.tolist() for m, v in self.values.items()})  # fmt: skip
 
 
 def neighbourhood(masks: Tensor, spacing: Tensor, margin_mm: float) -> Tensor:
@@ -75,7 +78,7 @@ def neighbourhood(masks: Tensor, spacing: Tensor, margin_mm: float) -> Tensor:
 def _robustness(
     model: SegModel, data: SliceSet, clean: dict[str, Tensor], ev: Evaluation, bs: int,
     runtime: Runtime,
-) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:  # fmt: skip
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Positions]:  # fmt: skip
     n = len(data)
     z = ev.size
     h, w = data.images.shape[-2:]
@@ -115,15 +118,14 @@ def _robustness(
         pos_n.index_add_(0, cell[ok], torch.ones_like(dsc[ok]))
     rob = {m: sums[m] / counts[m] for m in METRICS}  # 0/0 -> NaN: nothing defined
     near_change = {m: near_sums[m] / near_counts[m] for m in METRICS}
-    positions = {
-        "size": z,
-        "grid": list(grid),
-        "dsc": (pos_sum / pos_n).reshape(grid).tolist(),
-        "dsc_change": (pos_change / pos_n).reshape(grid).tolist(),
-        "near_squares_per_slice": float(
-            near_counts["dsc"].sum() / max(1.0, float((near_counts["dsc"] > 0).sum()))
-        ),
-    }
+    def cells(t: Tensor) -> list[list[float | None]]:
+        return [[None if v != v else v for v in row] for row in t.reshape(grid).tolist()]
+
+    positions = Positions(
+        size=z, grid=grid, dsc=cells(pos_sum / pos_n), dsc_change=cells(pos_change / pos_n),
+        near_squares_per_slice=float(
+            near_counts["dsc"].sum() / max(1.0, float((near_counts["dsc"] > 0).sum()))),
+    )  # fmt: skip
     return rob, near_change, positions
 
 
@@ -161,7 +163,7 @@ def score_checkpoint(
     if ev.robustness:
         rob, near, positions = _robustness(model, data, report.values, ev, batch_size, runtime)
         s = ScoredSet("robustness", data, rob)
-        s.extra = {"positions": positions, "on": report.name}
+        s.positions = positions
         scored.append(s)
         scored.append(ScoredSet("robustness_near", data, near))
     if ev.context_margin_mm is not None:
@@ -171,42 +173,11 @@ def score_checkpoint(
     return scored
 
 
-def convergence_sets(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    """``("val@ada<k>", per-slice record)`` for every convergence file of a branch folder."""
-    out = []
-    for path in sorted((folder / "convergence").glob("ada*.json"), key=lambda p: int(p.stem[3:])):
-        out.append((f"val@{path.stem}", read_json(path)))
-    return out
-
-
-def _fmt(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
-
-
-def write_rows(
-    path: Path,
-    scored: list[ScoredSet],
-    convergence: list[tuple[str, dict[str, Any]]],
-    *,
-    seed: int,
-    fold: str,
-    branch: str,
-) -> int:
-    """Write the tidy rows of one job to ``path`` (CSV with :data:`COLUMNS`); returns the count."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    n = 0
-    for s in scored:
-        values = {m: s.values[m].tolist() for m in METRICS}
-        for i, (subj, site, sl) in enumerate(zip(s.subject, s.site, s.slice, strict=True)):
-            writer.writerow([seed, fold, branch, s.name, subj, site, sl,
-                             *(_fmt(values[m][i]) for m in METRICS)])  # fmt: skip
-            n += 1
-    for name, rec in convergence:
-        for i, (subj, site, sl) in enumerate(zip(rec["subject"], rec["site"], rec["slice"], strict=True)):
-            writer.writerow([seed, fold, branch, name, subj, site, sl,
-                             *(_fmt(np.nan if rec[m][i] is None else rec[m][i]) for m in METRICS)])  # fmt: skip
-            n += 1
-    atomic_write_text(path, buf.getvalue())
-    return n
+def convergence_blocks(job: JobPaths) -> list[RowBlock]:
+    """The ``val@ada<k>`` rows of every convergence file of a branch folder."""
+    blocks = []
+    for k, path in job.convergence_files():
+        f = read_record(path, ConvergenceFile)
+        values = {m: [math.nan if v is None else v for v in f.values[m]] for m in METRICS}
+        blocks.append(RowBlock(f"val@ada{k}", f.person, f.subject, f.site, f.slice, values))
+    return blocks

@@ -1,7 +1,6 @@
 """The run plan: everything a run needs, built and checked once from the config and registry.
 
-:func:`build_plan` is the only engine code that touches the registry, ``ComponentSpec`` and
-the name ``none``. Phases and jobs receive the typed records defined here (:class:`Schedule`,
+:func:`build_plan` is the only engine code that touches the registry and ``ComponentSpec``. Phases and jobs receive the typed records defined here (:class:`Schedule`,
 :class:`Evaluation`, :class:`Branch`, ...), never the whole ``ExperimentConfig``. Every check a
 run makes before work starts happens here (``ada config validate`` calls the same function):
 component parameters, the device, the model against the image size, each attributor against
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
 
 from ada_core.augment import AugmentConfig
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
@@ -25,34 +23,19 @@ from ada_core.data import PreprocessConfig
 from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError
 from ada_core.fieldtags import tagged_settings
-from ada_core.interfaces import Attributor, ComponentConfig, MaskBuilder, SegDataset, SegModel
+from ada_core.interfaces import Attributor, MaskBuilder, SegDataset, SegModel
 from ada_core.registry import Registry
 from ada_core.splits import SplitConfig
 
 __all__ = [
-    "KEEP_TRAINING",
     "Branch",
     "EvalSet",
     "Evaluation",
-    "KeepTrainingConfig",
     "RunPlan",
     "Schedule",
     "build_plan",
     "resolve_device",
 ]
-
-#: Registry-free name of the keep-training control ("just train longer").
-KEEP_TRAINING = "none"
-
-
-class KeepTrainingConfig(ComponentConfig):
-    """Parameters of the ``none`` control (it has no attributor)."""
-
-    steps: Literal["epochs", "matched"] | None = Field(
-        None, description="'epochs': as many epochs as an ADA branch on the conventional data "
-        "(N images per epoch, the paper's control); 'matched': the conventional data twice per "
-        "epoch, as many optimiser steps as an ADA branch (2N images). None: train.control_steps."
-    )
 
 
 @dataclass(frozen=True)
@@ -95,15 +78,18 @@ class Branch:
 
     Attributes:
         label: folder and table name.
-        method: the attributor's registry name, or ``"none"``.
-        control: True for a control (``none``, or an attributor that declares ``control``).
-        new_attributor: builds a fresh attributor; None for the keep-training control.
+        method: the attributor's registry name.
+        title: how sentences name it (:meth:`Attributor.describe`).
+        control: True for a control (an attributor that declares ``control``).
+        new_attributor: builds a fresh attributor; None for a branch that does not erase
+            (the keep-training control).
         repeat: how often the conventional data is shown per epoch (2: the step-matched control).
         settings: the branch's own settings (its key and the summary).
     """
 
     label: str
     method: str
+    title: str
     control: bool
     new_attributor: Callable[[], Attributor] | None
     repeat: int
@@ -185,26 +171,19 @@ def _branch(
     spec: ComponentSpec, i: int, config: ExperimentConfig, registry: Registry, model: SegModel
 ) -> Branch:
     where = f"attributors[{i}]"
-    if spec.name == KEEP_TRAINING:
-        try:
-            params = KeepTrainingConfig(**spec.params)
-        except Exception as e:  # pydantic's message names the field
-            raise ConfigError(f"{where}.params of the 'none' control: {e}") from None
-        steps = params.steps or config.train.control_steps
-        settings = {"method": KEEP_TRAINING, "steps": steps}
-        return Branch(spec.key, KEEP_TRAINING, True, None, 2 if steps == "matched" else 1, settings)
     section = registry.attributors
     cls = section.get(spec.name)
-    cfg = section.config(spec.name, spec.params, f"{where}.params")
+    cfg = cls.resolve_config(section.config(spec.name, spec.params, f"{where}.params"), config.train)
     probe = cls(cfg)
-    try:
-        probe.check_model(model)
-    except ConfigError as e:
-        raise ConfigError(f"{where} ({spec.key!r}): {e}") from None
+    if cls.erases:
+        try:
+            probe.check_model(model)
+        except ConfigError as e:
+            raise ConfigError(f"{where} ({spec.key!r}): {e}") from None
     settings = {"method": spec.name, "params": cfg.model_dump(mode="json")}
-    return Branch(
-        spec.key, spec.name, bool(cls.control), lambda cls=cls, cfg=cfg: cls(cfg), 1, settings
-    )
+    new = (lambda cls=cls, cfg=cfg: cls(cfg)) if cls.erases else None
+    return Branch(spec.key, spec.name, probe.describe(), bool(cls.control), new, probe.repeat,
+                  settings)
 
 
 def _check_schedule(config: ExperimentConfig) -> tuple[int, ...]:

@@ -13,18 +13,33 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from ada_core.config import TrainConfig
-from ada_core.engine.checkpoint import atomic_write_text, write_json
+from ada_core.data import SliceSet
 from ada_core.engine.data import StudyData, load_study_data
 from ada_core.engine.ddp import DataParallel
 from ada_core.engine.distributed import Processes, Remote, assign, failed_stamp, job_cost
 from ada_core.engine.jobs import Job, JobState, inspect, set_aside
+from ada_core.engine.keys import describe_diff, diff
 from ada_core.engine.plan import RunPlan
-from ada_core.errors import ConfigError
+from ada_core.errors import ConfigError, DataError
+from ada_core.runfolder import (
+    EvaluationRecord,
+    JobPaths,
+    PersonRecord,
+    RunLayout,
+    ScheduleRecord,
+    StudyBranch,
+    StudyJob,
+    StudyRecord,
+    read_record,
+    write_json,
+    write_record,
+    write_text,
+)
 
-__all__ = ["for_process", "header", "load_data", "preflight", "write_run_files", "write_study"]
+__all__ = ["check_same_study", "for_process", "header", "load_data", "persons", "preflight",
+           "study_record", "write_run_files"]
 
 
 def for_process(plan: RunPlan, procs: Processes, train: TrainConfig) -> RunPlan:
@@ -75,73 +90,89 @@ def header(plan: RunPlan, data: StudyData) -> str:
     )
 
 
-def write_study(plan: RunPlan, jobs: Sequence[Job], data: StudyData) -> None:
+def persons(part: SliceSet) -> list[PersonRecord]:
+    """The persons of one part: their sites, scans (subjects) and slices."""
+    found: dict[str, dict] = {}
+    for person, subject, site in zip(part.group, part.subject, part.site, strict=True):
+        rec = found.setdefault(person, {"sites": {}, "subjects": {}, "slices": 0})
+        rec["sites"][site] = None
+        rec["subjects"][subject] = None
+        rec["slices"] += 1
+    return [PersonRecord(person=p, sites=list(r["sites"]), subjects=list(r["subjects"]),
+                         slices=r["slices"]) for p, r in sorted(found.items())]  # fmt: skip
+
+
+def study_record(plan: RunPlan, jobs: Sequence[Job], data: StudyData) -> StudyRecord:
     """``study.json``: what ``ada aggregate`` needs to read the run folder alone."""
-    write_json(
-        plan.run_dir / "study.json",
-        {
-            "schema_version": 1,
-            "name": plan.name,
-            "mode": plan.mode,
-            "device": str(plan.runtime.device),
-            "seeds": list(plan.seeds),
-            "folds": list(data.parts),
-            "branches": [
-                {"label": b.label, "method": b.method, "control": b.control, "kind": b.kind,
-                 "settings": b.settings}
-                for b in plan.branches
-            ],  # fmt: skip
-            "jobs": [
-                {"label": j.label, "seed": j.replicate.seed, "fold": j.replicate.fold,
-                 "path": str(j.folder.relative_to(plan.run_dir)), "key": j.key,
-                 "eval_key": j.eval_key(plan)}
-                for j in jobs
-            ],  # fmt: skip
-            "slices": {
-                f: {k: len(v) for k, v in p.items()} for f, p in data.parts.items()
-            },
-            "subjects": {
-                f: {k: sorted(set(v.subject)) for k, v in p.items()} for f, p in data.parts.items()
-            },
-            "extra_sets": list(data.extra),
-            "schedule": {
-                "standard_epochs": plan.schedule.standard_epochs,
-                "cycles": plan.schedule.cycles,
-                "ada_epochs": plan.schedule.ada_epochs,
-                "checkpoint": plan.schedule.checkpoint,
-                "average_last": plan.schedule.average_last,
-                "convergence_at": list(plan.schedule.convergence_at),
-            },
-            "evaluation": {
-                "robustness": plan.evaluation.robustness,
-                "robustness_size": plan.evaluation.size,
-                "robustness_margin_mm": plan.evaluation.margin_mm,
-                "context_margin_mm": plan.evaluation.context_margin_mm,
-            },
-        },
-    )
+    s, ev = plan.schedule, plan.evaluation
+    return StudyRecord(
+        name=plan.name, mode=plan.mode, device=str(plan.runtime.device), seeds=list(plan.seeds),
+        folds=list(data.parts),
+        branches=[StudyBranch(label=b.label, method=b.method, title=b.title, control=b.control,
+                              kind=b.kind, settings=b.settings) for b in plan.branches],
+        jobs=[StudyJob(label=j.label, seed=j.replicate.seed, fold=j.replicate.fold,
+                       path=str(j.paths.rel), key=j.key, eval_key=j.eval_key(plan)) for j in jobs],
+        slices={f: {k: len(v) for k, v in p.items()} for f, p in data.parts.items()},
+        persons={f: {k: persons(v) for k, v in p.items()} for f, p in data.parts.items()},
+        extra_sets=list(data.extra),
+        schedule=ScheduleRecord(standard_epochs=s.standard_epochs, cycles=s.cycles,
+                                ada_epochs=s.ada_epochs, checkpoint=s.checkpoint,
+                                average_last=s.average_last,
+                                convergence_at=list(s.convergence_at)),
+        evaluation=EvaluationRecord(robustness=ev.robustness, robustness_size=ev.size,
+                                    robustness_margin_mm=ev.margin_mm,
+                                    context_margin_mm=ev.context_margin_mm),
+        settings={"standard": plan.standard_settings, "branch": plan.branch_settings,
+                  "eval": plan.eval_settings},
+    )  # fmt: skip
+
+
+def check_same_study(plan: RunPlan, record: StudyRecord) -> None:
+    """Refuse a process (a shard) whose settings differ from the study already in the folder.
+
+    Raises:
+        ConfigError: listing every difference as ``key: old -> new``.
+    """
+    layout = RunLayout(plan.run_dir)
+    if not layout.study.is_file():
+        return
+    try:
+        old = read_record(layout.study, StudyRecord)
+    except DataError:
+        return  # a damaged study.json is rewritten from this (complete) plan
+    mine = record.model_dump(mode="json", include={"seeds", "folds", "branches", "settings"})
+    theirs = old.model_dump(mode="json", include={"seeds", "folds", "branches", "settings"})
+    rows = diff(theirs, mine)
+    if rows:
+        raise ConfigError(
+            f"this shard's settings differ from the study in {plan.run_dir} (its study.json, "
+            f"written by another shard):\n{describe_diff(rows)}\nRun every shard with the same "
+            "config and --set values; to replace the study, run it again with --force (the old "
+            "results are kept aside) or give it another name"
+        )
 
 
 def write_run_files(plan: RunPlan, jobs: Sequence[Job], data: StudyData) -> None:
     """The run-level files: ``config.toml``, ``config.json`` and ``study.json``."""
-    atomic_write_text(plan.run_dir / "config.toml", plan.config_toml)
-    write_json(plan.run_dir / "config.json", plan.config_json)
-    write_study(plan, jobs, data)
+    layout = RunLayout(plan.run_dir)
+    write_text(layout.config_toml, layout.root, plan.config_toml)
+    write_json(layout.config_json, layout.root, plan.config_json)
+    write_record(layout.study, layout.root, study_record(plan, jobs, data))
 
 
 def _reopen(states: list[JobState]) -> None:
     """A standard phase to repair gives up its ``done.json`` before anyone reads it: a branch
     run elsewhere must wait for the repaired ``last.pt``, not start from the damaged one."""
     for js in states:
-        done = js.job.folder / "done.json"
-        if js.state == "repair" and done.is_file():
-            os.replace(done, js.job.folder / "done.prev.json")
+        p = js.job.paths
+        if js.state == "repair" and p.done.is_file():
+            os.replace(p.done, p.done_prev)
 
 
 def _checked(plan: RunPlan, jobs: list[Job], *, resume: bool, force: bool,
              reuse_standard: bool) -> list[JobState]:  # fmt: skip
     states = inspect(plan, jobs, resume=resume, force=force, reuse_standard=reuse_standard)
-    set_aside(plan, states, force)
+    set_aside(plan, states, resume=resume, force=force)
     _reopen(states)
     return states
 
@@ -155,7 +186,7 @@ def preflight(
     resume: bool,
     force: bool,
     reuse_standard: bool,
-) -> tuple[list[JobState], dict[Path, Remote]]:
+) -> tuple[list[JobState], dict[JobPaths, Remote]]:
     """This process's jobs, checked, and the standard phases it waits for.
 
     One process, or DDP: every job. torchrun: rank 0 checks every job (the answer every rank
@@ -199,9 +230,11 @@ def preflight(
     else:
         own = [jobs[i] for i in mine]
         if procs.kind == "shard":
-            folders = {j.folder for j in own}
-            needed = {j.folder.parent.parent / "standard" for j in own if j.branch is not None}
-            deps = [j for j in jobs if j.branch is None and j.folder in needed - folders]
+            if not force:
+                check_same_study(plan, study_record(plan, jobs, data))
+            folders = {j.paths for j in own}
+            needed = {j.paths.standard for j in own if j.branch is not None}
+            deps = [j for j in jobs if j.branch is None and j.paths in needed - folders]
             if deps:  # refuses the changed settings their shard will refuse
                 inspect(plan, deps, resume=True, force=force, reuse_standard=reuse_standard)
         states = _checked(plan, own, **options)
@@ -215,11 +248,11 @@ def preflight(
         for js in states:
             if js.state == "finished":
                 print(f"{js.job.title}: reusing the finished job in {js.job.folder}", flush=True)
-    index = {j.folder: i for i, j in enumerate(jobs)}
-    local = {js.job.folder for js in states}
-    remote: dict[Path, Remote] = {}
+    index = {j.paths: i for i, j in enumerate(jobs)}
+    local = {js.job.paths for js in states}
+    remote: dict[JobPaths, Remote] = {}
     for js in states:
-        std = js.job.folder.parent.parent / "standard"
+        std = js.job.paths.standard
         if js.job.branch is not None and std not in local and std not in remote:
             remote[std] = Remote(procs.name(owner[index[std]]), failed_stamp(std))
     return states, remote

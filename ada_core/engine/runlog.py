@@ -1,52 +1,28 @@
-"""metrics.jsonl (one line per epoch) and progress display (bars with ETA on a terminal,
-timestamped log lines otherwise)."""
+"""Progress display: bars with ETA on a terminal, timestamped log lines otherwise."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
-from ada_core.engine.checkpoint import _clean
-
-__all__ = ["MetricsLog", "Progress"]
+__all__ = ["Progress", "Silent"]
 
 log = logging.getLogger(__name__)
 
 
-class MetricsLog:
-    """Appends one JSON object per epoch to ``path``.
+class Silent:
+    """The progress display of DDP ranks other than 0: shows nothing."""
 
-    Args:
-        path: the ``metrics.jsonl`` file.
-        keep: number of existing lines to keep (a resumed phase drops epochs after its last
-            checkpoint); None keeps nothing (a fresh phase).
-    """
+    def update(self, **postfix: Any) -> None: ...
 
-    def __init__(self, path: Path, keep: int | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines: list[str] = []
-        if keep and self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()[:keep]
-        self.path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    def note(self, text: str) -> None: ...
 
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
-
-    @staticmethod
-    def read(path: Path) -> list[dict[str, Any]]:
-        path = Path(path)
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    def close(self) -> None: ...
 
 
 class Progress:

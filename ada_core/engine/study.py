@@ -20,17 +20,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
+from ada_core._version import __version__
 from ada_core.config import ExperimentConfig
-from ada_core.engine.checkpoint import (
-    load_checkpoint,
-    read_json,
-    remove_stale_temporaries,
-    write_json,
-)
 from ada_core.engine.data import StudyData, check_data, load_study_data
 from ada_core.engine.distributed import (
     Processes,
@@ -39,14 +34,31 @@ from ada_core.engine.distributed import (
     open_processes,
     wait_for_standard,
 )
-from ada_core.engine.evaluation import convergence_sets, score_checkpoint, write_rows
+from ada_core.engine.evaluation import convergence_blocks, score_checkpoint
 from ada_core.engine.jobs import Job, JobState, plan_jobs, prepare_folder
-from ada_core.engine.lock import RunLock, job_lock
 from ada_core.engine.phase import Phase, PhaseFailed, run_phase
 from ada_core.engine.plan import RunPlan, build_plan
 from ada_core.engine.preflight import for_process, load_data, preflight
 from ada_core.errors import AdaError
 from ada_core.registry import Registry
+from ada_core.runfolder import (
+    BestRecord,
+    DoneRecord,
+    EpochRecord,
+    EvalSummary,
+    FailedRecord,
+    JobPaths,
+    RunLayout,
+    RunLock,
+    StorageError,
+    job_lock,
+    read_record,
+    read_weights,
+    remove_stale_temporaries,
+    write_record,
+    write_rows,
+)
+from ada_core.runfolder._io import atomic_write
 
 __all__ = [
     "JobObserver",
@@ -80,10 +92,8 @@ class StudyResult:
 
 def checkpoint_meta(plan: RunPlan, job: Job) -> dict[str, object]:
     """What every weights checkpoint of ``job`` carries besides the weights."""
-    import ada_core
-
     return {
-        "ada_version": ada_core.__version__,
+        "ada_version": __version__,
         "model": plan.model_spec,
         "preprocess": plan.preprocess.model_dump(mode="json"),
         "label": job.label,
@@ -97,23 +107,23 @@ def _phase(plan: RunPlan, job: Job) -> Phase:
     b = job.branch
     meta = checkpoint_meta(plan, job)
     if b is None:
-        return Phase("standard", "standard", job.folder, job.replicate.seed,
+        return Phase("standard", "standard", job.paths, job.replicate.seed,
                      [(0, s.standard_epochs)], meta=meta)  # fmt: skip
-    start = job.folder.parent.parent / "standard" / "last.pt"
+    start = job.paths.standard
     cycles = [(c, s.ada_epochs) for c in range(1, s.cycles + 1)]
     if b.new_attributor is None:
-        return Phase(b.label, "control", job.folder, job.replicate.seed, cycles,
+        return Phase(b.label, "control", job.paths, job.replicate.seed, cycles,
                      repeat=b.repeat, start=start, meta=meta)  # fmt: skip
-    return Phase(b.label, "ada", job.folder, job.replicate.seed, cycles,
+    return Phase(b.label, "ada", job.paths, job.replicate.seed, cycles,
                  attributor=b.new_attributor(), mask=plan.new_mask(), start=start, meta=meta)  # fmt: skip
 
 
 class JobObserver(Protocol):
     """Follows one job (experiment tracking): built by the caller's factory, per job."""
 
-    def on_epoch(self, record: dict[str, Any]) -> None: ...
+    def on_epoch(self, record: EpochRecord) -> None: ...
 
-    def on_end(self, folder: Path) -> None: ...
+    def on_end(self, job: JobPaths) -> None: ...
 
 
 #: ``observe(job) -> JobObserver | None``: what `run_study(observe=...)` takes.
@@ -133,72 +143,59 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
         plan.new_model,
         resume=js.state in ("interrupted", "failed", "repair"),
         quiet=quiet,
-        convergence_at=plan.schedule.convergence_at,
         observers=() if observer is None else (observer.on_epoch,),
     )
     if not plan.runtime.leader:
         return
-    write_json(
-        job.folder / "done.json",
-        {
-            "status": "done",
-            "key": job.key,
-            "epochs": outcome.epochs,
-            "best": vars(outcome.best),
-            "selected": outcome.selected,
-            "selected_epoch": outcome.selected_epoch,
-            "seconds": outcome.seconds,
-            "counters": outcome.counters,
-        },
-    )
+    p = job.paths
+    best = outcome.best
+    write_record(p.done, p.root, DoneRecord(
+        key=job.key, epochs=outcome.epochs,
+        best=BestRecord(epoch=best.epoch, cycle=best.cycle, metrics=best.metrics),
+        selected=outcome.selected, selected_epoch=outcome.selected_epoch,
+        seconds=outcome.seconds, counters=outcome.counters))  # fmt: skip
 
 
 def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
-    folder = job.folder / "eval" / job.eval_key(plan)
-    if (folder / "rows.csv").is_file():
+    p = job.paths
+    ev = p.eval(job.eval_key(plan))
+    if ev.summary.is_file():  # written last: the job is scored (inspect checked its rows)
         return
     runtime = dataclasses.replace(plan.runtime, ddp=None)  # rank 0 scores alone
-    done = read_json(job.folder / "done.json")
+    done = read_record(p.done, DoneRecord)
     model = plan.new_model().to(runtime.device)
-    model.load_state_dict(load_checkpoint(job.folder / done["selected"], runtime.device)["model"])
+    model.load_state_dict(read_weights(p.selected(done.selected), runtime.device).model)
     parts = data.parts[job.replicate.fold]
     s = plan.schedule
     scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime)
-    conv = convergence_sets(job.folder) if job.branch is not None else []
+    blocks = [x.rows() for x in scored] + (convergence_blocks(p) if job.branch is not None else [])
     report = parts["test"] if len(parts["test"]) else parts["val"]
-    write_json(
-        folder / "summary.json",
-        {"sets": {x.name: x.summary() for x in scored},
-         "report_part": "test" if len(parts["test"]) else "val",
-         "spacing_mm": [float(v) for v in report.spacing.double().mean(0)],
-         **{k: v for x in scored for k, v in x.extra.items()}},
-    )  # fmt: skip
-    np.save(folder / "mean_image.npy", report.images.mean(0)[0].cpu().numpy())
-    write_rows(folder / "rows.csv", scored, conv, seed=job.replicate.seed,
-               fold=job.replicate.fold, branch=job.label)  # fmt: skip
+    image = report.images.mean(0)[0].cpu().numpy()
+    atomic_write(ev.mean_image, ev.root, lambda f: np.save(f, image, allow_pickle=False))
+    digest = write_rows(ev, blocks, seed=job.replicate.seed, fold=job.replicate.fold,
+                        branch=job.label)  # fmt: skip
+    spacing = report.spacing.double().mean(0).tolist()
+    write_record(ev.summary, ev.root, EvalSummary(
+        sets={x.name: x.summary() for x in scored}, rows=digest.rows, rows_sha256=digest.sha256,
+        report_part="test" if len(parts["test"]) else "val", spacing_mm=tuple(spacing),
+        positions=next((x.positions for x in scored if x.positions is not None), None)))  # fmt: skip
 
 
 def _fail(job: Job, error: BaseException, where: str, write: bool = True) -> str:
-    info = {
-        "status": "failed",
-        "key": job.key,
-        "error": str(error),
-        "where": where,
-        "cycle": getattr(error, "cycle", None),
-        "epoch": getattr(error, "epoch", None),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "traceback": "".join(traceback.format_exception(error)),
-    }
     message = f"{job.title} failed during {where}: {error}"
     if write:
-        write_json(job.folder / "failed.json", info)
+        p = job.paths
+        write_record(p.failed, p.root, FailedRecord(
+            key=job.key, error=str(error), where=where, cycle=getattr(error, "cycle", None),
+            epoch=getattr(error, "epoch", None), time=time.strftime("%Y-%m-%d %H:%M:%S"),
+            traceback="".join(traceback.format_exception(error))))  # fmt: skip
         print(f"FAILED: {message}", flush=True)
     return message
 
 
 def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bool,
             debug: bool = False, observe: ObserverFactory | None = None,
-            remote: dict[Path, Remote] | None = None, wait_s: float = 0.0) -> list[str]:  # fmt: skip
+            remote: dict[JobPaths, Remote] | None = None, wait_s: float = 0.0) -> list[str]:  # fmt: skip
     """Train and score the given jobs in order; returns the failure messages.
 
     A branch whose standard phase is in ``remote`` (run by another process) first waits for
@@ -212,14 +209,14 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
     if plan.runtime.ddp is None:
         caught += (RuntimeError, ValueError)
     failed: list[str] = []
-    broken_standard: set[Path] = set()
-    unavailable: dict[Path, str] = {}
+    broken_standard: set[JobPaths] = set()
+    unavailable: dict[JobPaths, str] = {}
     for js in states:
         job = js.job
-        if job.branch is not None and job.folder.parent.parent in broken_standard:
+        std = job.paths.standard
+        if job.branch is not None and std in broken_standard:
             failed.append(f"{job.title} not run: the standard phase of {job.replicate.title} failed")
             continue
-        std = job.folder.parent.parent / "standard"
         if job.branch is not None and remote and std in remote and std not in unavailable:
             try:
                 wait_for_standard(std, job.settings["standard"], owner=remote[std].owner,
@@ -235,20 +232,22 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
                 prepare_folder(js)
             if js.state != "finished":
                 observer = None if observe is None or not leader else observe(job)
-                with job_lock(job.folder) if leader else contextlib.nullcontext():
-                    if leader:
-                        remove_stale_temporaries(job.folder)  # a killed run's, never another's
+                with job_lock(job.paths) if leader else contextlib.nullcontext():
+                    if leader:  # a killed run's temporaries, never another's
+                        remove_stale_temporaries(job.folder, job.paths.root)
                     _train(plan, js, data, quiet, observer)
                 if observer is not None:
-                    observer.on_end(job.folder)
+                    observer.on_end(job.paths)
             if leader:
                 _score(plan, job, data)
+        except StorageError:
+            raise  # a full disk is not the job's failure: stop, naming the file
         except caught as e:
             if debug and not isinstance(e, PhaseFailed):
                 raise
             failed.append(_fail(job, e, "training" if js.state != "finished" else "evaluation", leader))
             if job.branch is None:
-                broken_standard.add(job.folder.parent)
+                broken_standard.add(job.paths)
     return failed
 
 
@@ -284,7 +283,7 @@ def run_study(
     procs = open_processes(shard, ddp=t.ddp, device=t.device, timeout_h=t.wait_timeout_h)
     try:
         plan = for_process(build_plan(config, registry, mode=mode, source=source), procs, t)
-        with RunLock(plan.run_dir, shared=procs.kind != "single"):
+        with RunLock(RunLayout(plan.run_dir), shared=procs.kind != "single"):
             data = load_data(plan, procs)
             jobs = plan_jobs(plan, data.replicates, data.fingerprint)
             states, remote = preflight(plan, jobs, data, procs, resume=resume, force=force,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ada_core.engine.summary import RunSummary
+from ada_core.quantities import METRICS, PAPER_METRICS
+from ada_core.runfolder import RunSummary
 from ada_core.stats import Comparison, Estimate
 
 __all__ = ["format_summary", "format_table"]
 
 #: (header, metric) of the paper's tables.
-TABLE_COLUMNS = (("DSC %", "dsc"), ("HSD mm", "hsd"), ("TPR %", "tpr"), ("TNR %", "tnr"),
-                 ("PPV %", "ppv"))  # fmt: skip
+TABLE_COLUMNS = tuple((f"{METRICS[m].label} {METRICS[m].unit}", m) for m in PAPER_METRICS)
 
 
 def _num(v: float | None, digits: int = 2) -> str:

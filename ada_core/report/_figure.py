@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from ada_core.engine.summary import RunSummary
+    from ada_core.runfolder import RunSummary
 
 __all__ = ["ReportFigure", "branch_colors", "new_figure"]
 

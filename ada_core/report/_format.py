@@ -7,8 +7,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ada_core.quantities import METRICS as _ALL
+from ada_core.quantities import PAPER_METRICS
+
 if TYPE_CHECKING:
-    from ada_core.engine.summary import RunSummary
+    from ada_core.runfolder import RunSummary
     from ada_core.stats import Comparison
 
 __all__ = [
@@ -27,25 +30,21 @@ __all__ = [
 
 MINUS = "\u2212"
 #: The paper's table columns, in order.
-METRICS: tuple[str, ...] = ("dsc", "hsd", "tpr", "tnr", "ppv")
-_UNIT = {"dsc": "points", "tpr": "points", "tnr": "points", "ppv": "points", "hsd": "mm",
-         "hd95": "mm"}  # fmt: skip
-_HEADER_UNIT = {"dsc": "%", "tpr": "%", "tnr": "%", "ppv": "%", "hsd": "mm", "hd95": "mm"}
+METRICS: tuple[str, ...] = PAPER_METRICS
 #: Sets whose rows are changes against the un-occluded metric, not the metric itself.
 CHANGE_SETS = frozenset({"robustness_near"})
 
 
 def unit(metric: str) -> str:
     """Unit of a difference in ``metric``: 'points' (percentage points) or 'mm'."""
-    return _UNIT.get(metric, "")
+    return _ALL[metric].diff_unit if metric in _ALL else ""
 
 
 def metric_header(metric: str, set_name: str = "") -> str:
     """Column header, e.g. 'DSC (%)', or 'ΔDSC (points)' on a set of changes."""
-    if set_name in CHANGE_SETS:
-        return f"\u0394{metric.upper()} ({unit(metric)})"
-    u = _HEADER_UNIT.get(metric)
-    return f"{metric.upper()} ({u})" if u else metric.upper()
+    if metric not in _ALL:
+        return metric.upper()
+    return _ALL[metric].header(change=set_name in CHANGE_SETS)
 
 
 def set_title(name: str) -> str:

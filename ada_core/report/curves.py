@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from ada_core.report._figure import ReportFigure, branch_colors, new_figure
-from ada_core.report._run import Curve, RunFolder
+from ada_core.runfolder import Curve, RunFolder
 
 __all__ = ["convergence_figure", "zoom_epochs"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from matplotlib.lines import Line2D
 
-from ada_core.engine.summary import RunSummary
+from ada_core.runfolder import RunSummary
 from ada_core.report._figure import ReportFigure, new_figure
 from ada_core.report._format import MINUS, holm_significant, ordered_sets, set_title, unit
 

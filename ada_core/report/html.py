@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from ada_core.engine.checkpoint import atomic_write_text
 from ada_core.report._figure import ReportFigure
 from ada_core.report._format import set_title
-from ada_core.report._run import RunFolder, load_run
+from ada_core.runfolder import RunFolder, open_run, write_text
 from ada_core.report.curves import convergence_figure
 from ada_core.report.forest import forest_figure
 from ada_core.report.iou import iou_figure
@@ -84,7 +83,7 @@ def build_report(run_dir: Path | str) -> Report:
         DataError: ``run_dir`` is not a run folder or holds no ``summary.json`` (the message
             names the command that writes it).
     """
-    run = load_run(run_dir)
+    run = open_run(run_dir)
     s = run.summary
     rep = Report(run=run)
     drawn = {
@@ -152,6 +151,6 @@ def write_report(run_dir: Path | str) -> Path:
         DataError: ``run_dir`` is not a run folder or holds no ``summary.json``.
     """
     rep = build_report(run_dir)
-    out = rep.run.path / "report.html"
-    atomic_write_text(out, render_report(rep))
-    return out
+    layout = rep.run.layout
+    write_text(layout.report, layout.root, render_report(rep))
+    return layout.report

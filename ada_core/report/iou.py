@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
-from ada_core.engine.summary import RunSummary
+from ada_core.runfolder import RunSummary
 from ada_core.report._figure import ReportFigure, new_figure
 
 __all__ = ["iou_figure"]

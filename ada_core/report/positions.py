@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from ada_core.report._figure import ReportFigure, new_figure
-from ada_core.report._run import RunFolder
+from ada_core.runfolder import RunFolder
 
 __all__ = ["position_figure"]
 
@@ -27,15 +27,15 @@ def position_figure(run: RunFolder) -> ReportFigure | None:
     for b in run.summary.branches:
         for job in run.done(b.label):
             ev = run.evaluation(job)
-            pos = (ev or {}).get("positions")
-            if not pos or "dsc_change" not in pos:
+            if ev is None or ev.positions is None:
                 continue
-            cells = [[np.nan if v is None else v for v in row] for row in pos["dsc_change"]]
+            pos = ev.positions
+            cells = [[np.nan if v is None else v for v in row] for row in pos.dsc_change]
             grid = np.array(cells, dtype=float)
             maps.setdefault(b.label, []).append(grid)
-            size = int(pos["size"])
-            spacing = spacing or ev.get("spacing_mm")
-            part = part or ev.get("report_part")
+            size = pos.size
+            spacing = spacing or ev.spacing_mm
+            part = part or ev.report_part
             if job.fold not in images and (img := run.mean_image(job)) is not None:
                 images[job.fold] = img  # one per fold: the folds report different parts
     shapes = {g.shape for gs in maps.values() for g in gs}

@@ -1,4 +1,4 @@
-"""The report's tables, built from a :class:`~ada_core.engine.summary.RunSummary`.
+"""The report's tables, built from a :class:`~ada_core.runfolder.RunSummary`.
 
 Every number comes from the summary (which the engine computed from ``results.csv``); every
 caption sentence is generated from the numbers in its table.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from ada_core.engine.summary import RunSummary, SetRecord
+from ada_core.runfolder import RunSummary, SetRecord
 from ada_core.report._format import (
     CHANGE_SETS,
     METRICS,

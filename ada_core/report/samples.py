@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ada_core.report._figure import ReportFigure, new_figure
-from ada_core.report._run import RunFolder
+from ada_core.runfolder import RunFolder
 
 __all__ = ["sample_figures"]
 

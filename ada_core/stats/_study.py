@@ -199,7 +199,7 @@ def _known(kind: str, names: Sequence[str], valid: Sequence[str], source: str) -
 
 
 def study_statistics(
-    table: Table, *, branches: Sequence[str], controls: Sequence[str] = ("random", "none"),
+    table: Table, *, branches: Sequence[str], controls: Sequence[str] = (),
     sets: Sequence[str] = ("val",), metrics: Sequence[str] = ("dsc",), n_boot: int = 2000,
     seed: int = 0, level: float = 0.95, resolve: float | Mapping[str, float] = 0.5,
     alpha: float = 0.05, power: float = 0.8, seeds: Sequence[int] | None = None,

@@ -15,18 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from ada_core.errors import DataError, InputError, suggest
+from ada_core.quantities import KEY_COLUMNS, METRICS, ROW_KEY
 
 __all__ = ["HIGHER_IS_BETTER", "KEY", "KEY_COLUMNS", "SubjectMeans", "Table", "read_table",
            "subject_means"]
 
-#: Columns every table has, in file order; every other column is a metric.
-KEY_COLUMNS = ("seed", "fold", "branch", "set", "subject", "site", "slice")
-#: The columns that identify a row (``site`` is an attribute of the subject).
-KEY = ("seed", "fold", "branch", "set", "subject", "slice")
+#: The columns that identify a row (``person`` and ``site`` are attributes of the subject).
+KEY = ROW_KEY
 _INT = ("seed", "slice")
 #: Orientation of the known metrics.
-HIGHER_IS_BETTER = {"dsc": True, "hsd": False, "hd95": False, "tpr": True, "tnr": True,
-                    "ppv": True}
+HIGHER_IS_BETTER = {name: m.higher_is_better for name, m in METRICS.items()}
 
 
 def _codes(*cols: np.ndarray) -> np.ndarray:
@@ -98,15 +96,17 @@ class Table:
             raise DataError(f"{self.source}: lines {self.lines[i]} and {self.lines[j]} have the "
                             f"same key ({key}); {same.size} duplicate row(s) in all. Each "
                             f"(seed, fold, branch, set, subject, slice) must appear once")
-        site = _codes(self.columns["fold"], self.columns["subject"], self.columns["site"])
         subj = _codes(self.columns["fold"], self.columns["subject"])
-        if np.unique(site).size != np.unique(subj).size:
-            first = {}
-            for i, (s, t) in enumerate(zip(subj, self.columns["site"].tolist(), strict=True)):
+        for attr in ("site", "person"):  # attributes of a subject: one value per subject
+            both = _codes(self.columns["fold"], self.columns["subject"], self.columns[attr])
+            if np.unique(both).size == np.unique(subj).size:
+                continue
+            first: dict[int, str] = {}
+            for i, (s, t) in enumerate(zip(subj, self.columns[attr].tolist(), strict=True)):
                 if first.setdefault(s, t) != t:
                     raise DataError(f"{self.source}, line {self.lines[i]}: subject "
-                                    f"{self.columns['subject'][i].item()!r} has site {t!r} here and "
-                                    f"{first[s]!r} on an earlier line")
+                                    f"{self.columns['subject'][i].item()!r} has {attr} {t!r} "
+                                    f"here and {first[s]!r} on an earlier line")
 
     def __len__(self) -> int:
         return len(self.columns["seed"])

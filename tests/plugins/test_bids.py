@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from ada_core.data import (
-    DataWarning,
-    PreprocessConfig,
-    SplitConfig,
-    fold_slices,
-    load_slices,
-    plan_folds,
-    split_slices,
-)
+from ada_core.data import DataWarning, PreprocessConfig, load_slices
+from ada_core.splits import SplitConfig, fold_slices, plan_folds, split_slices
 from ada_core.config import apply_overrides, parse_config
 from ada_core.errors import ConfigError, DataError
 from ada_core.plugins import load_plugins

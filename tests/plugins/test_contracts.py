@@ -21,7 +21,12 @@ DATASET_PARAMS = {
 }
 
 
-@pytest.fixture(params=REGISTRY.attributors.names())
+# A branch that erases nothing (the built-in keep-training control) is never asked for
+# saliency: the attribution contract does not apply to it (its own test: test_keep_training).
+ERASING = [n for n in REGISTRY.attributors.names() if REGISTRY.attributors.get(n).erases]
+
+
+@pytest.fixture(params=ERASING)
 def attributor(request):
     return REGISTRY.attributors.build(request.param)
 
@@ -63,10 +68,19 @@ class TestEveryDataset(DatasetContract):
 def test_first_party_components_are_registered():
     expected = {
         "attributor": {"vanilla", "guided_backprop", "gradcam", "guided_gradcam", "input_x_gradient",
-                       "deconvnet", "random", "integrated_gradients"},
+                       "deconvnet", "random", "integrated_gradients", "none"},
         "mask": {"window"},
         "dataset": {"phantom", "scgm", "bids"},
         "model": {"unet-paper", "smp"},
     }
     for kind, names in expected.items():
         assert names <= set(REGISTRY.sections[kind].names()), kind
+
+
+def test_keep_training_is_a_registered_component_that_never_attributes():
+    entry = REGISTRY.attributors.entry("none")
+    cls = entry.cls
+    assert entry.plugin.name == "core"  # ada-seg's own built-in, registered like `window`
+    assert cls.control and not cls.erases
+    assert cls(cls.Config()).describe() == "longer training without ADA"
+    assert cls(cls.Config(steps="matched")).repeat == 2

@@ -48,6 +48,7 @@ class RandomAttributor(Attributor):
     Config: ClassVar[type[RandomConfig]] = RandomConfig
     config: RandomConfig
     control = True
+    title = "random erasing"
     contract_xfail: ClassVar[dict[str, str]] = {
         "test_batch_independence": "by design: a sample's random map depends on its batch position",
         "test_deterministic": "by design: each call draws fresh noise (seeded by seed, call count)",

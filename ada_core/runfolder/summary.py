@@ -1,8 +1,8 @@
-"""``RunSummary``: the versioned contract between the engine and everything that reads a run.
+"""``RunSummary`` (``summary.json``): the versioned contract between the engine and every reader.
 
-``ada aggregate`` writes it to ``summary.json``; the report (``ada_core.report``), the Python
-API and third-party tools read only it and the run-folder files it points to. Bump
-:data:`SCHEMA_VERSION` when a field changes meaning.
+``ada aggregate`` writes it; the report (``ada_core.report``), the Python API and third-party
+tools read only it and the run-folder files it points to. Bump :data:`SCHEMA_VERSION` when a
+field changes meaning.
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ada_core._version import __version__
+from ada_core.errors import DataError
+from ada_core.runfolder import _io
+from ada_core.runfolder.layout import RunLayout
+from ada_core.runfolder.records import EvaluationRecord, PersonRecord, ScheduleRecord, read_record
 from ada_core.stats import Estimate, StudyStatistics
 
 __all__ = [
@@ -29,9 +34,10 @@ __all__ = [
     "SetRecord",
     "provenance",
     "read_summary",
+    "write_summary",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MODEL = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -44,6 +50,7 @@ class JobRecord(BaseModel):
     seed: int
     fold: str
     path: str = Field(description="Job folder, relative to the run folder.")
+    eval_key: str = Field(description="Key of its scored sets: `<path>/eval/<eval_key>/`.")
     eval_path: str = Field(description="Folder of the scored sets (rows.csv, summary.json with "
                            "the robustness-by-position grid, mean_image.npy), relative.")
     status: Literal["done", "failed", "missing"]
@@ -64,9 +71,11 @@ class BranchRecord(BaseModel):
     model_config = _MODEL
 
     label: str
-    method: str = Field(description="Attributor registry name, 'none' or 'standard'.")
+    method: str = Field(description="Attributor registry name, or 'standard'.")
+    title: str = Field("", description="How sentences name it (e.g. 'random erasing').")
     kind: Literal["standard", "ada", "control"]
-    control: bool = Field(description="A control (`none`, or an attributor declaring control).")
+    control: bool = Field(description="A control (keep-training, or an attributor declaring "
+                          "control).")
     status: Literal["done", "partial", "failed", "missing"]
     replicates_done: int
     replicates: int
@@ -135,9 +144,12 @@ class RunSummary(BaseModel):
     provenance: Provenance
     seeds: list[int]
     folds: list[str]
-    schedule: dict[str, Any]
-    evaluation: dict[str, Any]
+    schedule: ScheduleRecord
+    evaluation: EvaluationRecord
     slices: dict[str, dict[str, int]] = Field(description="fold -> part -> slices.")
+    persons: dict[str, dict[str, list[PersonRecord]]] = Field(
+        default_factory=dict, description="fold -> part (train, val, test) -> persons."
+    )
     branches: list[BranchRecord]
     jobs: list[JobRecord]
     sets: list[SetRecord]
@@ -160,20 +172,20 @@ class RunSummary(BaseModel):
     seconds: float = Field(description="Training and scoring time summed over jobs.")
 
 
-def read_summary(run_dir: Path) -> RunSummary:
+def read_summary(run_dir: Path | RunLayout) -> RunSummary:
     """The ``RunSummary`` of a run folder; DataError when absent or of another schema."""
-    from ada_core.errors import DataError
+    layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
+    if not layout.summary.is_file():
+        how = (f"run `ada aggregate {layout.root}` to write it from the finished jobs"
+               if layout.study.is_file() else "run `ada compare CONFIG` first")
+        raise DataError(f"{layout.root}: no summary.json, so not an aggregated run folder; {how}")
+    return read_record(layout.summary, RunSummary)
 
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise DataError(
-            f"{run_dir}: no summary.json, so not an aggregated run folder; run `ada compare` "
-            "or `ada aggregate RUN` first"
-        )
-    try:
-        return RunSummary.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(f"{path}: not a RunSummary of schema {SCHEMA_VERSION}: {e}") from None
+
+def write_summary(layout: RunLayout, summary: RunSummary, text: str) -> None:
+    """``summary.json`` and its plain-text rendering ``summary.txt``."""
+    _io.write_json(layout.summary, layout.root, summary.model_dump(mode="json"))
+    _io.write_text(layout.summary_txt, layout.root, text)
 
 
 def _git_commit() -> str | None:
@@ -188,8 +200,6 @@ def _git_commit() -> str | None:
 
 def provenance(device: str) -> Provenance:
     """Date, versions (ADA, its plugins, torch, captum, Python), platform, device, git commit."""
-    import ada_core
-
     versions = {"python": platform.python_version()}
     for dist in ("torch", "captum", "numpy", "scipy", "pydantic", "pluggy"):
         try:
@@ -201,7 +211,7 @@ def provenance(device: str) -> Provenance:
             versions[ep.dist.metadata["Name"]] = ep.dist.version
     return Provenance(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ada_version=ada_core.__version__,
+        ada_version=__version__,
         versions=versions,
         platform=platform.platform(),
         device=device,

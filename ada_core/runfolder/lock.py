@@ -4,7 +4,9 @@
 exclusively; the processes of one sharded or ``torchrun`` study take it shared (each also
 locks the job folder it trains, see :func:`job_lock`), so they can work side by side while a
 second, unrelated ``ada compare`` on the same folder is refused. A refused process gets a
-:class:`RunLockedError` naming the holder (PID, host, command, since when).
+:class:`RunLockedError` naming the holder (PID, host, command, since when). Lock files are
+opened without following links (:func:`~ada_core.runfolder._io.open_no_follow`): a link
+planted at ``<run>/lock`` or a job's ``.lock`` is refused, never truncated through.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import IO
 
 from ada_core.errors import AdaError
+from ada_core.runfolder._io import open_no_follow
+from ada_core.runfolder.layout import JobPaths, RunLayout
 
 __all__ = ["RunLock", "RunLockedError", "job_lock"]
 
@@ -51,6 +55,20 @@ def _describe(path: Path) -> str:
     )
 
 
+def _open_lock(path: Path, root: Path) -> IO[str]:
+    return open_no_follow(path, root, os.O_RDWR | os.O_CREAT, "a+")
+
+
+def _holders(f: IO[str], path: Path) -> str:
+    """Who holds ``path``: a sharded study's processes (a shared lock) or one exclusive holder."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:  # someone holds it exclusively: a plain `ada compare`
+        return f"an `ada compare` ({_describe(path)})"
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return "the processes of a sharded or torchrun study (a shared lock)"
+
+
 class RunLock:
     """Context manager holding the lock of ``run_dir``.
 
@@ -59,24 +77,24 @@ class RunLock:
         shared: take the lock shared (processes of one sharded study) instead of exclusive.
     """
 
-    def __init__(self, run_dir: Path, *, shared: bool = False) -> None:
-        self.path = Path(run_dir) / "lock"
+    def __init__(self, run_dir: Path | RunLayout, *, shared: bool = False) -> None:
+        self.layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
+        self.path = self.layout.lock
         self.shared = shared
         self._file: IO[str] | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        f = _open_lock(self.path, self.layout.root)
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         try:
             fcntl.flock(f, mode | fcntl.LOCK_NB)
         except BlockingIOError:
+            who = _holders(f, self.path)
             f.close()
-            kind = "shared by the processes of a sharded study" if not self.shared else "held"
             raise RunLockedError(
-                f"run folder {self.path.parent} is in use ({kind}) by {_describe(self.path)}; "
-                "wait for it to finish, or give this run another name (name = ... or "
-                "--set name=...)"
+                f"run folder {self.layout.root} is in use by {who}; wait for it to finish, or "
+                "give this run another name (name = ... or --set name=...)"
             ) from None
         if not self.shared:
             f.seek(0)
@@ -94,16 +112,16 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def job_lock(folder: Path) -> Iterator[None]:
+def job_lock(job: JobPaths) -> Iterator[None]:
     """Exclusive lock of one job folder (so two shards never train the same job)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
-    with open(path, "a+", encoding="utf-8") as f:
+    job.folder.mkdir(parents=True, exist_ok=True)
+    path = job.lock
+    with _open_lock(path, job.root) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunLockedError(
-                f"job folder {folder} is being trained by {_describe(path)}"
+                f"job folder {job.folder} is being trained by {_describe(path)}"
             ) from None
         f.seek(0)
         f.truncate()
