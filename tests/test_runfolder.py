@@ -222,3 +222,36 @@ def test_a_file_size_limit_is_a_storage_error_naming_the_file_and_keeping_the_ol
     assert job.last.read_bytes() == before  # the previous version stands, no temporary left
     assert sorted(p.name for p in job.folder.iterdir()) == ["last.pt"]
     assert read_weights(job.last).model["w"][0] == 1
+
+
+# --------------------------------------------------------------------------- one owner
+
+
+def _constants(path: Path) -> set[str]:
+    import ast
+
+    return {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+            and isinstance(n.value, str)}  # fmt: skip
+
+
+def test_every_run_folder_file_name_is_spelled_in_the_layout_module_only():
+    layout = ROOT / "ada_core" / "runfolder" / "layout.py"
+    names = {"key.json", "start.json", "metrics.jsonl", "last.pt", "last.prev.pt", "best.pt",
+             "average.pt", "keep.pt", "cycle1.pt", "samples.pt", "done.json", "failed.json",
+             "rows.csv", "mean_image.npy", "config.toml", "config.json", "study.json",
+             "results.csv", "summary.json", "summary.txt", "report.html", ".superseded"}  # fmt: skip
+    assert names <= _constants(layout)
+    for path in sorted((ROOT / "ada_core").rglob("*.py")):
+        if path != layout:
+            spelled = names & _constants(path)
+            assert not spelled, f"{path.relative_to(ROOT)} spells {sorted(spelled)}: ask the layout"
+            assert "parent.parent" not in path.read_text(), path
+
+
+def test_the_report_reads_the_run_folder_without_the_engine():
+    import ast
+
+    for path in sorted((ROOT / "ada_core" / "report").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("ada_core.engine"), (path.name, node.module)

@@ -190,7 +190,7 @@ def _check_finished(js: JobState, plan: RunPlan) -> None:
 
 
 def _refuse(plan: RunPlan, states: list[JobState], *, resume: bool, force: bool) -> None:
-    aside = plan.run_dir / ".superseded"
+    aside = RunLayout(plan.run_dir).superseded
     changed = [s for s in states if s.state == "changed"]
     if changed and not force:
         lines = [f"  {s.job.title} in {s.job.folder}:\n{s.detail}" for s in changed]

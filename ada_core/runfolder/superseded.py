@@ -30,7 +30,7 @@ def _target(layout: RunLayout, path: Path, stamp: str) -> Path:
     root, real = layout.root.resolve(), path.resolve() if not path.is_symlink() else path.absolute()
     if root not in real.parents:
         raise DataError(f"refusing to move {path}: it is not inside the run folder {root}")
-    target = root / ".superseded" / stamp / real.relative_to(root)
+    target = RunLayout(root).superseded / stamp / real.relative_to(root)
     target.parent.mkdir(parents=True, exist_ok=True)
     n = 1
     while target.exists():
@@ -89,7 +89,7 @@ def keep_aside(layout: RunLayout, jobs: Sequence[JobPaths], stamp: str | None = 
     for path in layout.run_files:
         if path.is_file() or path.is_symlink():
             move_aside(layout, path, stamp)
-    aside = RunLayout(layout.root / ".superseded" / stamp)
+    aside = RunLayout(layout.superseded / stamp)
     for rel in sorted({layout.job(j.path).rel for j in old.jobs} if old else set()):
         src = layout.root / rel
         if rel not in moving and src.is_dir() and not (aside.root / rel).exists():
