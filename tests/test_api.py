@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import logging
 import re
 import shutil
@@ -96,7 +97,10 @@ def test_load_run_tables_match_the_run_folder_files(study):
             e = want.get((r["branch"], name, r["metric"]))
             if e is not None:
                 assert r["mean"] == pytest.approx(e["mean"]) and r["n_seeds"] == e["n_seeds"]
-                assert r["ci_low"] == pytest.approx(e["ci"]["low"]) if e["ci"] else r["ci_low"] is None
+                if e["ci"]:
+                    assert r["ci_low"] == pytest.approx(e["ci"]["low"])
+                else:  # None, or NaN in a DataFrame
+                    assert r["ci_low"] is None or math.isnan(r["ci_low"])
     comps = run.comparisons
     assert len(comps) == len(raw["statistics"]["comparisons"])
     assert len(run.table()) == len(rows)
