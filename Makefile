@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml requirements-dev.txt $(wildcard plugins/*/pyproject.tom
 
 install: $(STAMP)
 
+# --resume: an interrupted demo continues where it stopped (finished jobs are reused).
 demo: install
-	$(VENV)/bin/ada compare configs/demo.toml
+	$(VENV)/bin/ada compare configs/demo.toml --resume
 
 test: install
 	$(PY) -m pytest -q

@@ -100,3 +100,7 @@ def metric(name: str) -> Metric:
         return METRICS[name]
     except KeyError:
         raise InputError(f"unknown metric {name!r}. " + suggest(name, METRICS)) from None
+
+#: DSC (points) below which a person counts as failed in a branch, whatever the others score
+#: (``ada_core.engine.persons``: a person failing in every branch is named in the verdict).
+FAILING_FLOOR = 20.0

@@ -322,3 +322,30 @@ def test_templates_ship_in_the_wheel():
     assert "report.html.j2" in files
     assert all(any(fnmatch.fnmatch(f"templates/{f}", g) for g in globs) for f in files)
     assert any(d.lower().startswith("jinja2") for d in data["project"]["dependencies"])
+
+
+def test_persons_table_names_every_person_with_its_part_and_scores(summary, results, page):
+    t = page.tables["persons"]
+    shown = {(r[0][0], r[3][0]) for r in t.rows}
+    want = {(p["person"], part) for parts in summary["persons"].values()
+            for part, found in parts.items() for p in found}
+    assert shown == want and want
+    col = {h: i for i, h in enumerate(t.header)}
+    part = {"test": "test", "val": "val"}[summary["report_set"]]
+    checked = 0
+    for r in t.rows:
+        if r[3][0] != part:
+            continue
+        checked += 1
+        for branch in ("gradcam", "random"):
+            vals = [x["dsc"] for x in results if x["set"] == summary["report_set"]
+                    and x["branch"] == branch and x["person"] == r[0][0]]
+            by_seed = {}
+            for x in results:
+                if x["set"] == summary["report_set"] and x["branch"] == branch \
+                        and x["person"] == r[0][0] and not math.isnan(x["dsc"]):
+                    by_seed.setdefault(x["seed"], []).append(x["dsc"])
+            assert vals
+            mean = np.mean([np.mean(v) for v in by_seed.values()])
+            assert close(nums(r[col[branch]][0])[0], mean), (r, branch)
+    assert checked

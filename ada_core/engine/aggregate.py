@@ -44,6 +44,7 @@ from ada_core.runfolder import (
     read_record,
     write_summary,
 )
+from ada_core.engine.persons import failing, person_scores
 from ada_core.stats import PrimaryEndpoint, read_table, study_statistics
 from ada_core.verdict import Verdict, verdict
 
@@ -234,14 +235,17 @@ def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list
                                          n_boot=min(n_boot, 500)).estimates  # fmt: skip
                 others += [e for e in found if (e.branch, e.set, e.metric) not in have]
     missing = [b.label for b in branches if b.status != "done"]
+    scores, fails = [], []
+    if table is not None and done:
+        scores, fails = failing(person_scores(table, report_set))
     if stats is not None:
         said = verdict(stats, titles=titles, missing=missing, planted=study.analysis.planted,
-                       no_primary=why)  # fmt: skip
+                       notes=fails, no_primary=why)  # fmt: skip
     else:
         said = Verdict(opening=[f"No comparison of methods against controls: {why}."],
-                       caveats=[f"Not compared (missing or failed): {', '.join(missing)}."]
-                       if missing and done else [])  # fmt: skip
-    return report_set, stats, others, said
+                       caveats=([f"Not compared (missing or failed): {', '.join(missing)}."]
+                                if missing and done else []) + fails)  # fmt: skip
+    return report_set, stats, others, said, scores
 
 
 def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
@@ -262,7 +266,8 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     rows_path = concat_results(layout, [rows for _, rows in found if rows is not None])
     table = read_table(rows_path) if any(j.status == "done" for j in jobs) else None
     sets = _sets(table)
-    report_set, stats, others, sentences = _statistics(table, study, sets, branches, n_boot)
+    report_set, stats, others, sentences, scores = _statistics(table, study, sets, branches,
+                                                               n_boot)  # fmt: skip
     ada = [b.label for b in study.branches if b.kind == "ada"]
     curves: dict[str, list[tuple[int, str, list[float]]]] = {}
     for b in study.branches:
@@ -282,6 +287,7 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
         iou=_iou(layout, jobs, ada),
         convergence_target=None if target is None or math.isnan(target) else target,
         convergence=conv, missing=missing, seconds=sum(j.seconds or 0.0 for j in jobs),
+        person_scores=scores,
     )  # fmt: skip
     text = format_summary(summary)
     write_summary(layout, summary, text)

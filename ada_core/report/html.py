@@ -29,6 +29,7 @@ from ada_core.report.results import (
     convergence_table,
     estimate_tables,
     iou_table,
+    persons_table,
 )
 from ada_core.report.samples import sample_figures
 from ada_core.report.tables import Table
@@ -103,6 +104,7 @@ def build_report(run_dir: Path | str) -> Report:
         "convergence": convergence_table(s, _best_dsc(run)),
         "iou": iou_table(s),
         "branches": branch_table(s),
+        "persons": persons_table(s),
     }
     rep.config = run.config_text()
     return rep
@@ -131,7 +133,7 @@ def _facts(rep: Report) -> dict[str, Any]:
 
 def render_report(rep: Report) -> str:
     """The page of ``rep`` as HTML text."""
-    rest = [rep.tables[k] for k in ("comparisons", "convergence", "iou", "branches")]
+    rest = [rep.tables[k] for k in ("persons", "comparisons", "convergence", "iou", "branches")]
     tables: list[Table] = [*rep.tables["estimates"], *(t for t in rest if t is not None)]
     return _environment().get_template("report.html.j2").render(
         s=rep.run.summary, rep=rep, facts=_facts(rep), tables=tables,

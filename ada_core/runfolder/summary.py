@@ -28,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BranchRecord",
     "ConvergenceRecord",
+    "PersonScore",
     "IoUSummary",
     "JobRecord",
     "Provenance",
@@ -81,6 +82,25 @@ class BranchRecord(BaseModel):
     replicates_done: int
     replicates: int
     note: str = ""
+
+
+class PersonScore(BaseModel):
+    """One person's metric in one branch on the primary set: the mean over seeds of its
+    person mean (its scans averaged), and the seeds' spread."""
+
+    model_config = _MODEL
+
+    person: str
+    site: str
+    fold: str
+    branch: str
+    set: str
+    metric: str
+    mean: float | None = Field(description="Mean over seeds; None when undefined in every seed.")
+    sd: float | None = Field(description="SD over seeds (ddof 1); None with one seed.")
+    n_seeds: int
+    failing: bool = Field(False, description="Far below the other persons in every branch "
+                          "(see docs/report.md).")
 
 
 class SetRecord(BaseModel):
@@ -172,6 +192,9 @@ class RunSummary(BaseModel):
     )
     convergence: list[ConvergenceRecord] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list, description="What is missing, and why.")
+    person_scores: list[PersonScore] = Field(
+        default_factory=list, description="Every person x branch on the report set (DSC)."
+    )
     seconds: float = Field(description="Training and scoring time summed over jobs.")
 
 
