@@ -21,7 +21,15 @@ from ada_core._train_config import TrainConfig
 from ada_core.augment import AugmentConfig
 from ada_core.data import PreprocessConfig
 from ada_core.errors import ConfigError, closest
-from ada_core.fieldtags import ALLOW_UNUSED, Settings, Unused, active_data, affects, used_when
+from ada_core.fieldtags import (
+    ALLOW_UNUSED,
+    Settings,
+    active_data,
+    affects,
+    dotted_loc,
+    unused_lines,
+    used_when,
+)
 from ada_core.splits import SplitConfig
 
 __all__ = [
@@ -33,7 +41,6 @@ __all__ = [
     "SLUG_RULE",
     "apply_overrides",
     "check_slug",
-    "dotted_loc",
     "load_config",
     "parse_config",
     "to_toml",
@@ -187,23 +194,6 @@ class ExperimentConfig(Settings):
                 "distinct `label`s"
             )
         return specs
-
-
-def dotted_loc(loc: Sequence[Any]) -> str:
-    """``("evaluate", 0, "split")`` -> ``"evaluate[0].split"``."""
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def unused_lines(error: Any, prefix: str) -> list[str] | None:
-    """One line per setting without effect of a pydantic error entry (None for another
-    error), each key under ``prefix`` (where the model that reported it sits)."""
-    if error["type"] != "unused_setting":
-        return None
-    unused: list[Unused] = error["ctx"]["unused"]
-    return [u.message(prefix) for u in unused]
 
 
 def _format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
@@ -43,12 +44,14 @@ __all__ = [
     "Tag",
     "Unused",
     "active_data",
+    "dotted_loc",
     "affects",
     "field_conditions",
     "field_tag",
     "tagged_settings",
     "tags",
     "unused_settings",
+    "unused_lines",
     "untagged_fields",
     "used_unless",
     "used_when",
@@ -336,6 +339,23 @@ def active_data(model: BaseModel, root: BaseModel | None = None) -> dict[str, An
             data[name] = [active_data(v, root) if isinstance(v, BaseModel) else d
                           for v, d in zip(value, data[name], strict=True)]  # fmt: skip
     return data
+
+
+def dotted_loc(loc: Sequence[Any]) -> str:
+    """``("evaluate", 0, "split")`` -> ``"evaluate[0].split"``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def unused_lines(error: Any, prefix: str) -> list[str] | None:
+    """One line per setting without effect of a pydantic error entry (None for another
+    error), each key under ``prefix`` (where the model that reported it sits)."""
+    if error["type"] != "unused_setting":
+        return None
+    unused: list[Unused] = error["ctx"]["unused"]
+    return [u.message(prefix) for u in unused]
 
 
 class Settings(BaseModel):
