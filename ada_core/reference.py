@@ -132,7 +132,7 @@ def config_reference(registry: Registry) -> str:
         "field. Set while its condition is false (in the file, with `--set` or as a Python "
         "argument) it is refused with exit status 2, naming what is set, why it has no effect "
         "and the two ways to fix it, never silently ignored; `--set '~KEY'` removes a KEY the "
-        "file sets. A field left at its default is never refused.",
+        "file sets. A field the config does not set is never refused.",
         "",
         "## Top level",
         "",
