@@ -229,6 +229,7 @@ class Run:
         from ada_core.runfolder import read_text
 
         path = self.folder.layout.config_json
+        # written_by_ada: older runs wrote every field, those without effect too
         return parse_config(json.loads(read_text(path)), str(path), written_by_ada=True)
 
     @property
