@@ -118,11 +118,13 @@ def _remove(data: dict[str, Any], item: str) -> None:
     node: Any = data
     for i, part in enumerate(parts):
         here = _dotted(parts[: i + 1])
-        present = (isinstance(part, int) and isinstance(node, list) and -len(node) <= part < len(node)) or (
-            isinstance(part, str) and isinstance(node, dict) and part in node)  # fmt: skip
+        if isinstance(part, int):
+            present = isinstance(node, list) and -len(node) <= part < len(node)
+        else:
+            present = isinstance(node, dict) and part in node
         if not present:
             raise ConfigError(f"override {item!r}: {here} is not set by the config file, so "
-                              "there is nothing to remove (it already has its default)")  # fmt: skip
+                              "there is nothing to remove (it has its default)")  # fmt: skip
         if i == len(parts) - 1:
             del node[part]
         else:
