@@ -185,11 +185,12 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
 
 def _estimate_row(e: Any) -> dict[str, Any]:
     row = {"branch": e.branch, "set": e.set, "metric": e.metric, "mean": e.mean}
-    for name in ("ci", "ci_t", "ci_boot"):
+    for name in ("ci", "ci_boot"):
         iv = getattr(e, name)
         row[f"{name}_low"] = None if iv is None else iv.low
         row[f"{name}_high"] = None if iv is None else iv.high
-    row.update(n_seeds=e.n_seeds, n_subjects=e.n_subjects, n_slices=e.n_slices,
+    row.update(n_seeds=e.n_seeds, n_persons=e.n_persons, n_subjects=e.n_subjects,
+               n_slices=e.n_slices,
                interval=e.interval, note=e.note)  # fmt: skip
     return row
 

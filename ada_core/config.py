@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ada_core._overrides import apply_overrides
+from ada_core._study_config import StudyConfig
 from ada_core._train_config import TrainConfig
 from ada_core.augment import AugmentConfig
 from ada_core.data import PreprocessConfig
@@ -161,6 +162,12 @@ class ExperimentConfig(Settings):
         default_factory=AugmentConfig,
         description="Classical augmentation (the paper's Table 2).",
         json_schema_extra=affects("standard"),
+    )
+    study: StudyConfig = Field(
+        default_factory=StudyConfig,
+        description="The study's question (primary endpoint) and levels; changes only the "
+        "analysis.",
+        json_schema_extra=affects("none"),
     )
 
     @field_validator("name")

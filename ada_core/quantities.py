@@ -69,6 +69,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _pct("tpr", "TPR", "True positive rate (sensitivity), 100 tp / (tp + fn)."),
     _pct("tnr", "TNR", "True negative rate (specificity), 100 tn / (tn + fp)."),
     _pct("ppv", "PPV", "Positive predictive value (precision), 100 tp / (tp + fp)."),
+    Metric("hd95_monai", "HD95 (MONAI)", "mm", "mm", False, 0.0, None, "The larger of the two "
+           "directed 95th percentiles (MONAI compute_hausdorff_distance, percentile=95).",
+           paper=False),
+    Metric("fail", "Failures", "%", "points", False, 0.0, 100.0, "100 on a slice with grey "
+           "matter where the prediction is empty (a failed segmentation), else 0; a person's "
+           "mean is its failure rate.", paper=False),
 )}  # fmt: skip
 
 #: The paper's table columns, in order.

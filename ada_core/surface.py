@@ -277,6 +277,16 @@ def directed_sets(pred: Tensor, target: Tensor, spacing: Tensor) -> tuple[Tensor
     return d_pt, d_tp
 
 
+def hd95_directed_max(d_pt: Tensor, d_tp: Tensor) -> Tensor:
+    """MONAI's HD95 per row: the larger of the two directed 95th percentiles (linear
+    interpolation, as ``numpy.percentile``); NaN when undefined. ``hsd_hd95`` pools instead."""
+    undefined = (torch.isinf(d_pt).any(1) | torch.isnan(d_pt).all(1) | torch.isinf(d_tp).any(1)
+                 | torch.isnan(d_tp).all(1))  # fmt: skip
+    q = [torch.nanquantile(d.masked_fill(torch.isinf(d), 0.0), 0.95, dim=1) for d in (d_pt, d_tp)]
+    both = torch.maximum(torch.nan_to_num(q[0], nan=-1.0), torch.nan_to_num(q[1], nan=-1.0))
+    return torch.where(undefined, torch.full_like(both, float("nan")), both)
+
+
 def hsd_hd95(d_pt: Tensor, d_tp: Tensor) -> tuple[Tensor, Tensor]:
     """HSD and HD95 per row from padded directed distances; NaN when undefined."""
     pooled = torch.cat([d_pt, d_tp], 1)

@@ -1,36 +1,58 @@
-"""Plain sentences that say what a study's statistics support, generated from the numbers.
+"""The verdict: plain sentences generated from a study's statistics, and only from them.
 
-A method "beats" (or "is worse than") a control only when its Holm-corrected p is below
-1 - level, and then its confidence interval excludes 0 too (the interval and the test share
-their SE and df). Every number quoted comes with the seeds x subjects it rests on and its
-interval; the power sentence says what the study could not have detected.
+Its **opening** answers, in at most three sentences, (1) the primary question (each method
+against the primary control on the primary set, Holm over the methods), (2) whether the methods
+differ from each other at all (the omnibus test), and (3) what it would take to resolve the
+smallest difference of interest (seeds and persons, at the level a claim needs). **Caveats**
+follow (one seed, missing branches, a planted-effect study, failing persons), then the
+exploratory **details** per set.
+
+A method "beats" (or "is worse than") another only when its Holm-corrected p in its family is
+below the family's level, which needs at least two seeds and two persons: with one seed the
+verdict describes and never claims. Every number quoted comes with its n and its interval.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
-from ada_core.errors import InputError, suggest
+from pydantic import BaseModel, ConfigDict
+
 from ada_core.quantities import METRICS
-from ada_core.stats import Comparison, StudyStatistics
+from ada_core.stats import Comparison, Omnibus, StudyStatistics
 
-__all__ = ["headline", "verdict"]
+__all__ = ["SetFindings", "Verdict", "set_words", "verdict"]
 
-_UNIT = {name: m.diff_unit for name, m in METRICS.items()}
-#: Bounded metrics: a detectable difference above the range is never reachable.
-_RANGE = {name: m.high - m.low for name, m in METRICS.items() if m.bounded}
 MINUS = "\u2212"
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class SetFindings(BaseModel):
+    """The exploratory sentences of one evaluation set."""
+
+    model_config = _FROZEN
+
+    set: str
+    sentences: list[str]
+
+
+class Verdict(BaseModel):
+    """What a study's numbers support, in sentences (see the module docstring)."""
+
+    model_config = _FROZEN
+
+    opening: list[str]
+    caveats: list[str] = []
+    details: list[SetFindings] = []
+
+    def sentences(self) -> list[str]:
+        """Every sentence, in reading order."""
+        return [*self.opening, *self.caveats, *(s for d in self.details for s in d.sentences)]
 
 
 def _signed(x: float, digits: int) -> str:
     s = f"{x:+.{digits}f}"
     return s.replace("-", MINUS) if float(s) != 0 else f"{0:.{digits}f}"
-
-
-def _digits(c: Comparison) -> int:
-    width = c.ci.high - c.ci.low if c.ci else abs(c.diff or 0)
-    return 2 if width < 1 else 1
 
 
 def _p(p: float) -> str:
@@ -39,205 +61,220 @@ def _p(p: float) -> str:
     return "= " + (f"{p:.2f}" if p >= 0.1 else f"{p:.2g}")
 
 
-def _what(set_: str, metric: str) -> str:
-    m = re.fullmatch(r"(.+)@ada(\d+)", set_)
-    if m:
-        return f"{m[1]} {metric.upper()} after the first {m[2]} ADA epochs ({set_})"
-    return f"{set_} {metric.upper()}"
+def _unit(metric: str, amount: float | None = None) -> str:
+    unit = METRICS[metric].diff_unit if metric in METRICS else ""
+    return unit[:-1] if amount == 1 and unit.endswith("s") else unit
 
 
-def _size(cs: Sequence[Comparison], run: bool = False) -> str:
-    seeds = sorted({c.n_seeds for c in cs})
-    subj = sorted({c.n_subjects for c in cs})
-    s = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}\u2013{seeds[-1]}"
-    n = str(subj[0]) if len(subj) == 1 else f"{subj[0]}\u2013{subj[-1]}"
-    run = " (one training run each)" if run and seeds[-1] == 1 else ""
-    return (f"{s} seed{'s' if seeds[-1] != 1 else ''} \u00d7 {n} "
-            f"subject{'s' if subj[-1] != 1 else ''}{run}")
+def _label(metric: str) -> str:
+    return METRICS[metric].label if metric in METRICS else metric.upper()
 
 
-def _numbers(c: Comparison, unit: str, name: bool = True) -> str:
-    d = _digits(c)
-    u = f" {unit}" if unit else ""
-    who = f"{c.branch} " if name else ""
-    return (f"{who}{_signed(c.diff, d)}{u}, {c.ci.level:.0%} CI {_signed(c.ci.low, d)} to "
-            f"{_signed(c.ci.high, d)}, Holm p {_p(c.p_holm)}")
+def set_words(name: str) -> str:
+    """How a sentence names an evaluation set."""
+    words = {"test": "the held-out test persons", "val": "the validation persons (which "
+             "selected the checkpoints)", "robustness": "the robustness set (Algorithm 2)",
+             "robustness_near": "the squares near the grey matter (change against no "
+             "occlusion)", "context": "the context probe"}  # fmt: skip
+    if "@ada" in name:
+        base, k = name.split("@ada")
+        return f"{base} after the first {k} ADA epochs"
+    return words.get(name, f"the {name} set")
 
 
-def _title(control: str, titles: Mapping[str, str]) -> str:
-    """How a sentence names a control: its title and its label (``random erasing (random)``)."""
-    title = titles.get(control, "")
-    return f"{title} ({control})" if title and title != control else control
+def _title(name: str, titles: Mapping[str, str]) -> str:
+    title = titles.get(name, "")
+    return f"{title} ({name})" if title and title != name else name
 
 
-def _findings(cs: list[Comparison], control: str, what: str, unit: str,
-              titles: Mapping[str, str]) -> list[str]:  # fmt: skip
-    name = _title(control, titles)
-    size = _size(cs, run=True)
-    out = []
-    better = [c for c in cs if c.significant and c.diff > 0]
-    worse = [c for c in cs if c.significant and c.diff < 0]
-    for verb, group in (("beats", sorted(better, key=lambda c: -c.diff)),
-                        ("is worse than", sorted(worse, key=lambda c: c.diff))):
-        for c in group:
-            dz = f"; d_z = {_signed(c.effect_size, 2)}" if c.effect_size is not None else ""
-            out.append(f"Over {_size([c], run=True)}, {c.branch} {verb} {name} on {what}: "
-                       f"{_numbers(c, unit, name=False)} over {c.holm_family} comparisons{dz}.")
-    rest = [c for c in cs if c not in better and c not in worse]
-    if rest:
-        top = max(rest, key=lambda c: c.diff)
-        largest = _numbers(top, unit)
-        if top.ci.excludes(0):
-            largest += (f"; p {_p(top.p)} before Holm's correction over {top.holm_family} "
-                        f"comparisons")
-        if better or worse:
-            k = len(rest)
-            out.append(f"The other {k} method{'s' if k != 1 else ''} show{'' if k != 1 else 's'}"
-                       f" no difference from {name} beyond chance on {what} (largest: "
-                       f"{largest}).")
-        else:
-            k = len(rest)
-            many = f"none of the {k} interpretability methods" if k > 1 else \
-                "the interpretability method"
-            verb = "beats or trails" if k > 1 else "neither beats nor trails"
-            out.append(f"Over {size}, {many} {verb} {name} on {what} beyond chance "
-                       f"(largest: {largest}).")
+def _size(cs: Sequence[Comparison | Omnibus]) -> str:
+    s = sorted({c.n_seeds for c in cs})
+    n = sorted({c.n_persons for c in cs})
+    f = sorted({c.n_folds for c in cs})
+    span = (lambda v: str(v[0]) if len(v) == 1 else f"{v[0]}\u2013{v[-1]}")  # noqa: E731
+    out = f"{span(s)} seed{'s' if s[-1] != 1 else ''} \u00d7 {span(n)} person{'s' if n[-1] != 1 else ''}"
+    return out + (f" in {span(f)} folds" if f[-1] > 1 else "")
+
+
+def _numbers(c: Comparison, *, holm: bool = True) -> str:
+    width = c.ci.high - c.ci.low if c.ci else abs(c.diff or 0)
+    d = 2 if width < 1 else 1
+    u = f" {_unit(c.metric)}" if _unit(c.metric) else ""
+    out = f"{_signed(c.diff, d)}{u}"
+    if c.ci is not None:
+        out += f", {c.ci.level:.0%} CI {_signed(c.ci.low, d)} to {_signed(c.ci.high, d)}"
+    if holm and c.p_holm is not None:
+        out += f", Holm p {_p(c.p_holm)}"
     return out
 
 
-def _power(cs: list[Comparison], what: str, unit: str, metric: str, alpha: float,
-           power: float) -> list[str]:
-    cs = [c for c in cs if c.mde is not None]
+def _clauses(cs: list[Comparison], other: str, titles: Mapping[str, str]) -> list[str]:
+    """'gradcam beats random erasing (random) by ...' or the closest miss."""
+    name = _title(other, titles)
+    sig = sorted((c for c in cs if c.significant), key=lambda c: c.p_holm)
+    out = [f"{c.branch} {'beats' if c.diff > 0 else 'is worse than'} {name} by "
+           f"{_numbers(c)}" for c in sig[:3]]  # fmt: skip
+    if len(sig) > 3:
+        out.append(f"and {len(sig) - 3} more")
+    rest = [c for c in cs if not c.significant]
+    if rest and not sig:
+        top = min(rest, key=lambda c: c.p if c.p is not None else 2.0)
+        many = "no method" if len(cs) > 1 else f"{top.branch}"
+        out.append(f"{many} differs from {name} beyond chance (closest: {top.branch} "
+                   f"{_numbers(top)})")
+    elif rest:
+        out.append(f"the other {len(rest)} do{'es' if len(rest) == 1 else ''} not differ from "
+                   f"{name} beyond chance")
+    return out
+
+
+def _primary(stats: StudyStatistics, titles: Mapping[str, str], planted: Sequence[str]) -> str:
+    p = stats.primary
+    cs = stats.family("primary")
+    what = f"{_label(p.metric)} on {set_words(p.set)}"
+    lead = "Positive control (a planted effect): " if any(c.branch in planted for c in cs) else ""
+    tested = [c for c in cs if c.p is not None]
+    if not tested:
+        best = max((c for c in cs if c.diff is not None), key=lambda c: c.diff, default=None)
+        if best is None:
+            return f"{lead}The primary comparison ({what}) could not be computed: {cs[0].note}."
+        return (f"{lead}With {_size(cs)} the study describes and does not decide: on {what}, "
+                f"the largest difference from {_title(best.control, titles)} is {best.branch} "
+                f"{_numbers(best, holm=False)} ({best.note}).")
+    parts = []
+    for control in p.controls:
+        mine = [c for c in tested if c.control == control]
+        if mine:
+            parts += _clauses(mine, control, titles)
+    k = len({c.branch for c in tested})
+    return (f"{lead}Primary question, {what} ({_size(tested)}; Holm over {k} method"
+            f"{'s' if k != 1 else ''} \u00d7 {len(p.controls)} control"
+            f"{'s' if len(p.controls) != 1 else ''} at \u03b1 = {stats.alpha:g}): "
+            + "; ".join(parts) + ".")
+
+
+def _omnibus(stats: StudyStatistics) -> str | None:
+    o = stats.omnibus
+    if o is None:
+        return None
+    what = f"{_label(o.metric)} on {set_words(o.set)}"
+    k = len(o.methods)
+    if o.p is None:
+        return f"Whether the {k} methods differ from each other cannot be tested: {o.note}."
+    stat = f"{o.test} F = {o.f:.2f} on {o.df1:.1f} and {o.df2:.1f} df, p {_p(o.p)}"
+    if not o.significant:
+        return f"The {k} methods do not differ from each other beyond chance on {what} ({stat})."
+    pairs = sorted((c for c in stats.family("pairs") if c.significant), key=lambda c: c.p_holm)
+    shown = "; ".join(f"{c.branch} {'beats' if c.diff > 0 else 'trails'} {c.control} by "
+                      f"{_numbers(c)}" for c in pairs[:3])  # fmt: skip
+    tail = f": {shown}" if shown else "; no single pair survives Holm's correction"
+    return f"The {k} methods differ from each other on {what} ({stat}){tail}."
+
+
+def _resolution(stats: StudyStatistics) -> str:
+    cs = [c for c in stats.family("primary") if c.mde is not None]
     if not cs:
-        return []
-    u = f" {unit}" if unit else ""
+        return ("With 1 seed the seed-to-seed variation is unknown, so neither the smallest "
+                "detectable difference nor the seeds needed can be stated; run at least 2 seeds "
+                "(better 3 or more).") if len(stats.seeds) == 1 else (
+                "The primary comparison has no variance estimate, so nothing can be projected.")
+    c0 = cs[0]
+    u = f" {_unit(c0.metric)}" if _unit(c0.metric) else ""
     lo, hi = min(c.mde for c in cs), max(c.mde for c in cs)
     d = 2 if hi < 1 else 1
     span = f"{lo:.{d}f}" if f"{lo:.{d}f}" == f"{hi:.{d}f}" else f"{lo:.{d}f}\u2013{hi:.{d}f}"
-    size = _size(cs)
-    res = cs[0].resolve
-    if metric in _RANGE and lo >= _RANGE[metric]:
-        return [(f"At this size ({size}) no difference on the 0\u2013{_RANGE[metric]:.0f} "
-                f"scale of {what} can reach significance (detectable only above {span}{u}).")]
-    head = (f"Differences below {span}{u} on {what} cannot be detected at this size ({size}; "
-            f"\u03b1 = {alpha:g} two-sided before Holm, {power:.0%} power)")
-    if any(c.n_seeds == 1 for c in cs):
-        return [head + "; with 1 seed the seed-to-seed variation is unknown, so the seeds "
-                "needed cannot be projected."]
-    blocked = [c for c in cs if c.seeds_needed is None]
-    if blocked:
-        worst = max(blocked, key=lambda c: c.mde_seeds_limit or 0)
-        if (worst.mde_seeds_limit or 0) > res:
-            return [head + f"; seeds alone cannot resolve {res:g}{u}: with "
-                    f"{worst.n_subjects} subjects the subject term alone allows "
-                    f"{worst.mde_seeds_limit:.{d}f}{u} ({worst.branch}), so add subjects."]
-        return [head + f"; more than 10000 seeds would be needed to resolve {res:g}{u}."]
-    need = max(c.seeds_needed for c in cs)
+    level = f"\u03b1 = {stats.alpha:g}/{c0.family_size} = {c0.mde_alpha:.2g}, {stats.power:.0%} power"
+    head = f"At Holm's first step ({level}) this study detects differences of {span}{u}"
+    res = c0.resolve
+    u = f" {_unit(c0.metric, res)}" if _unit(c0.metric) else ""
     if hi <= res:
-        return [head + f"; that already resolves {res:g}{u}."]
-    return [head + f"; about {need} seeds would resolve {res:g}{u} for every method."]
+        return head + f", which resolves the {res:g}{u} of interest."
+    seeds = [c.seeds_needed for c in cs]
+    persons = [c.persons_needed for c in cs]
+    n, s = c0.n_persons, c0.n_seeds
+    if all(v is not None for v in seeds):
+        way = f"about {max(seeds)} seeds with these {n} persons would resolve {res:g}{u}"
+    else:
+        worst = max((c for c in cs if c.seeds_needed is None), key=lambda c: c.mde_seeds_limit or 0)
+        way = (f"seeds alone cannot resolve {res:g}{u} (with these {n} persons the person term "
+               f"alone allows {worst.mde_seeds_limit:.{d}f}{u})" if worst.mde_seeds_limit
+               else f"more than 10000 seeds would be needed for {res:g}{u}")  # fmt: skip
+    if all(v is not None for v in persons):
+        way += f"; about {max(persons)} persons with these {s} seeds would"
+    elif c0.design == "folds":
+        way += "; more folds (sites) or persons per fold would"
+    return f"{head}; {way}."
 
 
-def verdict(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
-            controls: Sequence[str] | None = None, missing: Sequence[str] = (),
-            lead: bool = False, titles: Mapping[str, str] | None = None) -> list[str]:
-    """Sentences on whether the interpretability methods beat the controls.
-
-    Args:
-        stats: the study's statistics.
-        metric: the metric to speak about.
-        sets: evaluation sets to cover (default: all of the study's).
-        controls: controls to cover (default: all of the study's).
-        missing: branches that are missing or failed; they are named as not compared.
-        lead: after the caveats, add the :func:`headline` over every comparison.
-
-    Returns:
-        One sentence per finding, in order: caveats, then per set and control the findings
-        and what the study could not detect.
-
-    Raises:
-        InputError: a metric, set or control the statistics do not hold.
-    """
-    sets = tuple(stats.sets if sets is None else sets)
-    controls = tuple(stats.controls if controls is None else controls)
-    for kind, names, valid in (("metric", [metric], stats.metrics), ("set", sets, stats.sets),
-                               ("control", controls, stats.controls)):
-        for n in names:
-            if n not in valid:
-                raise InputError(f"verdict: unknown {kind} {n!r}. " + suggest(n, valid))
-    unit = _UNIT.get(metric, "")
-    out: list[str] = []
-    hib = {c.higher_is_better for c in stats.comparisons if c.metric == metric}
-    if hib == {False}:
-        out.append(f"{metric.upper()} is lower-is-better: each difference below is control "
-                   f"\u2212 method, so positive means the method has the lower (better) "
-                   f"{metric.upper()}.")
-    if len(stats.seeds) == 1:
-        subj = sorted({c.n_subjects for c in stats.comparisons if c.metric == metric})
-        n = f"{subj[0]}" if len(subj) == 1 else f"{subj[0]}\u2013{subj[-1]}" if subj else "0"
-        word = "subject" if subj and subj[-1] == 1 else "subjects"
-        out.append(f"Only 1 seed ({stats.seeds[0]}): every interval and test below is over the "
-                   f"{n} {word} only and leaves out seed-to-seed variation, so a difference "
-                   f"may be this one training run's luck rather than the method.")
-    elif len(stats.seeds) == 2:
-        out.append(f"Only 2 seeds ({stats.seeds[0]}, {stats.seeds[1]}): the seed-to-seed "
-                   f"variance rests on 1 degree of freedom, so the intervals are approximate "
-                   f"and wide.")
-    if missing:
-        out.append(f"Not compared (missing or failed): {', '.join(missing)}.")
-    if lead:
-        out.append(headline(stats, metric=metric, sets=sets, controls=controls, titles=titles))
-    for set_ in sets:
-        what = _what(set_, metric)
-        for control in controls:
-            cs = [c for c in stats.comparisons if (c.set, c.control, c.metric) ==
-                  (set_, control, metric) and c.branch not in stats.controls]
-            for c in cs:
-                if c.p is None or c.diff is None:
-                    out.append(f"{c.branch} cannot be tested against {control} on {what}: "
-                               f"{c.note} ({_size([c])}).")
-            ok = [c for c in cs if c.p is not None and c.diff is not None]
-            if ok:
-                out += _findings(ok, control, what, unit, titles or {})
-                out += _power(ok, what, unit, metric, stats.alpha, stats.power)
+def _details(stats: StudyStatistics, titles: Mapping[str, str]) -> list[SetFindings]:
+    out = []
+    sec = stats.family("secondary")
+    size = len([c for c in sec if c.p is not None])
+    for set_ in stats.sets:
+        sentences = []
+        for metric in stats.metrics:
+            key = stats.primary.metric if stats.primary is not None else stats.metrics[0]
+            mine = [c for c in sec if (c.set, c.metric) == (set_, metric)]
+            if metric != key and not any(c.significant for c in mine):
+                continue  # a further metric is spelled out only where it finds something
+            for control in stats.controls:
+                cs = [c for c in mine if c.control == control]
+                tested = [c for c in cs if c.p is not None]
+                if tested:
+                    body = "; ".join(_clauses(tested, control, titles))
+                    sentences.append(f"{_label(metric)} on {set_words(set_)} ({_size(tested)}; "
+                                     f"exploratory, Holm over {size} secondary comparisons): "
+                                     f"{body}.")  # fmt: skip
+                elif cs and any(c.diff for c in cs):
+                    best = max((c for c in cs if c.diff is not None), key=lambda c: c.diff)
+                    sentences.append(f"{_label(metric)} on {set_words(set_)} ({_size(cs)}, "
+                                     f"described only): largest difference from "
+                                     f"{_title(control, titles)}: {best.branch} "
+                                     f"{_numbers(best, holm=False)}.")  # fmt: skip
+        if sentences:
+            out.append(SetFindings(set=set_, sentences=sentences))
     return out
 
 
-def headline(stats: StudyStatistics, *, metric: str = "dsc", sets: Sequence[str] | None = None,
-             controls: Sequence[str] | None = None,
-             titles: Mapping[str, str] | None = None) -> str:
-    """One sentence over every comparison of ``metric``: which, if any, survive Holm's
-    correction, else the closest one (smallest p). Generated from the numbers only.
+def verdict(stats: StudyStatistics, *, titles: Mapping[str, str] | None = None,
+            missing: Sequence[str] = (), planted: Sequence[str] = (),
+            notes: Sequence[str] = (), no_primary: str = "") -> Verdict:  # fmt: skip
+    """The verdict of a study's statistics (see the module docstring).
 
-    Raises:
-        InputError: a metric, set or control the statistics do not hold.
+    Args:
+        stats: the study's statistics.
+        titles: how sentences name each branch (``{"random": "random erasing"}``).
+        missing: branches that are missing or failed; named as not compared.
+        planted: branches that know the answer (a planted-effect control).
+        notes: further caveats computed elsewhere (failing persons, for example).
+        no_primary: why the study has no primary endpoint, when ``stats.primary`` is None.
     """
-    sets = tuple(stats.sets if sets is None else sets)
-    controls = tuple(stats.controls if controls is None else controls)
-    if metric not in stats.metrics:
-        raise InputError(f"headline: unknown metric {metric!r}. " + suggest(metric, stats.metrics))
-    cs = [c for c in stats.comparisons if c.metric == metric and c.set in sets
-          and c.control in controls and c.branch not in stats.controls
-          and c.p is not None and c.diff is not None]  # fmt: skip
-    if not cs:
-        return f"No {metric.upper()} comparison of a method against a control could be tested."
-    unit = _UNIT.get(metric, "")
-    methods = sorted({c.branch for c in cs})
     titles = titles or {}
-    names = ", ".join(_title(k, titles) for k in dict.fromkeys(c.control for c in cs))
-    scope = (f"Over {_size(cs)}, {len(cs)} paired {metric.upper()} comparisons of "
-             f"{len(methods)} interpretability method{'s' if len(methods) != 1 else ''} against "
-             f"{names} on {len({c.set for c in cs})} evaluation sets")
-    sig = sorted((c for c in cs if c.significant), key=lambda c: c.p_holm)
-    if not sig:
-        top = min(cs, key=lambda c: c.p)
-        return (f"{scope}: none differs beyond chance after Holm's correction (closest: "
-                f"{top.branch} against {top.control} on {_what(top.set, metric)}, "
-                f"{_numbers(top, unit, name=False)}).")
-    shown = "; ".join(
-        f"{c.branch} {'beats' if c.diff > 0 else 'is worse than'} {_title(c.control, titles)} "
-        f"on {_what(c.set, metric)} ({_numbers(c, unit, name=False)})"
-        for c in sig[:3]
-    )
-    more = f"; and {len(sig) - 3} more" if len(sig) > 3 else ""
-    return f"{scope}: {len(sig)} survive{'s' if len(sig) == 1 else ''} Holm's correction: {shown}{more}."
+    if stats.primary is None:
+        opening = [f"No primary comparison: {no_primary or 'the study declares none'}."]
+    else:
+        opening = [_primary(stats, titles, planted)]
+        omni = _omnibus(stats)
+        if omni:
+            opening.append(omni)
+        opening.append(_resolution(stats))
+    caveats = []
+    if planted:
+        caveats.append(f"This is a planted-effect study (a positive control): {', '.join(planted)} "
+                       f"know{'s' if len(planted) == 1 else ''} where the shortcut is and "
+                       f"{'is' if len(planted) == 1 else 'are'} not an interpretability method; "
+                       "the study shows whether the whole chain finds an effect that is there.")
+    if len(stats.seeds) == 1:
+        caveats.append(f"Only 1 seed ({stats.seeds[0]}): every interval leaves out seed-to-seed "
+                       "variation, so no difference is claimed; a second seed measures it.")
+    elif len(stats.seeds) == 2:
+        caveats.append(f"Only 2 seeds ({stats.seeds[0]}, {stats.seeds[1]}): the seed-to-seed "
+                       "variance rests on 1 degree of freedom, so intervals are wide.")
+    if stats.primary is not None and not METRICS.get(stats.primary.metric, METRICS["dsc"]).higher_is_better:
+        m = _label(stats.primary.metric)
+        caveats.append(f"{m} is lower-is-better: each difference is other \u2212 method, so "
+                       f"positive means the method has the lower (better) {m}.")
+    if missing:
+        caveats.append(f"Not compared (missing or failed): {', '.join(missing)}.")
+    caveats += list(notes)
+    return Verdict(opening=opening, caveats=caveats, details=_details(stats, titles))

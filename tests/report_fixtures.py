@@ -122,7 +122,7 @@ def read_results(path: Path) -> list[dict]:
     rows = []
     with path.open(newline="") as f:
         for r in csv.DictReader(f):
-            for k in ("dsc", "hsd", "hd95", "tpr", "tnr", "ppv"):
+            for k in ("dsc", "hsd", "hd95", "hd95_monai", "tpr", "tnr", "ppv", "fail"):
                 r[k] = float(r[k]) if r[k] not in ("", "nan", "NaN") else math.nan
             r["seed"] = int(r["seed"])
             rows.append(r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import logging
 import re
 import shutil
@@ -96,7 +97,10 @@ def test_load_run_tables_match_the_run_folder_files(study):
             e = want.get((r["branch"], name, r["metric"]))
             if e is not None:
                 assert r["mean"] == pytest.approx(e["mean"]) and r["n_seeds"] == e["n_seeds"]
-                assert r["ci_low"] == pytest.approx(e["ci"]["low"]) if e["ci"] else r["ci_low"] is None
+                if e["ci"]:
+                    assert r["ci_low"] == pytest.approx(e["ci"]["low"])
+                else:  # None, or NaN in a DataFrame
+                    assert r["ci_low"] is None or math.isnan(r["ci_low"])
     comps = run.comparisons
     assert len(comps) == len(raw["statistics"]["comparisons"])
     assert len(run.table()) == len(rows)
@@ -145,3 +149,22 @@ def test_a_failed_job_is_reported_not_raised(study, tmp_path):
     aggregate(copy, n_boot=50)
     with pytest.raises(DataError, match="has not finished"):
         ada_core.load_run(copy).model("gradcam", seed=0)
+
+
+def test_every_branch_has_every_estimate_on_every_set(study):
+    """The regression of issue 20: validation DSC/HSD were n/a for every branch but standard
+    whenever the study had a test part."""
+    run = ada_core.load_run(study)
+    rows = _csv_rows(study / "results.csv")
+    on_set = {(r["branch"], r["set"]) for r in rows}
+    s = run.summary
+    found = {(e.branch, e.set, e.metric): e for e in
+             [*(s.statistics.estimates if s.statistics else ()), *s.other_estimates]}
+    metrics = [m for m in rows[0] if m in ada_core.quantities.METRICS]
+    assert "val" in {st for _, st in on_set} and "test" in {st for _, st in on_set}
+    for branch, set_ in on_set:
+        for m in metrics:
+            e = found.get((branch, set_, m))
+            assert e is not None, (branch, set_, m)
+            if m == "dsc":
+                assert e.mean is not None and e.n_persons > 0, (branch, set_)

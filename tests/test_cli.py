@@ -251,3 +251,19 @@ def test_set_into_a_list_from_the_command_line_and_index_errors(tmp_path, capsys
     assert code == 2 and "Traceback" not in err
     assert "index 2 is out of range: attributors has 2 entries (indices 0..1 or -2..-1)" in err
     assert "--set 'attributors=[...]'" in err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("study.primary.control=randm", "study.primary.control = 'randm' is not a control branch "
+                                    "of this study. Valid choices: 'random'."),
+    ("study.primary.set=tset", "study.primary.set = 'tset' is not scored by this study"),
+    ("study.primary.metric=dcs", "study.primary.metric = 'dcs' is not a metric of results.csv."),
+    ("study.alpha=1.5", "study.alpha: Input should be less than 1"),
+])
+def test_study_primary_endpoint_is_validated(tmp_path, capsys, setting, message):
+    path = tmp_path / "exp.toml"
+    path.write_text('[[attributors]]\nname = "gradcam"\n[[attributors]]\nname = "random"\n')
+    code, _, err = run(capsys, "config", "validate", str(path), "--set", setting)
+    assert code == 2 and message in err, err
+    assert run(capsys, "config", "validate", str(path), "--set",
+               "study.primary.control=random")[0] == 0

@@ -187,7 +187,7 @@ def _slices(run: Path):
 
 def test_compare_writes_a_folder_per_seed_and_the_study_results(compare_run):
     run, proc = compare_run
-    assert "Verdict" in proc.stdout and "Paired differences" in proc.stdout
+    assert "Verdict" in proc.stdout and "Primary paired differences" in proc.stdout
     for rel in ["config.toml", "config.json", "study.json", "results.csv", "summary.json",
                 "summary.txt", "report.html"]:  # fmt: skip
         assert (run / rel).is_file(), rel

@@ -447,3 +447,40 @@ def test_bad_inputs_name_argument():
         per_volume_metrics(ok, ok, [1.0, 1.0], torch.tensor([0, 1]), [3.0])
     with pytest.raises(InputError, match=r"subject 0 has slices with different spacing"):
         per_volume_metrics(ok, ok, torch.tensor([[1.0, 1.0], [2.0, 1.0]]), torch.tensor([0, 0]))
+
+
+def test_hd95_monai_is_the_larger_directed_percentile_against_scipy():
+    gen = np.random.default_rng(40)
+    spacing = (0.5, 0.8)
+    for _ in range(6):
+        pred, target = blobs(gen, (40, 48)), blobs(gen, (40, 48))
+        m = segmentation_metrics(torch.from_numpy(pred)[None, None],
+                                 torch.from_numpy(target)[None, None].float(), spacing)
+        d_pt, d_tp = scipy_surface(pred, target, spacing)
+        want = max(np.percentile(d_pt, 95), np.percentile(d_tp, 95))  # MONAI's convention
+        assert m["hd95_monai"].item() == pytest.approx(want, rel=1e-6)
+        assert m["hd95"].item() == pytest.approx(np.percentile(np.hstack([d_pt, d_tp]), 95),
+                                                 rel=1e-6)
+
+
+def test_an_empty_prediction_is_a_failure_scored_at_the_worst_value():
+    from ada_core.scoring import score_slices
+
+    h, w, spacing = 16, 20, (0.5, 0.25)
+    target = torch.zeros(3, 1, h, w)
+    target[0, 0, 4:9, 5:12] = 1  # grey matter, predicted empty: a failure
+    target[2, 0, 2:5, 2:5] = 1  # grey matter, predicted partly
+    pred = torch.zeros(3, 1, h, w, dtype=torch.bool)
+    pred[1, 0, 3:6, 3:6] = True  # prediction where there is no grey matter: not a failure
+    pred[2, 0, 2:4, 2:5] = True
+    out = score_slices(pred, target, spacing)
+    diagonal = math.hypot(0.5 * (h - 1), 0.25 * (w - 1))
+    assert out["fail"].tolist() == [100.0, 0.0, 0.0]
+    for key in ("hsd", "hd95", "hd95_monai"):
+        assert out[key][0].item() == pytest.approx(diagonal)  # the worst possible distance
+        assert math.isnan(out[key][1].item())  # no grey matter: undefined, as before
+    assert out["ppv"][0].item() == 0.0 and out["dsc"][0].item() == 0.0
+    plain = segmentation_metrics(pred, target, spacing)
+    for key in ("hsd", "ppv", "dsc", "tpr"):  # slices that did not fail are left as they were
+        assert out[key][2].item() == pytest.approx(plain[key][2].item())
+    assert math.isnan(plain["hsd"][0].item())  # what the failure rule replaces

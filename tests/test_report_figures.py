@@ -45,9 +45,11 @@ def test_forest_plot_draws_every_difference_with_its_ci(summary, report):
     comps = {(c["set"], c["branch"], c["control"], c["metric"]): c for c in summary["statistics"]["comparisons"]}
     fig = report.figures["forest"][0].figure
     axes = [a for a in fig.axes if a.get_title()]
-    assert [a.get_title() for a in axes] == ["DSC", "HSD"]
+    compared = summary["statistics"]["metrics"]
+    assert [a.get_title() for a in axes] == [m.upper() for m in compared]
     labels = [t.get_text() for t in axes[0].get_yticklabels()]
-    for ax, unit in zip(axes, ("points", "mm"), strict=True):
+    units = {"dsc": "points", "hsd": "mm", "fail": "points"}
+    for ax, unit in zip(axes, (units[m] for m in compared), strict=True):
         assert f"({unit})" in ax.get_xlabel() and "positive = branch better" in ax.get_xlabel()
         assert any(list(ln.get_xdata()) == [0, 0] for ln in ax.get_lines())  # the zero line
         metric = ax.get_title().lower()

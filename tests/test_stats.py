@@ -17,20 +17,25 @@ from scipy import stats as sps
 
 from ada_core.errors import DataError, InputError
 from ada_core.stats import (
+    PrimaryEndpoint,
     Table,
     bootstrap_means,
+    bounded_interval,
     cohen_dz,
-    crossed,
-    design_se,
+    design,
     holm,
     mde,
+    method_effect,
+    needed,
+    person_means,
+    power,
     read_table,
-    seeds_needed,
     study_statistics,
     subject_means,
     t_interval,
     t_test,
 )
+from ada_core.stats._core import DF_CORRECTION
 
 K = 400  # simulated studies per regime
 
@@ -41,7 +46,7 @@ def _band(rate: float, k: int = K) -> tuple[float, float]:
 
 
 def _sim(rng, k, s, n, sa, sb, se, mu=0.0, fold=None):
-    """Paired differences: seed x branch, subject x branch and residual components.
+    """Paired differences: seed x branch, person x branch and residual components.
 
     With ``fold`` (N,), each fold is a separately trained model with its own seed effects.
     """
@@ -54,8 +59,9 @@ def _sim(rng, k, s, n, sa, sb, se, mu=0.0, fold=None):
 
 def make_table(rng, *, seeds=3, subjects=12, slices=4, branches=("vanilla", "gradcam",
                "random", "none"), sets=("val",), effect=None, folds=("",), sd_seed=0.5,
-               sd_subj=0.5, sd_res=1.5, sd_slice=2.0, nan_every=0):
-    """A results table (columns) with per-branch seed and subject effects."""
+               sd_subj=0.5, sd_res=1.5, sd_slice=2.0, nan_every=0, raters=1):
+    """A results table (columns) with per-branch seed and person effects; ``raters`` > 1
+    gives each person that many subjects (scans) sharing the person's effects."""
     effect = effect or {}
     cols = {c: [] for c in ("seed", "fold", "branch", "set", "person", "subject", "site", "slice",
                             "dsc", "hsd")}
@@ -63,8 +69,8 @@ def make_table(rng, *, seeds=3, subjects=12, slices=4, branches=("vanilla", "gra
     for st, b in itertools.product(sets, branches):
         a = rng.normal(0, sd_seed, seeds)
         v = {k: rng.normal(0, sd_subj) for k in base}
-        for s, f, j, sl in itertools.product(range(seeds), folds, range(subjects),
-                                             range(slices)):
+        for s, f, j, r, sl in itertools.product(range(seeds), folds, range(subjects),
+                                                range(raters), range(slices)):
             k = f"{f}s{j}"
             y = base[k] + a[s] + v[k] + effect.get(b, 0.0) + rng.normal(0, sd_res) \
                 + rng.normal(0, sd_slice)
@@ -73,7 +79,7 @@ def make_table(rng, *, seeds=3, subjects=12, slices=4, branches=("vanilla", "gra
             cols["branch"].append(b)
             cols["set"].append(st)
             cols["person"].append(k)
-            cols["subject"].append(k)
+            cols["subject"].append(k if raters == 1 else f"{k}_r{r + 1}")
             cols["site"].append(f or "ucl")
             cols["slice"].append(sl)
             cols["dsc"].append(y)
@@ -154,272 +160,419 @@ def test_subject_means_against_a_loop():
         subject_means(t, "vla", "dsc")
 
 
-# ------------------------------------------------------------------ agreement with references
+def test_person_means_average_a_persons_scans_first():
+    cols = make_table(np.random.default_rng(20), seeds=2, subjects=3, slices=3, raters=2,
+                      nan_every=4)
+    cols["dsc"][(cols["subject"] == "s1_r2") & (cols["seed"] == 0)] = np.nan  # one scan undefined
+    t = Table(cols)
+    pm = person_means(t, "val", ["dsc"])["dsc"]
+    ref: dict[tuple, dict[str, list[float]]] = {}
+    for i in range(len(t)):
+        key = (t["seed"][i], t["fold"][i], t["branch"][i], t["person"][i])
+        ref.setdefault(key, {}).setdefault(t["subject"][i], []).append(t["dsc"][i])
+    assert len(pm.mean) == len(ref) == 2 * 3 * 4
+    for g in range(len(pm.mean)):
+        scans = ref[(pm.seed[g], pm.fold[g], pm.branch[g], pm.person[g])]
+        means = [np.nanmean(v) for v in scans.values() if not np.isnan(v).all()]
+        assert pm.mean[g] == pytest.approx(np.mean(means))  # each scan counts once
+        assert pm.n_subjects[g] == 2 and pm.n_slices[g] == 6
+
+
+# ------------------------------------------------------------------ the design, against references
 
 def test_one_seed_is_scipy_one_sample_t():
     d = np.array([[0.3, -1.2, 2.5, 0.8, 1.1, -0.4, 0.9]])
-    r = crossed(d)
+    r = design(d)
     ref = sps.ttest_1samp(d[0], 0)
-    assert r.df[0] == 6 and t_test(r.mean, r.se, r.df)[0] == pytest.approx(ref.pvalue)
+    assert r.kind == "persons" and r.df[0] == 6
+    assert t_test(r.mean, r.se, r.df)[0] == pytest.approx(ref.pvalue)
     lo, hi = t_interval(r.mean, r.se, r.df, 0.9)
     assert (lo[0], hi[0]) == pytest.approx(tuple(ref.confidence_interval(0.9)))
-    assert (lo[0], hi[0]) == pytest.approx(sps.t.interval(0.9, 6, d.mean(), sps.sem(d[0])))
 
 
-@pytest.mark.parametrize("axis", [0, 1])
-def test_pure_seed_or_pure_subject_variation_is_a_t_over_that_factor(axis):
-    rng = np.random.default_rng(2)
-    v = rng.normal(1, 2, 5)
-    d = np.repeat(v[:, None], 7, axis=1) if axis == 0 else np.repeat(v[None], 4, axis=0)
-    r = crossed(d)
-    ref = sps.ttest_1samp(v, 0)
-    assert r.df[0] == pytest.approx(4)
+def test_one_person_is_a_t_over_seeds():
+    d = np.array([[0.3], [-1.2], [2.5], [0.8]])
+    r = design(d)
+    ref = sps.ttest_1samp(d[:, 0], 0)
+    assert r.kind == "seeds" and r.df[0] == 3
     assert t_test(r.mean, r.se, r.df)[0] == pytest.approx(ref.pvalue)
+    assert design(np.array([[1.0]])).kind == "none"
 
 
-def test_crossed_mean_squares_by_hand():
-    rng = np.random.default_rng(3)
-    s, n = 3, 6
-    d = rng.normal(size=(s, 1)) + rng.normal(size=(1, n)) + rng.normal(size=(s, n))
+def _hand_ms(d):
+    s, n = d.shape
     m = d.mean()
     ss_a = sum(n * (d[i].mean() - m) ** 2 for i in range(s))
     ss_b = sum(s * (d[:, j].mean() - m) ** 2 for j in range(n))
     ss_e = sum((d[i, j] - d[i].mean() - d[:, j].mean() + m) ** 2
                for i in range(s) for j in range(n))
-    ma, mb, me = ss_a / (s - 1), ss_b / (n - 1), ss_e / ((s - 1) * (n - 1))
-    assert ma > me and mb > me  # both components present in this draw
-    r = crossed(d)
+    return ss_a / (s - 1), ss_b / (n - 1), ss_e / ((s - 1) * (n - 1))
+
+
+def test_crossed_mean_squares_and_satterthwaite_by_hand():
+    rng = np.random.default_rng(3)
+    s, n = 3, 6
+    d = rng.normal(size=(s, 1)) + rng.normal(size=(1, n)) + rng.normal(size=(s, n))
+    ma, mb, me = _hand_ms(d)
+    assert mb > me  # the person component is present in this draw
+    r = design(d)
     var = (ma + mb - me) / (s * n)
     df = (ma + mb - me) ** 2 / (ma**2 / (s - 1) + mb**2 / (n - 1) + me**2 / ((s - 1) * (n - 1)))
-    assert r.se[0] ** 2 == pytest.approx(var) and r.df[0] == pytest.approx(df)
-    assert (r.s2_seed[0], r.s2_subj[0], r.s2_res[0]) == pytest.approx(
-        ((ma - me) / n, (mb - me) / s, me))
-    assert r.se[0] ** 2 == pytest.approx(r.s2_seed[0] / s + r.s2_subj[0] / n
-                                         + r.s2_res[0] / (s * n))
+    assert r.kind == "crossed" and r.se[0] ** 2 == pytest.approx(var)
+    assert r.df[0] == pytest.approx(max(s - 1, df - DF_CORRECTION))
+    assert (r.ms_seed[0], r.ms_person[0], r.ms_res[0]) == pytest.approx((ma, mb, me))
 
 
-def test_no_seed_component_drops_the_seed_term():
+def test_crossed_mean_squares_agree_with_statsmodels_anova():
+    sm = pytest.importorskip("statsmodels.formula.api", reason="statsmodels is optional")
+    from statsmodels.stats.anova import anova_lm
+    import pandas as pd
+
+    rng = np.random.default_rng(30)
+    d = rng.normal(size=(4, 1)) + rng.normal(size=(1, 7)) + rng.normal(size=(4, 7))
+    df = pd.DataFrame([(f"s{i}", f"p{j}", d[i, j]) for i in range(4) for j in range(7)],
+                      columns=["seed", "person", "y"])
+    a = anova_lm(sm.ols("y ~ C(seed) + C(person)", df).fit())
+    r = design(d)
+    assert r.ms_seed[0] == pytest.approx(a.loc["C(seed)", "mean_sq"])
+    assert r.ms_person[0] == pytest.approx(a.loc["C(person)", "mean_sq"])
+    assert r.ms_res[0] == pytest.approx(a.loc["Residual", "mean_sq"])
+
+
+def test_the_seed_term_is_kept_when_seeds_vary_less_than_the_residual():
+    # MS_seed < MS_res: the old rule dropped the seed term (~10x too many p < 0.05/30).
     d = np.array([[1.0, 2.0, 4.0, 0.0], [1.1, 1.9, 4.0, 0.1], [0.9, 2.1, 4.0, -0.1]])
-    r = crossed(d)
-    col = d.mean(axis=0)
-    assert r.s2_seed[0] == 0
-    # MS_seed < MS_res: Var = MS_subj / (S N) = var(subject means) / N, df = N - 1
-    assert r.se[0] ** 2 == pytest.approx(col.var(ddof=1) / 4) and r.df[0] == pytest.approx(3)
+    ma, mb, me = _hand_ms(d)
+    assert ma < me < mb
+    r = design(d)
+    assert r.se[0] ** 2 == pytest.approx((ma + mb - me) / 12)
+    assert r.se[0] ** 2 > (mb - me) / 12  # the seed mean square still counts
 
 
-def test_folds_combine_by_subject_weight():
+def test_no_person_variation_leaves_the_seed_mean_square_alone():
+    rng = np.random.default_rng(31)
+    d = rng.normal(size=(3, 1)) + 0.01 * rng.normal(size=(3, 8))
+    d -= d.mean(axis=0, keepdims=True) - d.mean()  # person means all equal: MS_person = 0
+    ma, _, _ = _hand_ms(d)
+    r = design(d)
+    assert r.se[0] ** 2 == pytest.approx(ma / 24) and r.df[0] == pytest.approx(2)
+
+
+def test_folds_are_the_units_whatever_their_sizes():
     rng = np.random.default_rng(4)
-    d = rng.normal(size=(1, 5))
-    fold = np.array([0, 0, 1, 1, 1])
-    r = crossed(d, fold)
-    a, b = d[0, :2], d[0, 2:]
-    var = (2 / 5) ** 2 * a.var(ddof=1) / 2 + (3 / 5) ** 2 * b.var(ddof=1) / 3
-    assert r.se[0] ** 2 == pytest.approx(var) and r.fold_sizes == (2, 3)
-    assert r.mean[0] == pytest.approx(d.mean())
+    d = rng.normal(size=(3, 4))
+    fold = np.array([0, 1, 2, 2])  # one-person folds, as leave-one-site-out gives
+    r = design(d, fold)
+    fm = [d[:, fold == f].mean() for f in range(3)]
+    ref = sps.ttest_1samp(fm, 0)
+    assert r.kind == "folds" and r.fold_sizes == (1, 1, 2) and r.df[0] == 2
+    assert r.mean[0] == pytest.approx(np.mean(fm))
+    assert t_test(r.mean, r.se, r.df)[0] == pytest.approx(ref.pvalue)
+
+
+def test_design_is_the_same_per_study_in_a_batch():
+    rng = np.random.default_rng(32)
+    y = rng.normal(size=(5, 3, 6))
+    batch = design(y)
+    for k in range(5):
+        one = design(y[k])
+        assert (one.mean[0], one.se[0], one.df[0]) == pytest.approx(
+            (batch.mean[k], batch.se[k], batch.df[k]))
+
+
+def test_design_rejects_nan_and_bad_shapes():
+    with pytest.raises(InputError, match="NaN"):
+        design(np.array([[1.0, np.nan]]))
+    with pytest.raises(InputError, match="one entry per person"):
+        design(np.ones((2, 3)), np.array([0, 1]))
 
 
 def test_bootstrap_variance_is_the_pigeonhole_formula():
     rng = np.random.default_rng(5)
     d = rng.normal(size=(4, 1)) + rng.normal(size=(1, 9)) + rng.normal(size=(4, 9))
-    boot = bootstrap_means(d, None, 40_000, np.random.default_rng(6))[0]
+    boot = bootstrap_means(d, 40_000, np.random.default_rng(6))[0]
     row, col, m = d.mean(1), d.mean(0), d.mean()
     g = d - row[:, None] - col[None] + m
-    # Var* = var(row effects)/S + var(col effects)/N + var(interaction)/(S N), ddof 0
     ref = ((row - m) ** 2).mean() / 4 + ((col - m) ** 2).mean() / 9 + (g**2).mean() / 36
     assert boot.mean() == pytest.approx(m, abs=4 * math.sqrt(ref / 40_000))
     assert boot.var() == pytest.approx(ref, rel=0.03)
 
 
-def test_bootstrap_keeps_fold_sizes():
-    d = np.array([[0.0, 0.0, 10.0]])  # fold 1 always holds one of three subjects
-    boot = bootstrap_means(d, np.array([0, 0, 1]), 200, np.random.default_rng(0))
-    np.testing.assert_allclose(boot, 10 / 3)
-
-
-def test_holm_by_hand():
+def test_holm_by_hand_and_statsmodels():
     p = [0.01, 0.04, 0.03, 0.005, np.nan]
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max
     np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02, np.nan])
     np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])
-    try:
-        from statsmodels.stats.multitest import multipletests
-    except ImportError:
-        return  # statsmodels is optional; the hand computation above is the reference
-    np.testing.assert_allclose(holm(p[:4]), multipletests(p[:4], method="holm")[1])
+    batch = np.array([p[:4], [0.2, 0.001, 0.5, 0.04]])
+    np.testing.assert_allclose(holm(batch), [holm(batch[0]), holm(batch[1])])
+    mt = pytest.importorskip("statsmodels.stats.multitest", reason="statsmodels is optional")
+    np.testing.assert_allclose(holm(p[:4]), mt.multipletests(p[:4], method="holm")[1])
 
 
 def test_cohen_dz_by_hand():
-    d = np.array([[1.0, 2.0, 0.0, 3.0], [3.0, 2.0, 2.0, 1.0]])  # subject means 2, 2, 1, 2
+    d = np.array([[1.0, 2.0, 0.0, 3.0], [3.0, 2.0, 2.0, 1.0]])  # person means 2, 2, 1, 2
     assert cohen_dz(d) == pytest.approx(1.75 / 0.5)
-    assert np.isnan(cohen_dz(np.ones((2, 3))))
+    assert np.isnan(cohen_dz(np.ones((2, 3)))) and np.isnan(cohen_dz(np.arange(4.0)[None, :2]))
 
 
-def test_design_se_is_the_documented_formula():
-    comps = np.array([[0.4, 0.9, 2.0]])
-    se, df = design_se(comps, (24,), np.array([3, 10]))
-    ref = np.sqrt(0.4 / np.array([3, 10]) + 0.9 / 24 + 2.0 / (np.array([3, 10]) * 24))
-    np.testing.assert_allclose(se, ref)
-    s, n = 3, 24  # Satterthwaite with the expected mean squares of that design
-    ea, eb, ee = 2.0 + n * 0.4, 2.0 + s * 0.9, 2.0
-    df_ref = (ea + eb - ee) ** 2 / (ea**2 / (s - 1) + eb**2 / (n - 1) + ee**2 / ((s - 1) * 23))
-    assert df[0] == pytest.approx(df_ref)
+@pytest.mark.parametrize("df, alpha", [(2.0, 0.05), (8.0, 0.05 / 30), (40.0, 0.01)])
+def test_power_is_the_noncentral_t_by_monte_carlo(df, alpha):
+    se, delta = 0.7, 2.1
+    rng = np.random.default_rng(33)
+    z = rng.standard_normal(400_000)
+    t = (delta / se + z) / np.sqrt(rng.chisquare(df, z.size) / df)  # a noncentral t
+    q = sps.t.ppf(1 - alpha / 2, df)
+    mc = np.mean(np.abs(t) > q)
+    assert power(delta, se, df, alpha) == pytest.approx(mc, abs=4 * math.sqrt(mc * (1 - mc) / z.size) + 1e-4)
 
 
-@pytest.mark.parametrize("df", [8.0, 30.0])
-def test_mde_has_the_stated_power_by_noncentral_t(df):
-    se = 0.7
-    delta = mde(se, df)
-    crit = sps.t.ppf(0.975, df)
-    power = sps.nct.sf(crit, df, delta / se) + sps.nct.cdf(-crit, df, delta / se)
-    assert power == pytest.approx(0.8, abs=0.015)
+@pytest.mark.parametrize("df, alpha", [(2.0, 0.05), (8.0, 0.05 / 30), (30.0, 0.05)])
+def test_mde_has_the_stated_power(df, alpha):
+    delta = mde(0.7, df, alpha)
+    assert power(delta, 0.7, df, alpha) == pytest.approx(0.8, abs=1e-6)
+    assert power(0.95 * delta, 0.7, df, alpha) < 0.8
+    # the normal approximation the tool used before promises 0.8 and gives 0.77 at df 2
+    z = (sps.norm.ppf(1 - 0.025) + sps.norm.ppf(0.8)) * 0.7
+    assert df > 2 or power(z, 0.7, 2.0, 0.05) < 0.78
 
 
-def test_seeds_needed_unreachable_when_subject_term_is_too_large():
-    need, limit = seeds_needed(np.array([[0.1, 12.0, 1.0]]), (24,), 0.5)
-    assert need is None
-    assert limit == pytest.approx(mde(math.sqrt(12.0 / 24), 23))
+def _projected_var(ma, mb, me, s, n, s2, n2):
+    """The crossed estimate's variance at S' seeds and N' persons, written out."""
+    return ma / (s2 * n) + max(0.0, mb - me) / (s * n2)
 
 
-@pytest.mark.parametrize("s2_seed", [0.5, 4.0, 30.0])
-def test_seeds_needed_is_the_first_seed_count_that_resolves(s2_seed):
-    comps = np.array([[s2_seed, 0.2, 2.0]])
-    need, _ = seeds_needed(comps, (40,), 0.5)
-    brute = next(s for s in range(2, 5000)
-                 if mde(*design_se(comps, (40,), np.array([s]))) <= 0.5)
-    assert need == brute
+def test_needed_is_the_first_count_that_resolves_by_brute_force():
+    rng = np.random.default_rng(34)
+    d = 1.5 * rng.normal(size=(3, 1)) + 0.4 * rng.normal(size=(1, 20)) + rng.normal(size=(3, 20))
+    r = design(d)
+    ma, mb, me = _hand_ms(d)
+    alpha, resolve = 0.05 / 10, 1.0
+    seeds, persons, limit = needed(r, resolve, alpha)
+
+    def df_at(s2, n2):
+        t = [(ma / (s2 * 20), s2 - 1.0)]
+        if mb > me:
+            t += [(mb / (3 * n2), n2 - 1.0), (-me / (3 * n2), (s2 - 1.0) * (n2 - 1.0))]
+        v = sum(x for x, _ in t)
+        return max(s2 - 1.0, v**2 / sum(x**2 / f for x, f in t) - DF_CORRECTION)
+
+    def ok(s2, n2):
+        v = _projected_var(ma, mb, me, 3, 20, s2, n2)
+        return mde(math.sqrt(v), df_at(s2, n2), alpha) <= resolve
+
+    assert seeds == next(s2 for s2 in range(2, 10_000) if ok(s2, 20))
+    assert persons is None or persons == next(n2 for n2 in range(2, 10_000) if ok(3, n2))
+    assert limit == pytest.approx(mde(math.sqrt(max(0, mb - me) / 60), df_at(10**9, 20), alpha), rel=1e-3)
 
 
-def test_seeds_needed_gives_the_stated_power_in_simulation():
-    sa, sb, se_, n = 0.6, 0.5, 1.5, 24
-    comps = np.array([[sa**2, sb**2, se_**2]])
-    need, _ = seeds_needed(comps, (n,), 0.5)
-    se, _ = design_se(comps, (n,), np.array([need - 1, need]))
-    assert se[1] < se[0]
-    d = _sim(np.random.default_rng(7), K, need, n, sa, sb, se_, mu=0.5)
-    r = crossed(d)
-    power = np.mean(t_test(r.mean, r.se, r.df) < 0.05)
-    lo, hi = _band(0.8)
-    assert lo <= power <= hi, (need, power)
+def test_needed_never_projects_from_a_truncated_seed_term():
+    # MS_seed below MS_res: the old code set the seed variance to 0 and printed "595 seeds".
+    d = np.array([[1.0, 2.0, 4.0, 0.0], [1.1, 1.9, 4.0, 0.1], [0.9, 2.1, 4.0, -0.1]])
+    r = design(d)
+    seeds, _, _ = needed(r, 0.01, 0.05)
+    ma = _hand_ms(d)[0]
+    assert seeds is None or ma / (seeds * 4) < 0.01**2  # the seed term falls as 1/S, never 0
 
 
-# ------------------------------------------------------------------ simulation: calibration
+def test_needed_seeds_give_the_stated_power_in_simulation():
+    from dataclasses import replace
 
-REGIMES = {  # (seeds, subjects, sd seed, sd subject, sd residual) of the differences
-    "seed-dominated, 3 seeds": (3, 24, 1.0, 0.7, 2.0),
-    "seed-dominated, 5 seeds": (5, 24, 1.0, 0.7, 2.0),
-    "subject-dominated, 3 seeds": (3, 24, 0.1, 1.0, 1.5),
-    "leave-one-site-out, 3 folds": (3, 18, 0.5, 0.7, 1.5),
-}
-
-
-@pytest.mark.parametrize("regime", REGIMES)
-def test_no_effect_ci_covers_zero_and_p_is_uniform(regime):
-    s, n, sa, sb, se = REGIMES[regime]
-    rng = np.random.default_rng(list(REGIMES).index(regime))
-    fold = np.repeat(np.arange(3), n // 3) if "folds" in regime else None
-    d = _sim(rng, K, s, n, sa, sb, se, fold=fold)
-    r = crossed(d, fold)
-    lo, hi = t_interval(r.mean, r.se, r.df)
-    cover = np.mean((lo < 0) & (hi > 0))
-    fpr = np.mean(t_test(r.mean, r.se, r.df) < 0.05)
-    c_lo, _ = _band(0.95)
-    _, f_hi = _band(0.05)
-    assert c_lo <= cover <= 0.99, cover  # zero-truncated components make it conservative
-    assert fpr <= f_hi, fpr
+    sa, sb, se_, n, delta, alpha = 0.8, 0.3, 1.5, 24, 1.0, 0.05 / 6
+    pilot = design(np.zeros((3, n)) + np.arange(n))  # shape only; the mean squares set below
+    pilot = replace(pilot, ms_seed=np.array([se_**2 + n * sa**2]),
+                    ms_person=np.array([se_**2 + 3 * sb**2]), ms_res=np.array([se_**2]),
+                    se=np.array([1.0]))  # the expected mean squares of this design
+    s2, _, _ = needed(pilot, delta, alpha)
+    assert s2 is not None and 3 < s2 < 100
+    d = _sim(np.random.default_rng(7), 4000, s2, n, sa, sb, se_, mu=delta)
+    r = design(d)
+    pw = np.mean(t_test(r.mean, r.se, r.df) < alpha)
+    fewer = design(d[:, :-1])  # one seed less
+    pw_less = np.mean(t_test(fewer.mean, fewer.se, fewer.df) < alpha)
+    assert 0.74 < pw < 0.88, (s2, pw)  # 80% by the projection, within the simulation's spread
+    assert pw_less < pw
 
 
-def test_planted_effect_is_detected_and_covered():
-    s, n, sa, sb, se, delta = 5, 24, 0.3, 0.7, 2.0, 1.0
-    d = _sim(np.random.default_rng(8), K, s, n, sa, sb, se, mu=delta)
-    r = crossed(d)
-    lo, hi = t_interval(r.mean, r.se, r.df)
-    power = np.mean(t_test(r.mean, r.se, r.df) < 0.05)
-    cover = np.mean((lo < delta) & (hi > delta))
-    assert power >= 0.85, power
-    assert _band(0.95)[0] <= cover <= _band(0.95)[1], cover
+def test_bounded_interval_stays_inside_and_matches_the_logit_delta_method():
+    ci = bounded_interval(95.0, 3.0, 4.0, 0.95, 0.0, 100.0, "t")
+    q = sps.t.ppf(0.975, 4)
+    p = 0.95
+    eta, s_eta = math.log(p / (1 - p)), 3.0 / (100 * p * (1 - p))
+    expit = lambda v: 100 / (1 + math.exp(-v))  # noqa: E731
+    assert (ci.low, ci.high) == pytest.approx((expit(eta - q * s_eta), expit(eta + q * s_eta)))
+    assert 0 < ci.low < 95 < ci.high < 100 and "logit" in ci.method
+    wide = bounded_interval(2.0, 5.0, 2.0, 0.95, 0.0, 100.0, "t")
+    assert 0 < wide.low < 2.0 < wide.high
+    edge = bounded_interval(100.0, 1.0, 3.0, 0.95, 0.0, 100.0, "t")
+    assert edge.high == 100.0 and "clipped" in edge.method
+    free = bounded_interval(1.0, 1.0, 3.0, 0.95, None, None, "t")
+    q3 = sps.t.ppf(0.975, 3)
+    assert (free.low, free.high) == pytest.approx((1 - q3, 1 + q3))
 
 
-def test_few_seed_bootstrap_undercovers_which_is_why_ci_is_the_t_interval():
-    s, n, sa, sb, se = REGIMES["seed-dominated, 3 seeds"]
-    rng = np.random.default_rng(9)
-    d = _sim(rng, K, s, n, sa, sb, se)
-    boot = bootstrap_means(d, None, 400, rng)
-    lo, hi = np.quantile(boot, [0.025, 0.975], axis=1)
-    assert np.mean((lo < 0) & (hi > 0)) < _band(0.95)[0]
+def test_omnibus_one_seed_is_the_repeated_measures_f_by_hand():
+    rng = np.random.default_rng(35)
+    y = rng.normal(size=(4, 1, 9)) + rng.normal(size=(1, 1, 9))  # 4 methods, 1 seed, 9 persons
+    r = method_effect(y)
+    x = y[:, 0, :]
+    g = x.mean()
+    ss_m = 9 * ((x.mean(1) - g) ** 2).sum()
+    ss_e = ((x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + g) ** 2).sum()
+    f = (ss_m / 3) / (ss_e / 24)
+    assert r.kind == "persons x methods" and r.f[0] == pytest.approx(f)
+    assert r.p[0] == pytest.approx(sps.f.sf(f, 3, 24))
+    AnovaRM = pytest.importorskip("statsmodels.stats.anova", reason="statsmodels is optional").AnovaRM
+    import pandas as pd
+
+    df = pd.DataFrame([(f"m{i}", f"p{j}", x[i, j]) for i in range(4) for j in range(9)],
+                      columns=["method", "person", "y"])
+    res = AnovaRM(df, "y", "person", within=["method"]).fit().anova_table
+    assert res["F Value"].iloc[0] == pytest.approx(f)
 
 
-def test_wilcoxon_over_subjects_is_anticonservative_under_seed_effects():
-    s, n, sa, sb, se = REGIMES["seed-dominated, 3 seeds"]
-    d = _sim(np.random.default_rng(10), K, s, n, sa, sb, se)
-    naive = sps.wilcoxon(d.mean(axis=1), axis=1).pvalue  # the test this module does not use
-    assert np.mean(naive < 0.05) > 3 * _band(0.05)[1]
+def test_omnibus_quasi_f_by_hand():
+    rng = np.random.default_rng(36)
+    m, s, n = 3, 3, 5
+    y = rng.normal(size=(m, s, n)) + rng.normal(size=(m, s, 1)) + rng.normal(size=(m, 1, n))
+    g = y.mean()
+    mm, ms_, mn = y.mean((1, 2)), y.mean((0, 2)), y.mean((0, 1))
+    ams, amn = y.mean(2), y.mean(1)
+    ss_ms = n * sum((ams[i, a] - mm[i] - ms_[a] + g) ** 2 for i in range(m) for a in range(s))
+    ss_mn = s * sum((amn[i, j] - mm[i] - mn[j] + g) ** 2 for i in range(m) for j in range(n))
+    ss_msn = sum((y[i, a, j] - ams[i, a] - amn[i, j] - y.mean(0)[a, j] + mm[i] + ms_[a] + mn[j]
+                  - g) ** 2 for i in range(m) for a in range(s) for j in range(n))
+    v_ms, v_mn, v_msn = ss_ms / 4, ss_mn / 8, ss_msn / 16
+    ms_m = s * n * ((mm - g) ** 2).sum() / 2
+    den = v_ms + max(0.0, v_mn - v_msn)
+    r = method_effect(y)
+    assert r.kind == "quasi-F" and r.f[0] == pytest.approx(ms_m / den)
+    if v_mn > v_msn:
+        df2 = den**2 / (v_ms**2 / 4 + v_mn**2 / 8 + v_msn**2 / 16)
+        assert r.df2[0] == pytest.approx(max(4.0, df2 - DF_CORRECTION))
 
 
 # ------------------------------------------------------------------ study_statistics
 
+PRIMARY = PrimaryEndpoint(set="val", metric="dsc", controls=("random",))
+
+
+def _stats(cols, **kw):
+    args = {"branches": ["vanilla", "gradcam"], "controls": ["random"], "n_boot": 200,
+            "primary": PRIMARY, **kw}
+    return study_statistics(Table(cols), **args)
+
+
+def _person_diffs(t, metric, a, b, sign=1):
+    """(S, N) paired person-mean differences by brute force over the rows."""
+    scans: dict[tuple, list[float]] = {}
+    for i in range(len(t)):
+        if not math.isnan(t[metric][i]):
+            key = (t["branch"][i], t["seed"][i], t["person"][i], t["subject"][i])
+            scans.setdefault(key, []).append(t[metric][i])
+    person: dict[tuple, list[float]] = {}
+    for (br, s, p, _), v in scans.items():
+        person.setdefault((br, s, p), []).append(np.mean(v))
+    seeds = sorted({k[1] for k in person})
+    persons = sorted({k[2] for k in person})
+    return np.array([[sign * (np.mean(person[(a, s, p)]) - np.mean(person[(b, s, p)]))
+                      for p in persons] for s in seeds])
+
+
 def test_study_statistics_numbers_against_brute_force():
     cols = make_table(np.random.default_rng(11), seeds=3, subjects=6, slices=3, nan_every=4,
-                      effect={"gradcam": 2.0})
-    st = study_statistics(Table(cols), branches=["vanilla", "gradcam"], controls=["random"],
-                          metrics=["dsc", "hsd"], n_boot=300)
+                      effect={"gradcam": 2.0}, raters=2)
+    st = _stats(cols, metrics=["dsc", "hsd"])
     t = Table(cols)
     for metric, sign in (("dsc", 1), ("hsd", -1)):
         c = st.comparison("gradcam", "random", "val", metric)
-        means = {}
-        for i in range(len(t)):
-            if not math.isnan(t[metric][i]):
-                means.setdefault((t["branch"][i], t["seed"][i], t["subject"][i]),
-                                 []).append(t[metric][i])
-        diffs = [sign * (np.mean(means[("gradcam", s, j)]) - np.mean(means[("random", s, j)]))
-                 for s in range(3) for j in (f"s{k}" for k in range(6))]
-        assert c.diff == pytest.approx(np.mean(diffs))
-        assert c.higher_is_better is (sign == 1) and c.ci.low < c.diff < c.ci.high
+        d = _person_diffs(t, metric, "gradcam", "random", sign)
+        ma, mb, me = _hand_ms(d)
+        var = (ma + max(0.0, mb - me)) / d.size
+        assert c.diff == pytest.approx(d.mean()) and c.se == pytest.approx(math.sqrt(var))
+        assert c.n_persons == 6 and c.n_seeds == 3  # 12 scans, 6 persons
+        assert c.p == pytest.approx(2 * sps.t.sf(abs(d.mean()) / math.sqrt(var), c.df))
         assert c.orientation.startswith("gradcam - random" if sign == 1 else "random - gradcam")
-    assert st.comparison("gradcam", "random", "val", "dsc").diff > 0
-    assert st.comparison("gradcam", "random", "val", "hsd").diff > 0  # lower HSD = better
     e = st.estimate("gradcam", "val", "hsd")
-    assert e.n_slices == 3 * 6 * 3 and e.n_undefined == int(
-        np.isnan(cols["hsd"][(cols["branch"] == "gradcam")]).sum())
-    ps = [c.p for c in st.comparisons]
-    np.testing.assert_allclose([c.p_holm for c in st.comparisons], holm(ps))
-    assert all(c.holm_family == 4 for c in st.comparisons)
-    again = study_statistics(Table(cols), branches=["vanilla", "gradcam"], controls=["random"],
-                             metrics=["dsc", "hsd"], n_boot=300)
+    assert e.n_slices == 3 * 12 * 3 and e.n_subjects == 12 and e.n_persons == 6
+    assert e.n_undefined == int(np.isnan(cols["hsd"][cols["branch"] == "gradcam"]).sum())
+    again = _stats(cols, metrics=["dsc", "hsd"])
     assert again == st  # the bootstrap is seeded
     assert type(st).model_validate_json(st.model_dump_json()) == st
 
 
-def test_single_seed_falls_back_to_subjects_and_says_so():
-    cols = make_table(np.random.default_rng(12), seeds=1, subjects=8, slices=2)
-    st = study_statistics(Table(cols), branches=["gradcam"], controls=["random"], n_boot=200)
+def test_families_primary_pairs_secondary_each_with_its_own_holm():
+    cols = make_table(np.random.default_rng(21), seeds=3, subjects=8, slices=2,
+                      sets=("val", "test"), effect={"gradcam": 3.0},
+                      branches=("vanilla", "gradcam", "guided", "random", "none"))
+    st = study_statistics(Table(cols), branches=["vanilla", "gradcam", "guided"],
+                          controls=["random", "none"], sets=["val", "test"],
+                          metrics=["dsc", "hsd"], n_boot=100,
+                          primary=PrimaryEndpoint(set="test", metric="dsc", controls=("random",)))
+    prim, pairs, sec = (st.family(f) for f in ("primary", "pairs", "secondary"))
+    assert {(c.branch, c.control, c.set, c.metric) for c in prim} == {
+        (b, "random", "test", "dsc") for b in ("vanilla", "gradcam", "guided")}
+    assert {(c.branch, c.control) for c in pairs} == {
+        ("vanilla", "gradcam"), ("vanilla", "guided"), ("gradcam", "guided")}
+    assert len(sec) == 3 * 2 * 2 * 2 - 3  # everything else, exploratory
+    for fam in (prim, pairs, sec):
+        np.testing.assert_allclose([c.p_holm for c in fam], holm([c.p for c in fam]))
+        assert {c.family_size for c in fam} == {len(fam)}
+        assert [c.mde_alpha for c in fam] == pytest.approx([0.05 / len(fam)] * len(fam))
+        for c in fam:
+            assert c.mde == pytest.approx(mde(c.se, c.df, 0.05 / len(fam)))
+            assert c.significant is (c.p_holm < 0.05)
+    assert st.omnibus is not None and st.omnibus.methods == ("vanilla", "gradcam", "guided")
+    assert st.omnibus.test == "quasi-F" and st.omnibus.n_persons == 8
+
+
+def test_single_seed_describes_and_never_tests():
+    cols = make_table(np.random.default_rng(12), seeds=1, subjects=8, slices=2,
+                      effect={"gradcam": 20.0})
+    st = _stats(cols)
     c = st.comparison("gradcam", "random", "val", "dsc")
-    e = st.estimate("gradcam", "val", "dsc")
-    t = Table(cols)
-    sm = subject_means(t, "val", "dsc")
-    g = sm.mean[sm.branch == "gradcam"] - sm.mean[sm.branch == "random"]
+    pm = person_means(Table(cols), "val", ["dsc"])["dsc"]
+    g = pm.mean[pm.branch == "gradcam"] - pm.mean[pm.branch == "random"]
     ref = sps.ttest_1samp(g, 0)
-    assert c.p == pytest.approx(ref.pvalue) and c.interval == "subjects only (1 seed)"
+    assert c.diff == pytest.approx(g.mean()) and c.design == "persons"
     assert (c.ci.low, c.ci.high) == pytest.approx(tuple(ref.confidence_interval(0.95)))
-    assert "1 seed" in c.test and c.var_seed is None and c.seeds_needed is None
-    assert "cannot be estimated from 1 seed" in c.seeds_note
-    assert e.ci_t.method == "t over subject means (1 seed)" and "subjects only" in e.note
+    assert c.p is None and c.p_holm is None and not c.significant  # a huge effect, no claim
+    assert "1 seed" in c.note and "1 seed" in c.needed_note and c.seeds_needed is None
+    assert st.omnibus.p is None and "1 seed" in st.omnibus.note
     assert st.notes and "1 seed" in st.notes[0]
 
 
-def test_convergence_sets_are_compared_like_any_set():
-    cols = make_table(np.random.default_rng(13), seeds=3, subjects=10, slices=2,
-                      sets=("val", "val@ada3"), effect={"gradcam": 5.0})
-    st = study_statistics(Table(cols), branches=["gradcam"], controls=["random"],
-                          sets=["val@ada3"], n_boot=200)
-    c = st.comparison("gradcam", "random", "val@ada3", "dsc")
-    assert c.set == "val@ada3" and c.n_seeds == 3 and c.n_subjects == 10 and c.diff > 2
+def test_one_person_describes_over_seeds_and_never_tests():
+    cols = make_table(np.random.default_rng(22), seeds=4, subjects=1, slices=3,
+                      effect={"gradcam": 20.0})
+    c = _stats(cols).comparison("gradcam", "random", "val", "dsc")
+    assert c.design == "seeds" and c.p is None and "1 person" in c.note and c.ci is not None
 
 
-def test_folds_pair_subjects_within_their_fold():
-    cols = make_table(np.random.default_rng(14), seeds=2, subjects=4, slices=2,
-                      folds=("ucl", "zur"))
-    st = study_statistics(Table(cols), branches=["gradcam"], controls=["random"], n_boot=200)
-    assert st.comparison("gradcam", "random", "val", "dsc").n_subjects == 8
+def test_raters_of_one_person_are_one_person():
+    cols = make_table(np.random.default_rng(23), seeds=3, subjects=5, slices=2, raters=4)
+    c = _stats(cols).comparison("gradcam", "random", "val", "dsc")
+    assert c.n_persons == 5 and c.df <= 2 * 4 + 1e-9  # at most (S-1)(N-1) residual df
+
+
+def test_folds_are_compared_on_fold_means():
+    cols = make_table(np.random.default_rng(14), seeds=2, subjects=1, slices=2,
+                      folds=("ucl", "zur", "vand"))
+    c = _stats(cols).comparison("gradcam", "random", "val", "dsc")
+    d = _person_diffs(Table(cols), "dsc", "gradcam", "random")
+    assert c.design == "folds" and c.n_folds == 3 and c.n_persons == 3 and c.df == 2
+    ref = sps.ttest_1samp(d.mean(axis=0), 0)  # one person per fold: fold mean = person mean
+    assert c.p == pytest.approx(ref.pvalue)
+
+
+def test_bounded_metric_intervals_stay_within_bounds():
+    cols = make_table(np.random.default_rng(24), seeds=2, subjects=3, slices=2, sd_seed=8,
+                      sd_subj=8)
+    cols["dsc"] = np.clip(cols["dsc"] + 15, 0, 100)  # close to 100
+    st = _stats(cols)
+    for e in st.estimates:
+        assert 0 <= e.ci.low <= e.mean <= e.ci.high <= 100
+    for c in st.comparisons:
+        assert -100 <= c.ci.low and c.ci.high <= 100
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -429,6 +582,9 @@ def test_folds_pair_subjects_within_their_fold():
     ({"branches": ["gradcam"], "metrics": ["iou"]}, r"unknown metric 'iou'"),
     ({"branches": ["gradcam"], "seeds": [0, 0]}, r"seeds lists a seed twice"),
     ({"branches": []}, r"at least one branch"),
+    ({"branches": ["gradcam"], "primary": PrimaryEndpoint(set="val", metric="dsc",
+                                                          controls=("none",))},
+     r"unknown primary control 'none'"),
 ])
 def test_study_statistics_rejects_unknown_names(kwargs, match):
     t = Table(make_table(np.random.default_rng(15), seeds=2, subjects=3, slices=1))
@@ -440,17 +596,17 @@ def test_control_missing_for_a_seed_names_the_seed():
     cols = make_table(np.random.default_rng(16), seeds=3, subjects=3, slices=1)
     keep = ~((cols["branch"] == "random") & (cols["seed"] == 2))
     t = Table({k: v[keep] for k, v in cols.items()})
-    with pytest.raises(DataError, match=r"control 'random' has seeds \[0, 1\].*seed\(s\) \[2\]"):
+    with pytest.raises(DataError, match=r"'random' has seeds \[0, 1\].*seed\(s\) \[2\]"):
         study_statistics(t, branches=["gradcam"], controls=["random"])
     ok = study_statistics(t, branches=["gradcam"], controls=["random"], seeds=[0, 1], n_boot=50)
     assert ok.seeds == (0, 1)
 
 
-def test_subjects_not_crossed_with_seeds_is_an_error():
+def test_persons_not_crossed_with_seeds_is_an_error():
     cols = make_table(np.random.default_rng(17), seeds=2, subjects=3, slices=1)
     keep = ~((cols["branch"] == "gradcam") & (cols["seed"] == 1) & (cols["subject"] == "s2"))
     t = Table({k: v[keep] for k, v in cols.items()})
-    with pytest.raises(DataError, match=r"no rows for subject 's2' .* in seed 1"):
+    with pytest.raises(DataError, match=r"no rows for person 's2' .* in seed 1"):
         study_statistics(t, branches=["gradcam"], controls=["random"])
 
 
@@ -468,7 +624,7 @@ def test_docs_recipe_with_pandas_reproduces_study_statistics(tmp_path):
     doc = (Path(__file__).resolve().parents[1] / "docs" / "statistics.md").read_text()
     code = doc.split("<!-- recipe -->\n```python\n", 1)[1].split("```", 1)[0]
     cols = make_table(np.random.default_rng(19), seeds=3, subjects=8, slices=3, nan_every=5,
-                      effect={"gradcam": 1.0})
+                      effect={"gradcam": 1.0}, raters=2)
     write_csv(tmp_path / "results.csv", cols)
     env = {"path": tmp_path / "results.csv"}
     exec(code, env)  # noqa: S102 - the documented recipe, run as a reader would

@@ -44,14 +44,13 @@ from ada_core.runfolder import (
     read_record,
     write_summary,
 )
-from ada_core.stats import read_table, study_statistics
-from ada_core.verdict import verdict
+from ada_core.stats import PrimaryEndpoint, read_table, study_statistics
+from ada_core.verdict import Verdict, verdict
 
 __all__ = ["AggregateResult", "aggregate", "convergence"]
 
-#: Metrics compared between branches (the Holm family); the others are estimated only.
-COMPARED = ("dsc", "hsd")
-SECONDARY = ("tpr", "tnr", "ppv", "hd95")
+#: Metrics compared between branches (the secondary family); every metric is estimated.
+COMPARED = ("dsc", "hsd", "fail")
 _DESCRIPTIONS = {
     "val": "validation part: selected the checkpoint (its numbers are biased upwards)",
     "test": "held-out test part (never used for selection)",
@@ -157,6 +156,7 @@ def _sets(table) -> list[SetRecord]:  # noqa: ANN001 - a stats Table or None
         reps = max(1, len({(f, s, b) for f, s, b in zip(sub["fold"], sub["seed"], sub["branch"], strict=True)}))
         records.append(SetRecord(name=name, role=role, description=desc,
                                  quantity="change" if name == "robustness_near" else "value",
+                                 n_persons=len(set(zip(sub["fold"], sub["person"], strict=True))),
                                  n_subjects=len(set(sub["subject"])), n_slices=len(sub["subject"]) // reps))  # fmt: skip
     order = {"val": 0, "test": 1, "robustness": 2, "robustness_near": 3, "context": 4}
     return sorted(records, key=lambda r: (order.get(r.name, 5 if r.role == "extra" else 6), r.name))
@@ -182,39 +182,66 @@ def _branches(study: StudyRecord, jobs: list[JobRecord]) -> tuple[list[BranchRec
     return branches, missing
 
 
-def _statistics(table, sets, branches, n_boot):  # noqa: ANN001, ANN202
+def _primary(study: StudyRecord, sets: list[SetRecord], branches: list[BranchRecord],
+             compared: list[str]) -> tuple[PrimaryEndpoint | None, str]:  # fmt: skip
+    """The declared primary endpoint, if the finished branches and scored sets can answer it."""
+    a = study.analysis
+    done = {b.label for b in branches if b.status == "done"}
+    if a.primary_set is None:
+        return None, "the study plans no control branch to test the methods against"
+    if a.primary_set not in {s.name for s in sets}:
+        return None, f"its set {a.primary_set!r} has not been scored yet"
+    controls = [c for c in a.primary_controls if c in done]
+    if not controls:
+        return None, f"its control(s) {a.primary_controls} have not finished"
+    if a.primary_set not in compared:
+        compared.append(a.primary_set)
+    return PrimaryEndpoint(set=a.primary_set, metric=a.primary_metric, controls=tuple(controls)), ""
+
+
+def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list[BranchRecord],
+                n_boot: int):  # noqa: ANN001, ANN202
     done = [b for b in branches if b.status == "done"]
     report_set = "test" if any(s.name == "test" for s in sets) else "val"
-    compared_sets = [s.name for s in sets if s.role != "selection" or report_set == "val"]
-    plain = [s.name for s in sets if not s.name.startswith("val@")]
+    compared_sets = [s.name for s in sets if s.role not in ("selection", "convergence")
+                     or report_set == "val" and s.role == "selection"]  # fmt: skip
     methods = [b.label for b in done if b.kind == "ada" and not b.control]
     controls = [b.label for b in done if b.control]
-    stats, others, sentences = None, [], []
+    titles = {b.label: b.title for b in branches}
+    stats, others = None, []
+    why = ("no job has finished yet" if not done else
+           "no interpretability-method branch finished" if not methods else
+           "the study plans no control branch" if not any(b.control for b in branches) else
+           "no control branch finished" if not controls else "")  # fmt: skip
+    if table is not None and methods and controls:
+        primary, why = _primary(study, sets, branches, compared_sets)
+        metrics = list(dict.fromkeys([*COMPARED, study.analysis.primary_metric]))
+        stats = study_statistics(table, branches=methods, controls=controls, sets=compared_sets,
+                                 metrics=metrics, primary=primary, n_boot=n_boot,
+                                 alpha=study.analysis.alpha,
+                                 resolve={study.analysis.primary_metric: study.analysis.resolve,
+                                          "*": study.analysis.resolve})  # fmt: skip
     if table is not None and done:
-        if methods and controls:
-            stats = study_statistics(table, branches=methods, controls=controls,
-                                     sets=compared_sets, metrics=COMPARED, n_boot=n_boot)  # fmt: skip
-            sentences = verdict(stats, metric="dsc", lead=True, titles={b.label: b.title for b in branches},
-                                missing=[b.label for b in branches if b.status != "done"])
         have = {(e.branch, e.set, e.metric) for e in (stats.estimates if stats else ())}
         labels = [b.label for b in done]
-        for metric in (*COMPARED, *SECONDARY):
-            for set_ in plain:
-                todo = [b for b in labels if (b, set_, metric) not in have]
-                if todo:
-                    others += study_statistics(table, branches=todo, controls=(), sets=[set_],
-                                               metrics=[metric], n_boot=min(n_boot, 500)).estimates  # fmt: skip
-    if not sentences:
-        if not done:
-            why = "no job has finished yet"
-        elif not methods:
-            why = "no interpretability-method branch finished"
-        elif not any(b.control for b in branches):
-            why = "the study plans no control branch"
-        else:
-            why = "no control branch finished"
-        sentences = [f"No comparison against the controls: {why}."]
-    return report_set, stats, others, sentences
+        for set_ in (s.name for s in sets):  # every set estimated, convergence sets too
+            on_set = set(table["branch"][table["set"] == set_].tolist())
+            todo = [b for b in labels if b in on_set
+                    and any((b, set_, m) not in have for m in table.metrics)]
+            if todo:
+                found = study_statistics(table, branches=todo, sets=[set_],
+                                         metrics=list(table.metrics),
+                                         n_boot=min(n_boot, 500)).estimates  # fmt: skip
+                others += [e for e in found if (e.branch, e.set, e.metric) not in have]
+    missing = [b.label for b in branches if b.status != "done"]
+    if stats is not None:
+        said = verdict(stats, titles=titles, missing=missing, planted=study.analysis.planted,
+                       no_primary=why)  # fmt: skip
+    else:
+        said = Verdict(opening=[f"No comparison of methods against controls: {why}."],
+                       caveats=[f"Not compared (missing or failed): {', '.join(missing)}."]
+                       if missing and done else [])  # fmt: skip
+    return report_set, stats, others, said
 
 
 def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
@@ -235,7 +262,7 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     rows_path = concat_results(layout, [rows for _, rows in found if rows is not None])
     table = read_table(rows_path) if any(j.status == "done" for j in jobs) else None
     sets = _sets(table)
-    report_set, stats, others, sentences = _statistics(table, sets, branches, n_boot)
+    report_set, stats, others, sentences = _statistics(table, study, sets, branches, n_boot)
     ada = [b.label for b in study.branches if b.kind == "ada"]
     curves: dict[str, list[tuple[int, str, list[float]]]] = {}
     for b in study.branches:

@@ -26,7 +26,8 @@ from ada_core.data import SliceSet
 from ada_core.engine.loop import Runtime, evaluate_slices, predict
 from ada_core.engine.plan import Evaluation
 from ada_core.interfaces import SegModel
-from ada_core.metrics import segmentation_metrics, summarize
+from ada_core.metrics import summarize
+from ada_core.scoring import score_slices
 from ada_core.quantities import METRICS
 from ada_core.robustness import iter_occlusions
 from ada_core.runfolder import (
@@ -96,7 +97,7 @@ def _robustness(
     for batch in iter_occlusions(data.images, data.masks, z, bs):
         pred = predict(model, batch.images, bs, runtime)
         idx = batch.image_index.to(data.spacing.device)
-        out = segmentation_metrics(pred, batch.masks, data.spacing[idx])
+        out = score_slices(pred, batch.masks, data.spacing[idx])
         img = batch.image_index.cpu()
         r, c = batch.position[:, 0].cpu(), batch.position[:, 1].cpu()
         touches = near_cells[img, r // z, c // z]

@@ -14,7 +14,8 @@ from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
 from ada_core.engine.ddp import DataParallel, batch_slices
 from ada_core.interfaces import SegModel
-from ada_core.metrics import segmentation_metrics, summarize
+from ada_core.metrics import summarize
+from ada_core.scoring import score_slices
 
 if TYPE_CHECKING:
     from ada_core.config import TrainConfig
@@ -182,7 +183,7 @@ def predict(model: SegModel, images: Tensor, batch_size: int, runtime: Runtime) 
 def evaluate_slices(
     model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime
 ) -> dict[str, Tensor]:
-    """Per-slice metrics (:func:`~ada_core.metrics.segmentation_metrics`) of ``model`` on
+    """Per-slice metrics (:func:`~ada_core.scoring.score_slices`) of ``model`` on
     ``data``, on the CPU.
 
     Under DDP every rank must call it: the batches are shared out and the per-slice metrics
@@ -191,7 +192,7 @@ def evaluate_slices(
 
     def one(sl: slice) -> dict[str, Tensor]:
         pred = predict(model, data.images[sl], batch_size, runtime)
-        return segmentation_metrics(pred, data.masks[sl], data.spacing[sl])
+        return score_slices(pred, data.masks[sl], data.spacing[sl])
 
     if runtime.ddp is None:
         parts = [one(sl) for sl in batch_slices(len(data), batch_size)]

@@ -21,10 +21,12 @@ from ada_core.augment import AugmentConfig
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
 from ada_core.engine.loop import Runtime
-from ada_core.errors import ConfigError
+from ada_core.errors import ConfigError, suggest
 from ada_core.fieldtags import active_data, tagged_settings
 from ada_core.interfaces import Attributor, MaskBuilder, SegDataset, SegModel
+from ada_core.quantities import METRICS
 from ada_core.registry import Registry
+from ada_core.runfolder import AnalysisRecord
 from ada_core.splits import SplitConfig
 
 __all__ = [
@@ -81,6 +83,7 @@ class Branch:
         method: the attributor's registry name.
         title: how sentences name it (:meth:`Attributor.describe`).
         control: True for a control (an attributor that declares ``control``).
+        planted: True for a planted-effect control (an attributor that knows the answer).
         new_attributor: builds a fresh attributor; None for a branch that does not erase
             (the keep-training control).
         repeat: how often the conventional data is shown per epoch (2: the step-matched control).
@@ -94,6 +97,7 @@ class Branch:
     new_attributor: Callable[[], Attributor] | None
     repeat: int
     settings: dict[str, Any]
+    planted: bool = False
 
     @property
     def kind(self) -> Literal["ada", "control"]:
@@ -136,6 +140,7 @@ class RunPlan:
     eval_settings: dict[str, Any]
     config_toml: str
     config_json: dict[str, Any]
+    analysis: AnalysisRecord
     model_spec: dict[str, Any] = field(default_factory=dict)
 
     def branch(self, label: str) -> Branch:
@@ -183,7 +188,7 @@ def _branch(
     settings = {"method": spec.name, "params": cfg.model_dump(mode="json")}
     new = (lambda cls=cls, cfg=cfg: cls(cfg)) if cls.erases else None
     return Branch(spec.key, spec.name, probe.describe(), bool(cls.control), new, probe.repeat,
-                  settings)
+                  settings, bool(cls.planted))
 
 
 def _check_schedule(config: ExperimentConfig) -> tuple[int, ...]:
@@ -206,6 +211,36 @@ def _check_schedule(config: ExperimentConfig) -> tuple[int, ...]:
             f"branch ({t.cycles} cycles x {t.ada_epochs} ADA epochs = {total})"
         )
     return tuple(t.convergence_at)
+
+
+def _analysis(config: ExperimentConfig, branches: tuple[Branch, ...], extra: list[str],
+              source: str) -> AnalysisRecord:  # fmt: skip
+    """``[study]`` resolved against the plan: the primary set, metric and controls exist."""
+    t, p = config.train, config.study.primary
+    sets = ["val", *(["test"] if config.data.split.test != "none" else []),
+            *(["robustness", "robustness_near"] if t.robustness else []),
+            *(["context"] if t.context_margin_mm is not None else []), *extra]  # fmt: skip
+    set_ = p.set or ("test" if "test" in sets else "val")
+    if set_ not in sets:
+        raise ConfigError(f"{source}: study.primary.set = {set_!r} is not scored by this study "
+                          f"(its sets: {sets}). {suggest(set_, sets)}")  # fmt: skip
+    if p.metric not in METRICS:
+        raise ConfigError(f"{source}: study.primary.metric = {p.metric!r} is not a metric of "
+                          f"results.csv. {suggest(p.metric, METRICS)}")
+    controls = [b for b in branches if b.control]
+    labels = [b.label for b in controls]
+    if p.control is None:
+        chosen = [b.label for b in controls if b.method == "random"] or labels
+    else:
+        chosen = [p.control] if isinstance(p.control, str) else list(p.control)
+        for c in chosen:
+            if c not in labels:
+                raise ConfigError(f"{source}: study.primary.control = {c!r} is not a control "
+                                  f"branch of this study. {suggest(c, labels)}")  # fmt: skip
+    return AnalysisRecord(primary_set=set_ if chosen else None, primary_metric=p.metric,
+                          primary_controls=chosen, alpha=config.study.alpha,
+                          resolve=config.study.resolve,
+                          planted=[b.label for b in branches if b.planted])  # fmt: skip
 
 
 def build_plan(
@@ -319,5 +354,6 @@ def build_plan(
         },
         config_toml=to_toml(config, head),
         config_json=active_data(config),  # without the fields that have no effect: reads back
+        analysis=_analysis(config, branches, [e.label for e in eval_sets], source),
         model_spec=config.model.model_dump(mode="json"),
     )

@@ -122,6 +122,7 @@ def study_record(plan: RunPlan, jobs: Sequence[Job], data: StudyData) -> StudyRe
         evaluation=EvaluationRecord(robustness=ev.robustness, robustness_size=ev.size,
                                     robustness_margin_mm=ev.margin_mm,
                                     context_margin_mm=ev.context_margin_mm),
+        analysis=plan.analysis,
         settings={"standard": plan.standard_settings, "branch": plan.branch_settings,
                   "eval": plan.eval_settings},
     )  # fmt: skip

@@ -61,34 +61,42 @@ def _set_table(summary: RunSummary, name: str, est: dict) -> str | None:
         return None
     record = next(s for s in summary.sets if s.name == name)
     any_e = next((e for (b, s, m), e in est.items() if s == name and m == "dsc"), None)
-    n = (f"{any_e.n_seeds} seed(s) x {any_e.n_subjects} subjects, {record.n_slices} slices per "
-         f"seed; intervals: 95% CI over {any_e.interval}") if any_e else ""  # fmt: skip
+    n = (f"{any_e.n_seeds} seed(s) x {any_e.n_persons} persons, {record.n_slices} slices per "
+         f"seed; intervals: 95% CI, {any_e.interval}") if any_e else ""  # fmt: skip
     hsd = next((e for (b, s, m), e in est.items() if s == name and m == "hsd"), None)
     undefined = f"; HSD undefined on {hsd.n_undefined} of {hsd.n_slices} slices" if hsd and hsd.n_undefined else ""
     title = f"{name}: {record.description}\n({n}{undefined})"
     return format_table(title, ["branch", *(h for h, _ in TABLE_COLUMNS)], rows)
 
 
-def _comparisons(comps: Sequence[Comparison], metric: str) -> str | None:
+def _comparisons(comps: Sequence[Comparison], metric: str, family: str) -> str | None:
     rows = []
     for c in comps:
-        if c.metric != metric:
+        if c.metric != metric or c.family != family:
             continue
         ci = f"[{c.ci.low:+.2f}, {c.ci.high:+.2f}]" if c.ci else "n/a"
         rows.append([c.set, f"{c.branch} vs {c.control}", _num(c.diff) if c.diff is None else f"{c.diff:+.2f}",
                      ci, _num(c.p, 3), _num(c.p_holm, 3), _num(c.effect_size), _num(c.mde)])  # fmt: skip
     if not rows:
         return None
-    head = comps[0]
-    title = (f"Paired differences, {metric.upper()} (positive = the branch is better; "
-             f"{head.test}; Holm over {head.holm_family} comparisons; effect: {head.effect}; "
-             "MDE: smallest difference detectable at 80% power)")  # fmt: skip
+    head = next(c for c in comps if c.metric == metric and c.family == family)
+    name = {"primary": "Primary", "pairs": "Method against method", "secondary":
+            "Secondary (exploratory)"}[family]  # fmt: skip
+    title = (f"{name} paired differences, {metric.upper()} (positive = the branch is better; "
+             f"Holm over the {head.family_size} tests of this family at alpha = {head.alpha:g}; "
+             f"effect: {head.effect}; MDE: smallest difference detectable with 80% power at "
+             f"Holm's first step)")  # fmt: skip
     return format_table(title, ["set", "comparison", "diff", "95% CI", "p", "Holm p", "effect", "MDE"], rows)
 
 
 def format_summary(summary: RunSummary) -> str:
     """The whole summary as text: verdict, missing work, tables, comparisons, IoU, convergence."""
-    parts = ["Verdict", "-------", *summary.verdict]
+    v = summary.verdict
+    parts = ["Verdict", "-------", *v.opening]
+    if v.caveats:
+        parts += ["", *v.caveats]
+    for d in v.details:
+        parts += ["", f"Details, {d.set}:", *(f"  {x}" for x in d.sentences)]
     if summary.missing:
         parts += ["", "Missing or failed:", *(f"  {m}" for m in summary.missing)]
     est = _estimates(summary)
@@ -99,10 +107,17 @@ def format_summary(summary: RunSummary) -> str:
         if table:
             parts += ["", table]
     if summary.statistics is not None:
-        for metric in summary.statistics.metrics:
-            table = _comparisons(summary.statistics.comparisons, metric)
-            if table:
-                parts += ["", table]
+        st = summary.statistics
+        if st.omnibus is not None and st.omnibus.p is not None:
+            o = st.omnibus
+            parts += ["", f"Omnibus ({o.set} {o.metric.upper()}, {len(o.methods)} methods, "
+                      f"{o.n_seeds} seeds x {o.n_persons} persons): {o.test} F = {o.f:.3f} on "
+                      f"{o.df1:.2f} and {o.df2:.2f} df, p = {o.p:.4f}"]  # fmt: skip
+        for family in ("primary", "pairs", "secondary"):
+            for metric in st.metrics:
+                table = _comparisons(st.comparisons, metric, family)
+                if table:
+                    parts += ["", table]
     if summary.convergence:
         rows = [[c.label, " ".join("never" if e is None else str(e) for e in c.epochs_to_target),
                  " ".join(_num(m) for m in c.mean_dsc)] for c in summary.convergence]  # fmt: skip

@@ -78,8 +78,8 @@ def fmt_p(p: float | None) -> str:
 
 
 def holm_significant(c: Comparison) -> bool:
-    """Holm-corrected p below 1 - level of the comparison's CI."""
-    return c.p_holm is not None and c.ci is not None and c.p_holm < 1 - c.ci.level
+    """Holm-corrected p below the level of the comparison's family."""
+    return c.significant
 
 
 def ordered_sets(summary: RunSummary, names: Sequence[str]) -> list[str]:

@@ -82,17 +82,17 @@ def _caption(summary: RunSummary, rows, index) -> str:
     stats = summary.statistics
     cs = list(index.values())
     methods = sorted({c.ci.method for c in cs if c.ci is not None})
-    family = sorted({c.holm_family for c in cs})
+    family = sorted({c.family_size for c in cs})
     per_set = []
     for s in dict.fromkeys(r[0] for r in rows):
-        ns = sorted({(c.n_seeds, c.n_subjects) for c in cs if c.set == s})
-        sizes = ", ".join(f"{a} seeds \u00d7 {b} subjects" for a, b in ns)
+        ns = sorted({(c.n_seeds, c.n_persons) for c in cs if c.set == s})
+        sizes = ", ".join(f"{a} seeds \u00d7 {b} persons" for a, b in ns)
         per_set.append(f"{set_title(s)}: {sizes}")
     n_sig = sum(holm_significant(c) for c in cs)
     untested = sum(c.p_holm is None for c in cs)
     text = (
         f"Each row: the mean paired difference of a branch against a control (paired by seed "
-        f"and subject), oriented so that positive = the branch is better (for HSD: the "
+        f"and person), oriented so that positive = the branch is better (for HSD: the "
         f"control's HSD minus the branch's), with its {stats.level:.0%} CI "
         f"({'; '.join(methods) or 'none computable'}). The vertical line marks no difference. "
         f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "

@@ -27,7 +27,7 @@ from ada_core.stats import Estimate
 
 __all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table"]
 
-_CSV_QUANTITIES = ("mean", "ci_low", "ci_high", "n_subjects", "n_undefined")
+_CSV_QUANTITIES = ("mean", "ci_low", "ci_high", "n_persons", "n_undefined")
 
 
 def _estimates(summary: RunSummary) -> dict[tuple[str, str, str], Estimate]:
@@ -44,8 +44,8 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _n(seeds: int, subjects: int) -> str:
-    return f"{seeds} \u00d7 {subjects}"
+def _n(seeds: int, persons: int) -> str:
+    return f"{seeds} \u00d7 {persons}"
 
 
 def _interval_sentence(ests: Iterable[Estimate]) -> str:
@@ -59,9 +59,7 @@ def _interval_sentence(ests: Iterable[Estimate]) -> str:
 
 
 def _why_no_ci(e: Estimate) -> str:
-    if e.ci_t is not None and e.ci_t.low == e.ci_t.high:
-        return "[n/a]: the values do not vary over seeds and subjects, so no t interval"
-    return "[n/a]: no interval could be computed"
+    return f"[n/a]: no interval could be computed ({e.interval})"
 
 
 def _best(ests: Sequence[Estimate | None]) -> set[int]:
@@ -86,7 +84,7 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
     for i, (label, ests) in enumerate(zip(labels, grid, strict=True)):
         ref = next(e for e in ests if e is not None)
         cells = [Cell(label, numeric=False)]
-        csv_row: list[object] = [rec.name, label, ref.n_seeds, ref.n_subjects, ref.n_slices]
+        csv_row: list[object] = [rec.name, label, ref.n_seeds, ref.n_persons, ref.n_slices]
         for j, e in enumerate(ests):
             if e is None:
                 cells.append(Cell("n/a", note="not estimated on this set"))
@@ -94,32 +92,33 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
                 continue
             text = fmt(e.mean) + (f" {fmt_ci(e.ci.low, e.ci.high)}" if e.ci else " [n/a]")
             note = e.note or ("" if e.ci or e.mean is None else _why_no_ci(e))
-            if (e.n_seeds, e.n_subjects) != (ref.n_seeds, ref.n_subjects):
+            if (e.n_seeds, e.n_persons) != (ref.n_seeds, ref.n_persons):
                 text += " \u2020"
-                note = (f"n = {_n(e.n_seeds, e.n_subjects)} ({e.n_subjects_dropped} subject(s) "
+                note = (f"n = {_n(e.n_seeds, e.n_persons)} ({e.n_persons_dropped} person(s) "
                         f"undefined in some seed left out). {note}").strip()  # fmt: skip
             if note:
                 notes.setdefault(note, []).append(f"{e.metric.upper()} of {label}")
             cells.append(Cell(text, strong=i in best[j], note=note))
             csv_row += [e.mean, e.ci.low if e.ci else None, e.ci.high if e.ci else None,
-                        e.n_subjects, e.n_undefined]  # fmt: skip
+                        e.n_persons, e.n_undefined]  # fmt: skip
         hsd = ests[metrics.index("hsd")] if "hsd" in metrics else None
-        cells += [Cell(_n(ref.n_seeds, ref.n_subjects)), Cell(str(ref.n_slices))]
+        cells += [Cell(_n(ref.n_seeds, ref.n_persons)), Cell(str(ref.n_slices))]
         if "hsd" in metrics:
             cells.append(Cell("n/a" if hsd is None else f"{hsd.n_undefined} of {hsd.n_slices}"))
         rows.append(tuple(cells))
         csv_rows.append(tuple(csv_row))
-    header = ["branch", *(metric_header(m, rec.name) for m in metrics), "seeds \u00d7 subjects",
+    header = ["branch", *(metric_header(m, rec.name) for m in metrics), "seeds \u00d7 persons",
               "slices"] + (["HSD undefined (slices)"] if "hsd" in metrics else [])  # fmt: skip
-    csv_header = ["set", "branch", "n_seeds", "n_subjects", "n_slices"]
+    csv_header = ["set", "branch", "n_seeds", "n_persons", "n_slices"]
     for m in metrics:
         csv_header += [f"{m}_{q}" for q in _CSV_QUANTITIES]
     all_ests = [e for row in grid for e in row if e is not None]
     caption = [
-        f"{rec.description[:1].upper()}{rec.description[1:]}; {rec.n_subjects} subject(s), "
+        f"{rec.description[:1].upper()}{rec.description[1:]}; {rec.n_persons} person(s) "
+        f"({rec.n_subjects} scan(s)), "
         f"{rec.n_slices} slices per replicate.",
-        "Each cell: the mean over seeds of the mean over subjects of each subject's slice "
-        "mean" + (", as a change against the un-occluded metric."
+        "Each cell: the mean over seeds of the mean over persons of each person's mean over "
+        "its scans' slice means (with folds: the mean of the fold means)" + (", as a change against the un-occluded metric."
                   if rec.name in CHANGE_SETS else "."),
         _interval_sentence(all_ests),
         "Higher is better for " + ", ".join(m.upper() for m in metrics if m != "hsd") +
@@ -158,7 +157,7 @@ def comparison_table(summary: RunSummary) -> Table | None:
         sig = holm_significant(c)
         diff = fmt(c.diff, signed=True) + (f" {fmt_ci(c.ci.low, c.ci.high)}" if c.ci else "")
         need = str(c.seeds_needed) if c.seeds_needed is not None else "n/a"
-        for n in (c.note, c.seeds_note):
+        for n in (c.note, c.needed_note):
             if n:
                 notes[n] = None
         first, second = (c.branch, c.control) if c.higher_is_better else (c.control, c.branch)
@@ -171,31 +170,32 @@ def comparison_table(summary: RunSummary) -> Table | None:
             Cell(fmt_p(c.p_holm), strong=sig),
             Cell(fmt(c.effect_size)),
             Cell(fmt(c.mde)),
-            Cell(need, note=c.seeds_note),
-            Cell(_n(c.n_seeds, c.n_subjects)),
+            Cell(need, note=c.needed_note),
+            Cell(_n(c.n_seeds, c.n_persons)),
         ))
         csv_rows.append((c.set, c.metric, c.branch, c.control, c.orientation, c.diff,
                          c.ci.low if c.ci else None, c.ci.high if c.ci else None, c.p, c.p_holm,
-                         c.holm_family, c.effect_size, c.mde, c.resolve, c.seeds_needed, c.n_seeds,
-                         c.n_subjects, c.n_subjects_dropped, sig, c.test))  # fmt: skip
+                         c.family_size, c.effect_size, c.mde, c.resolve, c.seeds_needed, c.n_seeds,
+                         c.n_persons, c.n_persons_dropped, sig, c.test))  # fmt: skip
     header = ("set", "metric", "difference", f"diff. [{stats.level:.0%} CI]", "p", "Holm p",
               "d_z", "MDE", f"seeds for MDE \u2264 {fmt(cs[0].resolve)}",
-              "seeds \u00d7 subjects")  # fmt: skip
+              "seeds \u00d7 persons")  # fmt: skip
     csv_header = ("set", "metric", "branch", "control", "orientation", "diff", "ci_low",
-                  "ci_high", "p", "p_holm", "holm_family", "effect_size", "mde", "resolve",
-                  "seeds_needed", "n_seeds", "n_subjects", "n_subjects_dropped",
+                  "ci_high", "p", "p_holm", "family_size", "effect_size", "mde", "resolve",
+                  "seeds_needed", "n_seeds", "n_persons", "n_persons_dropped",
                   "holm_significant", "test")  # fmt: skip
     tests = sorted({c.test for c in cs})
     methods = sorted({c.ci.method for c in cs if c.ci})
     resolve = sorted({c.resolve for c in cs})
     caption = (
-        "Paired by seed and subject; the difference is oriented so that positive = the branch "
+        "Paired by seed and person; the difference is oriented so that positive = the branch "
         "is better (for HSD, the control's minus the branch's).",
         f"{stats.level:.0%} CI by {'; '.join(methods) or 'n/a'}; p by {'; '.join(tests)}; Holm p "
-        f"corrected over the {', '.join(sorted({str(c.holm_family) for c in cs}))} comparisons.",
+        f"corrected within each family (primary, pairs, secondary: "
+        f"{', '.join(sorted({str(c.family_size) for c in cs}))} comparisons).",
         f"d_z: {cs[0].effect}. MDE: the smallest difference detectable with {stats.power:.0%} "
-        f"power at \u03b1 = {stats.alpha:g} (two-sided) with these seeds and subjects; the next "
-        f"column: seeds (with these subjects) for an MDE \u2264 "
+        f"power by a two-sided test at Holm's first step of its family (\u03b1 / family size) "
+        f"with these seeds and persons; the next column: seeds (with these persons) for an MDE \u2264 "
         f"{' / '.join(fmt(r) for r in resolve)} of the metric's unit.",
         *(_sentence(n) for n in notes if n),
     )

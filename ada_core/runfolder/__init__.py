@@ -47,6 +47,7 @@ from ada_core.runfolder.lock import RunLock, RunLockedError, job_lock
 from ada_core.runfolder.reader import Curve, RunFolder, open_run
 from ada_core.runfolder.records import (
     RUN_FORMAT,
+    AnalysisRecord,
     BestRecord,
     ConvergenceFile,
     DoneRecord,
@@ -86,6 +87,7 @@ __all__ = [
     "COLUMNS",
     "RUN_FORMAT",
     "SCHEMA_VERSION",
+    "AnalysisRecord",
     "BestRecord",
     "BranchRecord",
     "CheckpointWarning",

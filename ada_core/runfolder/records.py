@@ -18,6 +18,7 @@ from ada_core.runfolder.layout import CHECKPOINTS
 
 __all__ = [
     "RUN_FORMAT",
+    "AnalysisRecord",
     "BestRecord",
     "ConvergenceFile",
     "DoneRecord",
@@ -225,6 +226,18 @@ class EvaluationRecord(Record):
     context_margin_mm: float | None
 
 
+class AnalysisRecord(Record):
+    """The analysis the study declared (``[study]``), resolved against its plan."""
+
+    primary_set: str | None = Field(description="None: the study has no control to test against.")
+    primary_metric: str
+    primary_controls: list[str]
+    alpha: float
+    resolve: float
+    planted: list[str] = Field(default_factory=list, description="Branches whose method knows "
+                               "the answer (a planted-effect control, not a method).")
+
+
 class StudyRecord(Record):
     """``study.json``: what ``ada aggregate`` needs to read the run folder alone."""
 
@@ -243,6 +256,7 @@ class StudyRecord(Record):
     extra_sets: list[str]
     schedule: ScheduleRecord
     evaluation: EvaluationRecord
+    analysis: AnalysisRecord
     settings: dict[str, Any] = Field(
         description="Every setting that changes a result (standard, branch and eval keys): "
         "processes of one study (shards) must agree on them."

@@ -22,6 +22,7 @@ from ada_core.runfolder import _io
 from ada_core.runfolder.layout import RunLayout
 from ada_core.runfolder.records import EvaluationRecord, PersonRecord, ScheduleRecord, read_record
 from ada_core.stats import Estimate, StudyStatistics
+from ada_core.verdict import Verdict
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -94,7 +95,8 @@ class SetRecord(BaseModel):
         "value", description="'change': the values are differences against the same "
         "checkpoint's un-occluded metric (robustness_near), not metric values."
     )
-    n_subjects: int = 0
+    n_persons: int = Field(0, description="Persons (the unit of every comparison).")
+    n_subjects: int = Field(0, description="Their scans (sessions, raters).")
     n_slices: int = Field(0, description="Slices per replicate and branch.")
 
 
@@ -159,9 +161,10 @@ class RunSummary(BaseModel):
     )
     other_estimates: list[Estimate] = Field(
         default_factory=list,
-        description="Estimates outside the comparisons: the standard phase and secondary metrics.",
+        description="Estimates outside the comparisons: the standard phase, the other metrics "
+        "and sets.",
     )
-    verdict: list[str]
+    verdict: Verdict
     iou: IoUSummary | None = None
     convergence_target: float | None = None
     convergence_fraction: float = Field(

@@ -1,34 +1,47 @@
-"""Statistics of a study: estimates with intervals, paired comparisons, power.
+"""Statistics of a study: estimates with intervals, paired comparisons, the omnibus test, power.
 
 Pure functions on the tidy results table (``results.csv``); see docs/statistics.md for what
-each number means and how to recompute it with pandas and scipy.
+each number means, how it was checked by simulation and how to recompute it with pandas and
+scipy.
 
-The numerical core (:mod:`ada_core.stats._core`) works on batches of seeds x subjects
-matrices, so the simulation tests run the same code that produces the numbers.
+The numerical core (:mod:`ada_core.stats._core`, :mod:`ada_core.stats._omnibus`) works on
+batches of seeds x persons matrices, so the calibration simulations run the code that
+produces the numbers.
 """
 
 from __future__ import annotations
 
+from ada_core.stats._compare import bounded_interval
 from ada_core.stats._core import (
-    Crossed,
+    Design,
     bootstrap_means,
     cohen_dz,
-    crossed,
-    design_se,
+    design,
     holm,
     mde,
-    seeds_needed,
+    needed,
+    power,
     t_interval,
     t_test,
 )
-from ada_core.stats._models import Comparison, Estimate, Interval, StudyStatistics
+from ada_core.stats._models import (
+    Comparison,
+    Estimate,
+    Interval,
+    Omnibus,
+    PrimaryEndpoint,
+    StudyStatistics,
+)
+from ada_core.stats._omnibus import MethodEffect, method_effect
 from ada_core.stats._study import study_statistics
 from ada_core.stats._table import (
     HIGHER_IS_BETTER,
     KEY,
     KEY_COLUMNS,
+    PersonMeans,
     SubjectMeans,
     Table,
+    person_means,
     read_table,
     subject_means,
 )
@@ -38,20 +51,27 @@ __all__ = [
     "KEY",
     "KEY_COLUMNS",
     "Comparison",
-    "Crossed",
+    "Design",
     "Estimate",
     "Interval",
+    "MethodEffect",
+    "Omnibus",
+    "PersonMeans",
+    "PrimaryEndpoint",
     "StudyStatistics",
     "SubjectMeans",
     "Table",
     "bootstrap_means",
+    "bounded_interval",
     "cohen_dz",
-    "crossed",
-    "design_se",
+    "design",
     "holm",
     "mde",
+    "method_effect",
+    "needed",
+    "person_means",
+    "power",
     "read_table",
-    "seeds_needed",
     "study_statistics",
     "subject_means",
     "t_interval",

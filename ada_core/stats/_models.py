@@ -1,17 +1,23 @@
 """The results: frozen pydantic models, embedded as they are in a run's ``RunSummary``.
 
-Undefined numbers are ``None`` with a ``note`` that says why, never NaN.
+Undefined numbers are ``None`` with a ``note`` that says why, never NaN. Every count is of
+persons (``n_persons``): the scans of one person (sessions, raters: ``n_subjects``) are averaged
+within the person before anything is compared.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ada_core.errors import InputError, suggest
 
-__all__ = ["Comparison", "Estimate", "Interval", "StudyStatistics"]
+__all__ = ["Comparison", "Estimate", "Interval", "Omnibus", "PrimaryEndpoint", "StudyStatistics"]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+Family = Literal["primary", "pairs", "secondary"]
 
 
 class Interval(BaseModel):
@@ -23,7 +29,7 @@ class Interval(BaseModel):
     high: float = Field(description="Upper end.")
     level: float = Field(description="Confidence level, e.g. 0.95.")
     method: str = Field(description="How it was computed, e.g. 'Satterthwaite t (seeds x "
-                        "subjects)', 'hierarchical bootstrap (seeds x subjects)'.")
+                        "persons), logit scale'.")
 
     def excludes(self, value: float = 0.0) -> bool:
         """Whether ``value`` lies outside the interval."""
@@ -31,96 +37,136 @@ class Interval(BaseModel):
 
 
 class Estimate(BaseModel):
-    """One branch's mean of the subject-averaged metric on one set, over seeds."""
+    """One branch's mean of the person-averaged metric on one set."""
 
     model_config = _FROZEN
 
     branch: str
     set: str
     metric: str
-    mean: float | None = Field(description="Mean over seeds and subjects of the subject "
-                               "means (None when no subject has a defined mean).")
-    ci: Interval | None = Field(description="Seeds and subjects both random (Satterthwaite "
-                                "t); subjects only when there is one seed.")
-    ci_t: Interval | None = Field(description="t over the seed means: seed-to-seed variation "
-                                  "on these subjects (t over subject means with one seed).")
-    ci_boot: Interval | None = Field(description="Hierarchical bootstrap over seeds and "
-                                     "subjects (subjects only with one seed).")
-    interval: str = Field(description="What the intervals cover: 'seeds and subjects' or "
-                          "'subjects only (1 seed)'.")
+    mean: float | None = Field(description="Mean over seeds and persons of the person means "
+                               "(with folds: the mean of the fold means); None when no "
+                               "person has a defined mean.")
+    ci: Interval | None = Field(description="The design's t interval (kept inside the metric's "
+                                "bounds on the logit scale for bounded metrics).")
+    ci_boot: Interval | None = Field(description="Two-way bootstrap over seeds and persons "
+                                     "(one fold, at least 2 of each); narrower than nominal "
+                                     "with few seeds.")
+    design: str = Field(description="'crossed', 'persons' (1 seed), 'seeds' (1 person), "
+                        "'folds' or 'none'.")
+    interval: str = Field(description="What the interval covers, in words.")
     n_seeds: int
-    n_subjects: int = Field(description="Subjects with a defined mean (in every seed).")
+    n_persons: int = Field(description="Persons with a defined mean in every seed.")
+    n_folds: int = 1
+    n_subjects: int = Field(description="Their scans (sessions, raters), averaged within person.")
     n_slices: int = Field(description="Slices over all seeds.")
     n_undefined: int = Field(description="Of those, slices where the metric is undefined.")
-    n_subjects_dropped: int = Field(0, description="Subjects without a defined mean in some "
-                                    "seed (every slice undefined), left out.")
+    n_persons_dropped: int = Field(0, description="Persons without a defined mean in some seed.")
     higher_is_better: bool
     note: str = Field("", description="Why a number is missing, or a caveat.")
 
 
 class Comparison(BaseModel):
-    """A branch against a control on one set and metric, paired by seed and subject."""
+    """A branch against another on one set and metric, paired by seed and person."""
 
     model_config = _FROZEN
 
     branch: str
-    control: str
+    control: str = Field(description="The other branch: a control, or a second method "
+                         "(family 'pairs').")
     set: str
     metric: str
+    family: Family = Field(description="'primary' (the declared endpoint: each method against "
+                           "the primary control), 'pairs' (method against method) or "
+                           "'secondary' (everything else: exploratory).")
     diff: float | None = Field(description="Mean paired difference, oriented so that positive = "
-                        "the branch is better (control - branch for lower-is-better metrics).")
-    orientation: str = Field(description="The difference in words, e.g. 'gradcam - random "
-                             "(positive = gradcam better)'.")
-    ci: Interval | None = Field(description="Satterthwaite t interval with the test's SE and "
-                                "df: excludes 0 exactly when p < 1 - level.")
-    ci_boot: Interval | None = Field(description="Hierarchical bootstrap percentile interval "
-                                     "(seeds x subjects); narrower than nominal with few seeds.")
-    p: float | None = Field(description="Two-sided p of `test`.")
-    p_holm: float | None = Field(description="p Holm-corrected over all `holm_family` "
-                                 "comparisons of the study.")
-    holm_family: int = Field(description="Number of comparisons in the Holm family.")
-    test: str = Field(description="Name of the test behind `p`.")
-    effect_size: float | None = Field(description="Value of `effect`.")
-    effect: str = Field(description="Name of the effect size.")
-    se: float | None = Field(description="Standard error of `diff`.")
-    df: float | None = Field(description="Degrees of freedom of the test.")
-    var_seed: float | None = Field(description="Seed component of the differences' variance "
-                                   "(None with one seed: not estimable).")
-    var_subject: float = Field(description="Subject component of the differences' variance.")
-    var_residual: float | None = Field(description="Seed x subject residual component.")
-    interval: str = Field(description="'seeds and subjects' or 'subjects only (1 seed)'.")
+                               "the branch is better.")
+    orientation: str
+    ci: Interval | None = Field(description="t interval with the test's SE and df: excludes 0 "
+                                "exactly when p < 1 - level (before Holm).")
+    ci_boot: Interval | None = None
+    p: float | None = Field(description="Two-sided p of `test`; None where the design cannot "
+                            "support a claim (one seed, one person).")
+    p_holm: float | None = Field(description="p Holm-corrected within the family.")
+    family_size: int = Field(description="Tests in the Holm family.")
+    alpha: float = Field(description="Family-wise level of the family.")
+    test: str
+    effect_size: float | None = Field(description="Cohen's d_z (3 persons or more).")
+    effect: str
+    se: float | None
+    df: float | None
+    design: str
+    var_seed: float | None = Field(description="Seed mean square / (S N): the variance the "
+                                   "seeds contribute (with their residual share).")
+    var_person: float | None = Field(description="Person variance component / N.")
     n_seeds: int
-    n_subjects: int
-    n_subjects_dropped: int = Field(0, description="Subjects left out: undefined in some seed.")
-    mde: float | None = Field(description="Smallest difference detectable at `alpha` "
-                              "(two-sided) with `power`, at this study's seeds and subjects.")
+    n_persons: int
+    n_folds: int = 1
+    n_persons_dropped: int = 0
+    mde: float | None = Field(description="Smallest difference detected with `power` by a "
+                              "two-sided test at `mde_alpha` (exact noncentral t).")
+    mde_alpha: float | None = Field(description="The level a claim needs: Holm's first step "
+                                    "of the family (alpha / family size).")
     resolve: float = Field(description="The difference `seeds_needed` is computed for.")
-    seeds_needed: int | None = Field(description="Seeds (with these subjects) for an MDE <= "
-                                     "`resolve`; None: see `seeds_note`.")
-    seeds_note: str = Field("", description="Why `seeds_needed` is None, or a caveat.")
-    mde_seeds_limit: float | None = Field(description="The MDE with infinitely many seeds "
-                                          "(the subject term alone).")
+    seeds_needed: int | None
+    persons_needed: int | None
+    needed_note: str = ""
+    mde_seeds_limit: float | None = Field(description="The MDE with infinitely many seeds.")
     higher_is_better: bool
-    note: str = Field("", description="Why a number is missing, or a caveat.")
+    note: str = ""
 
     @property
     def significant(self) -> bool:
-        """Holm-corrected p below 1 - level of the CI."""
-        return (self.p_holm is not None and self.ci is not None
-                and self.p_holm < 1 - self.ci.level)
+        """Holm-corrected p below the family's level."""
+        return self.p_holm is not None and self.p_holm < self.alpha
 
 
-class StudyStatistics(BaseModel):
-    """Every estimate and comparison of a study, and the settings that produced them."""
+class Omnibus(BaseModel):
+    """Whether the methods differ from each other at all (one F test over every method)."""
 
     model_config = _FROZEN
 
-    schema_version: int = Field(1, description="Bumped when fields change meaning.")
-    branches: tuple[str, ...]
+    set: str
+    metric: str
+    methods: tuple[str, ...]
+    test: str
+    f: float | None
+    df1: float | None
+    df2: float | None
+    p: float | None
+    alpha: float
+    n_seeds: int
+    n_persons: int
+    n_folds: int = 1
+    note: str = ""
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p < self.alpha
+
+
+class PrimaryEndpoint(BaseModel):
+    """The declared question: each method against the primary control(s) on one set."""
+
+    model_config = _FROZEN
+
+    set: str
+    metric: str
+    controls: tuple[str, ...]
+
+
+class StudyStatistics(BaseModel):
+    """Every estimate, comparison and test of a study, and the settings that produced them."""
+
+    model_config = _FROZEN
+
+    schema_version: int = Field(2, description="Bumped when fields change meaning.")
+    branches: tuple[str, ...] = Field(description="The methods compared.")
     controls: tuple[str, ...]
     sets: tuple[str, ...]
     metrics: tuple[str, ...]
-    seeds: tuple[int, ...] = Field(description="Seeds found in the table.")
+    seeds: tuple[int, ...]
+    primary: PrimaryEndpoint | None
     level: float
     alpha: float
     power: float
@@ -128,7 +174,11 @@ class StudyStatistics(BaseModel):
     seed: int = Field(description="Seed of the bootstrap generator.")
     estimates: tuple[Estimate, ...]
     comparisons: tuple[Comparison, ...]
+    omnibus: Omnibus | None = None
     notes: tuple[str, ...] = ()
+
+    def family(self, name: Family) -> list[Comparison]:
+        return [c for c in self.comparisons if c.family == name]
 
     def comparison(self, branch: str, control: str, set: str, metric: str) -> Comparison:
         """The comparison of ``branch`` against ``control`` on ``set`` and ``metric``."""

@@ -17,8 +17,8 @@ import numpy as np
 from ada_core.errors import DataError, InputError, suggest
 from ada_core.quantities import KEY_COLUMNS, METRICS, ROW_KEY
 
-__all__ = ["HIGHER_IS_BETTER", "KEY", "KEY_COLUMNS", "SubjectMeans", "Table", "read_table",
-           "subject_means"]
+__all__ = ["HIGHER_IS_BETTER", "KEY", "KEY_COLUMNS", "PersonMeans", "SubjectMeans", "Table",
+           "person_means", "read_table", "subject_means"]
 
 #: The columns that identify a row (``person`` and ``site`` are attributes of the subject).
 KEY = ROW_KEY
@@ -178,6 +178,72 @@ def read_table(path: str | Path) -> Table:
 
 
 @dataclass(frozen=True)
+class PersonMeans:
+    """Slices aggregated to one mean per (seed, fold, branch, person) of one set and metric.
+
+    A person's mean is the mean of its subjects' (sessions', raters') slice means, so each
+    scan counts once whatever its number of slices. Parallel ``(G,)`` arrays; ``mean`` is NaN
+    where every slice of the person is undefined.
+    """
+
+    set: str
+    metric: str
+    seed: np.ndarray
+    fold: np.ndarray
+    branch: np.ndarray
+    person: np.ndarray
+    site: np.ndarray
+    mean: np.ndarray
+    n_subjects: np.ndarray
+    n_slices: np.ndarray
+    n_undefined: np.ndarray
+
+
+def _check_name(kind: str, name: str, valid, source: str) -> None:
+    if name not in valid:
+        raise InputError(f"{source}: unknown {kind} {name!r}. " + suggest(name, valid))
+
+
+def person_means(table: Table, set: str, metrics) -> dict[str, PersonMeans]:
+    """Per metric: the mean over each person's subjects of the subject's slice mean, NaN-aware.
+
+    Raises:
+        InputError: ``set`` or a metric is not in the table (the valid names are listed).
+    """
+    _check_name("set", set, table.values("set"), table.source)
+    for metric in metrics:
+        _check_name("metric", metric, table.metrics, table.source)
+    rows = table["set"] == set
+    cols = {c: table[c][rows] for c in ("seed", "fold", "branch", "person", "subject", "site")}
+    subj = _codes(cols["seed"], cols["fold"], cols["branch"], cols["subject"])
+    first_s = np.unique(subj, return_index=True)[1]
+    pers_of_subj = _codes(*(cols[c][first_s] for c in ("seed", "fold", "branch", "person")))
+    first_p = first_s[np.unique(pers_of_subj, return_index=True)[1]]
+    keys = {k: cols[k][first_p] for k in ("seed", "fold", "branch", "person", "site")}
+    n_slices_s = np.bincount(subj)
+    n_slices = np.bincount(pers_of_subj, weights=n_slices_s).astype(np.int64)
+    n_subjects = np.bincount(pers_of_subj).astype(np.int64)
+    out = {}
+    for metric in metrics:
+        values = table[metric][rows]
+        ok = ~np.isnan(values)
+        n_ok = np.bincount(subj, weights=ok)
+        total = np.bincount(subj, weights=np.where(ok, values, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s_mean = np.where(n_ok > 0, total / n_ok, np.nan)
+        s_ok = ~np.isnan(s_mean)
+        p_n = np.bincount(pers_of_subj, weights=s_ok)
+        p_total = np.bincount(pers_of_subj, weights=np.where(s_ok, s_mean, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(p_n > 0, p_total / p_n, np.nan)
+        undefined = np.bincount(pers_of_subj, weights=n_slices_s - n_ok).astype(np.int64)
+        out[metric] = PersonMeans(set=set, metric=metric, **keys, mean=mean,
+                                  n_subjects=n_subjects, n_slices=n_slices,
+                                  n_undefined=undefined)  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
 class SubjectMeans:
     """Slices aggregated to one mean per (seed, fold, branch, subject) of one set and metric.
 
@@ -195,11 +261,6 @@ class SubjectMeans:
     mean: np.ndarray
     n_slices: np.ndarray
     n_undefined: np.ndarray
-
-
-def _check_name(kind: str, name: str, valid, source: str) -> None:
-    if name not in valid:
-        raise InputError(f"{source}: unknown {kind} {name!r}. " + suggest(name, valid))
 
 
 def subject_means(table: Table, set: str, metric: str) -> SubjectMeans:
