@@ -38,6 +38,9 @@ _EXPORTS = {
     "ComponentSpec": "ada_core.config",
     "ExperimentConfig": "ada_core.config",
     "load_config": "ada_core.config",
+    "tags": "ada_core.fieldtags",
+    "used_unless": "ada_core.fieldtags",
+    "used_when": "ada_core.fieldtags",
     "hookimpl": "ada_core.hookspecs",
     "load_plugins": "ada_core.plugins",
     "PluginInfo": "ada_core.registry",
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
         closest,
         suggest,
     )
+    from ada_core.fieldtags import tags, used_unless, used_when
     from ada_core.hookspecs import hookimpl
     from ada_core.interfaces import (
         Attributor,

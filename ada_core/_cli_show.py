@@ -59,14 +59,18 @@ def plugins_table(rows: list[dict[str, Any]]) -> list[str]:
 def resolved_config(config: ExperimentConfig, registry: Registry) -> dict[str, Any]:
     """``config`` as JSON data with every component's params resolved: each parameter of the
     component's ``Config``, with its default where the file does not set it."""
-    data = config.model_dump(mode="json")
+    from ada_core.fieldtags import active_data
+
+    # A field without effect under the chosen settings is left out (it holds its default), so
+    # the data reads back to the same config.
+    data = active_data(config)
 
     def resolve(kind: str, spec: dict[str, Any], where: str) -> None:
         section = registry.sections[kind]
         params = section.config(spec["name"], spec["params"], f"{where}.params")
         if kind == "attributor":
             params = section.get(spec["name"]).resolve_config(params, config.train)
-        spec["params"] = params.model_dump(mode="json")
+        spec["params"] = active_data(params)
 
     resolve("dataset", data["data"], "data")
     resolve("model", data["model"], "model")

@@ -4,7 +4,8 @@ Grammar of KEY: names separated by dots, each optionally followed by list indice
 ``attributors[0].params.layer``, ``evaluate[-1].label``. VALUE is parsed as TOML (``3``,
 ``false``, ``[64, 64]``, ``["gradcam", "none"]``, ``{name = "vanilla"}``), else taken as a
 string (``decoder2``, ``/data/scgm``). Assigning a whole list replaces it:
-``--set 'attributors=["gradcam", "none"]'``.
+``--set 'attributors=["gradcam", "none"]'``. ``~KEY`` (Hydra's spelling) removes a key the file
+sets, so that it takes its default again: ``--set '~data.split.test_fraction'``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,29 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _remove(data: dict[str, Any], item: str) -> None:
+    """Apply ``~KEY``: delete the key from ``data`` (the file's settings)."""
+    key = item[1:]
+    if "=" in key:
+        raise ConfigError(f"override {item!r}: ~KEY removes a key and takes no value; use "
+                          f"--set '~{key.partition('=')[0]}'")  # fmt: skip
+    parts = parse_key(key)
+    node: Any = data
+    for i, part in enumerate(parts):
+        here = _dotted(parts[: i + 1])
+        if isinstance(part, int):
+            present = isinstance(node, list) and -len(node) <= part < len(node)
+        else:
+            present = isinstance(node, dict) and part in node
+        if not present:
+            raise ConfigError(f"override {item!r}: {here} is not set by the config file, so "
+                              "there is nothing to remove (it has its default)")  # fmt: skip
+        if i == len(parts) - 1:
+            del node[part]
+        else:
+            node = node[part]
+
+
 def apply_overrides(
     data: dict[str, Any], overrides: list[str], defaults: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -114,7 +138,8 @@ def apply_overrides(
 
     Args:
         data: the mapping read from TOML.
-        overrides: ``["train.cycles=3", "attributors[0].params.layer=decoder2", ...]``.
+        overrides: ``["train.cycles=3", "attributors[0].params.layer=decoder2", ...]``;
+            ``"~KEY"`` removes a KEY that ``data`` sets.
         defaults: the configuration's defaults as JSON data; a list the file does not set
             (e.g. the default ``attributors``) is copied from here before it is indexed.
 
@@ -126,6 +151,9 @@ def apply_overrides(
             an index into something that is not a list, a key into a value.
     """
     for item in overrides:
+        if item.startswith("~"):
+            _remove(data, item)
+            continue
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.cycles=3")
         key, _, text = item.partition("=")

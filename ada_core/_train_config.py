@@ -7,19 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from ada_core.fieldtags import affects
+from ada_core.fieldtags import Settings, affects, tags, used_unless, used_when
 
 __all__ = ["TrainConfig"]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrainConfig(BaseModel):
+class TrainConfig(Settings):
     """Algorithm 1's schedule, optimisation, checkpoint rule and evaluation (paper defaults)."""
-
-    model_config = _STRICT
 
     standard_epochs: int = Field(
         100, ge=0, description="Epochs of conventional training.",
@@ -29,7 +24,8 @@ class TrainConfig(BaseModel):
         31, ge=0, description="ADA cycles per branch.", json_schema_extra=affects("branch")
     )
     ada_epochs: int = Field(
-        30, ge=1, description="Epochs per ADA cycle.", json_schema_extra=affects("branch")
+        30, ge=1, description="Epochs per ADA cycle.",
+        json_schema_extra=affects("branch") | used_unless("cycles", 0),
     )
     batch_size: int = Field(
         16, ge=1, description="Training batch size.", json_schema_extra=affects("standard")
@@ -43,7 +39,7 @@ class TrainConfig(BaseModel):
     )
     seed: int = Field(
         0, description="Seed of everything random in a run when `seeds` is empty.",
-        json_schema_extra=affects("none"),
+        json_schema_extra=affects("none") | used_when("seeds", []),
     )
     seeds: list[int] = Field(
         default_factory=list,
@@ -106,24 +102,25 @@ class TrainConfig(BaseModel):
     average_last: int = Field(
         5, ge=1, description="k of checkpoint = 'average': average the last k epochs' weights "
         "(at most the epochs of every phase).",
-        json_schema_extra=affects("standard"),
+        json_schema_extra=affects("standard") | used_when("checkpoint", "average"),
     )
     augment_ada_images: bool = Field(
         True, description="Apply the classical augmentation to ADA images too (not only to "
         "the conventional ones).",
-        json_schema_extra=affects("branch"),
+        json_schema_extra=tags(affects("branch"), used_unless("cycles", 0),
+                               used_when("augment.enabled", True)),
     )
     save_ada_images: bool = Field(
         True, description="Save each branch's first-cycle ADA images (cycle1.pt) besides its "
         "keep masks, for figures and checks.",
-        json_schema_extra=affects("none"),
+        json_schema_extra=affects("none") | used_unless("cycles", 0),
     )
     convergence_at: list[int] | None = Field(
         None, description="ADA epochs (counted from a branch's start) after which each "
         "branch's per-slice validation metrics are kept as evaluation sets 'val@ada<k>', for "
         "the convergence comparison (the paper: GradCam ahead after the first ADA epochs). "
         "None: the end of the first cycle.",
-        json_schema_extra=affects("branch"),
+        json_schema_extra=affects("branch") | used_unless("cycles", 0),
     )
     robustness: bool = Field(
         True, description="Score each phase's selected checkpoint on the robustness sets "
@@ -133,13 +130,13 @@ class TrainConfig(BaseModel):
     robustness_size: int | None = Field(
         None, ge=1, description="Side Z of the robustness set's zeroed square; None takes the "
         "mask builder's erase size (20 when it has none).",
-        json_schema_extra=affects("eval"),
+        json_schema_extra=affects("eval") | used_when("robustness", True),
     )
     robustness_margin_mm: float = Field(
         2.0, ge=0, allow_inf_nan=False, description="'robustness_near' counts the squares that "
         "touch the ground truth dilated by this many mm (most squares of a slice fall on "
         "background and change nothing).",
-        json_schema_extra=affects("eval"),
+        json_schema_extra=affects("eval") | used_when("robustness", True),
     )
     context_margin_mm: float | None = Field(
         2.0, ge=0, allow_inf_nan=False, description="The context probe (the paper's Figure 1): "

@@ -74,11 +74,12 @@ def resolve_config(config: ExperimentConfig | Mapping[str, Any] | str | Path,
         ConfigError: naming the source and key.
     """
     from ada_core.config import ExperimentConfig, apply_overrides, load_config, parse_config
+    from ada_core.fieldtags import active_data
 
     if isinstance(config, (str, Path)):
         return load_config(config, overrides), str(config)
     if isinstance(config, ExperimentConfig):
-        data = config.model_dump(mode="json")
+        data = active_data(config)  # a field without effect holds its default: left out
     elif isinstance(config, Mapping):
         data = json.loads(json.dumps(dict(config), default=str))  # a deep copy of plain data
     else:
@@ -229,7 +230,8 @@ class Run:
         from ada_core.runfolder import read_text
 
         path = self.folder.layout.config_json
-        return parse_config(json.loads(read_text(path)), str(path))
+        # written_by_ada: older runs wrote every field, those without effect too
+        return parse_config(json.loads(read_text(path)), str(path), written_by_ada=True)
 
     @property
     def results(self) -> Any:

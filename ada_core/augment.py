@@ -19,37 +19,61 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import Tensor
 
 from ada_core.errors import InputError
+from ada_core.fieldtags import Settings, tags, used_unless, used_when
 
 __all__ = ["AugmentConfig", "AugmentParams", "Augmenter", "apply_params", "sample_params"]
 
 
-class AugmentConfig(BaseModel):
+_ON = used_when("enabled", True)
+_AFFINE = tags(_ON, used_unless("p_affine", 0))
+_ELASTIC = tags(_ON, used_unless("p_elastic", 0))
+
+
+class AugmentConfig(Settings):
     """The paper's Table 2 augmentations; each transform applies with its probability."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     enabled: bool = Field(True, description="Apply classical augmentation during training.")
-    rotation_deg: float = Field(4.6, ge=0, description="Maximum rotation in degrees (+-).")
+    rotation_deg: float = Field(
+        4.6, ge=0, description="Maximum rotation in degrees (+-).", json_schema_extra=_AFFINE
+    )
     shift: float = Field(
-        0.03, ge=0, lt=1, description="Maximum shift as a fraction of the size (+-)."
+        0.03, ge=0, lt=1, description="Maximum shift as a fraction of the size (+-).",
+        json_schema_extra=_AFFINE,
     )
-    scale: tuple[float, float] = Field((0.98, 1.02), description="Range of the scale factor.")
-    channel_shift: float = Field(0.17, ge=0, description="Maximum intensity shift (+-).")
-    elastic_alpha: float = Field(30.0, ge=0, description="Elastic deformation strength (pixels).")
-    elastic_sigma: float = Field(4.0, gt=0, description="Elastic deformation smoothness (pixels).")
-    p_affine: float = Field(1.0, ge=0, le=1, description="Probability of the affine transform.")
+    scale: tuple[float, float] = Field(
+        (0.98, 1.02), description="Range of the scale factor.", json_schema_extra=_AFFINE
+    )
+    channel_shift: float = Field(
+        0.17, ge=0, description="Maximum intensity shift (+-).",
+        json_schema_extra=tags(_ON, used_unless("p_channel_shift", 0)),
+    )
+    elastic_alpha: float = Field(
+        30.0, ge=0, description="Elastic deformation strength (pixels); 0: none.",
+        json_schema_extra=_ELASTIC,
+    )
+    elastic_sigma: float = Field(
+        4.0, gt=0, description="Elastic deformation smoothness (pixels).",
+        json_schema_extra=tags(_ELASTIC, used_unless("elastic_alpha", 0)),
+    )
+    p_affine: float = Field(
+        1.0, ge=0, le=1, description="Probability of the affine transform.", json_schema_extra=_ON
+    )
     p_channel_shift: float = Field(
-        1.0, ge=0, le=1, description="Probability of the intensity shift."
+        1.0, ge=0, le=1, description="Probability of the intensity shift.", json_schema_extra=_ON
     )
-    p_elastic: float = Field(0.5, ge=0, le=1, description="Probability of the elastic deformation.")
+    p_elastic: float = Field(
+        0.5, ge=0, le=1, description="Probability of the elastic deformation.",
+        json_schema_extra=_ON,
+    )
     padding: Literal["border", "zeros", "reflection"] = Field(
         "border",
         description="How pixels sampled outside the image are filled: 'border' (nearest edge "
         "value, Keras' fill_mode='nearest'), 'zeros' or 'reflection'.",
+        json_schema_extra=_ON,
     )
 
     @field_validator("scale")

@@ -204,7 +204,8 @@ def _config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set train.cycles=3, "
                    "--set 'attributors[0].params.layer=decoder2', or a whole list: "
-                   "--set 'attributors=[\"gradcam\", \"none\"]'")  # fmt: skip
+                   "--set 'attributors=[\"gradcam\", \"none\"]'; --set '~KEY' removes a KEY "
+                   "the file sets")  # fmt: skip
     p.add_argument("--skip-broken", action="store_true", help="skip plugins that fail to load")
 
 

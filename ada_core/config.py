@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ada_core._overrides import apply_overrides
 from ada_core._study_config import StudyConfig
@@ -22,7 +22,15 @@ from ada_core._train_config import TrainConfig
 from ada_core.augment import AugmentConfig
 from ada_core.data import PreprocessConfig
 from ada_core.errors import ConfigError, closest
-from ada_core.fieldtags import affects
+from ada_core.fieldtags import (
+    ALLOW_UNUSED,
+    Settings,
+    active_data,
+    affects,
+    dotted_loc,
+    unused_lines,
+    used_when,
+)
 from ada_core.splits import SplitConfig
 
 __all__ = [
@@ -39,8 +47,6 @@ __all__ = [
     "to_toml",
 ]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-
 #: Run names and branch / evaluation-set labels become folder names: they must be path-safe.
 SLUG_RULE = (
     "1-64 characters from letters, digits, '.', '_' and '-', starting with a letter or digit "
@@ -56,10 +62,8 @@ def check_slug(value: str) -> str:
     return value
 
 
-class ComponentSpec(BaseModel):
+class ComponentSpec(Settings):
     """A component by registry name, with the parameters of its ``Config``."""
-
-    model_config = _STRICT
 
     name: str = Field(description="Registry key of the component (see `ada plugins`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Fields of its Config.")
@@ -102,12 +106,17 @@ class EvalSpec(DataSpec):
         "all", description="Which slices: all labelled ones, or the validation / training "
         "part of this set's own `split` (same persons as the run's split when the data match)."
     )
+    split: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="The parts of this set that `part` picks from.",
+        json_schema_extra=used_when("part", "val", "train"),
+    )
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(Settings):
     """A whole run: data, model, attributors, mask builder, schedule, augmentation."""
 
-    model_config = _STRICT
+    settings_root = True
 
     name: str = Field(
         "ada", description=f"Run name: results go to <output>/<name>/. {SLUG_RULE}.",
@@ -197,8 +206,12 @@ class ExperimentConfig(BaseModel):
 def _format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = dotted_loc(e["loc"]) or "(top level)"
         msg = e["msg"]
+        unused = unused_lines(e, dotted_loc(e["loc"]) + "." if e["loc"] else "")
+        if unused is not None:
+            lines += [f"  {line}" for line in unused]
+            continue
         if e["type"] == "extra_forbidden":
             near = closest(str(e["loc"][-1]), _field_names(model, e["loc"][:-1]))
             msg = "unknown key" + (f"; did you mean {near!r}?" if near else "")
@@ -224,10 +237,15 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
-    """Validate a config mapping; errors name ``source`` and each offending dotted key."""
+def parse_config(data: dict[str, Any], source: str = "<config>", *,
+                 written_by_ada: bool = False) -> ExperimentConfig:  # fmt: skip
+    """Validate a config mapping; errors name ``source`` and each offending dotted key.
+
+    A setting without effect (``used_when``, :mod:`ada_core.fieldtags`) is refused, except
+    with ``written_by_ada``: a run's ``config.json`` lists every value, the inactive ones too.
+    """
     try:
-        return ExperimentConfig.model_validate(data)
+        return ExperimentConfig.model_validate(data, context=ALLOW_UNUSED if written_by_ada else None)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source, ExperimentConfig)) from None
 
@@ -265,7 +283,12 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
     if overrides:
         data = apply_overrides(data, list(overrides), ExperimentConfig().model_dump(mode="json"))
         source += " (with --set overrides)"
-    return parse_config(data, source)
+    try:
+        return parse_config(data, source)
+    except ConfigError as e:
+        if overrides and "is set but" in str(e):
+            raise ConfigError(f"{e}\n  (--set '~KEY' removes a KEY that the file sets)") from None
+        raise
 
 
 def toml_lines(data: dict[str, Any], prefix: str = "", *, show_none: bool = False) -> list[str]:
@@ -293,6 +316,7 @@ def toml_lines(data: dict[str, Any], prefix: str = "", *, show_none: bool = Fals
 
 
 def to_toml(config: ExperimentConfig, header: str = "") -> str:
-    """The config as TOML that :func:`load_config` reads back to an equal config."""
-    body = "\n".join(toml_lines(config.model_dump(mode="json"))).strip() + "\n"
+    """The config as TOML that :func:`load_config` reads back to an equal config (a field
+    without effect under the config's choices is left out: it holds its default)."""
+    body = "\n".join(toml_lines(active_data(config))).strip() + "\n"
     return (f"# {header}\n" if header else "") + body

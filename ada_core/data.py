@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from ada_core._slicing import crop_centres, display, normalise, resample_crop
 from ada_core.errors import DataError
-from ada_core.fieldtags import affects
+from ada_core.fieldtags import Settings, affects
 
 if TYPE_CHECKING:
     from ada_core.interfaces import SegDataset, Volume
@@ -126,10 +126,8 @@ class SliceSet:
         )
 
 
-class PreprocessConfig(BaseModel):
+class PreprocessConfig(Settings):
     """How volumes become slices (defaults from the SCGM literature: 0.25 mm, 200 x 200)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     spacing: float = Field(0.25, gt=0, description="Target in-plane voxel size in mm.")
     size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] = Field(

@@ -14,16 +14,52 @@ tag in its ``json_schema_extra``:
 The run keys (:mod:`ada_core.engine.keys`), the refusal of a changed configuration and the
 configuration reference are all computed from these tags: there is no second list to keep in
 step.
+
+A field that matters only under another field's choice also declares when it applies:
+``used_when("test", "fraction")`` (or ``used_unless("cycles", 0)``; several with :func:`tags`).
+A user who sets such a field (in the file, through ``--set`` or as a Python argument: pydantic's
+``model_fields_set``) while its condition is false gets it refused, naming what is set, why it
+has no effect and the two ways to fix it, instead of a setting silently without effect. Every
+configuration model, component ``Config`` included, derives from :class:`Settings`, whose one
+validator does the check; the configuration reference shows each condition under its field.
+The condition's key is a field of the same model, or a dotted key from the top of the
+configuration (``"augment.enabled"``; core models only).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+import json
+from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
-__all__ = ["TAGS", "Tag", "affects", "field_tag", "tagged_settings", "untagged_fields"]
+__all__ = [
+    "TAGS",
+    "Condition",
+    "Settings",
+    "Tag",
+    "Unused",
+    "active_data",
+    "dotted_loc",
+    "affects",
+    "field_conditions",
+    "field_tag",
+    "tagged_settings",
+    "tags",
+    "unused_settings",
+    "unused_lines",
+    "untagged_fields",
+    "used_unless",
+    "used_when",
+]
+
+#: Validation context that turns the check off, for records ADA wrote itself (``config.json``
+#: of a run, which lists every value, the inactive ones included).
+ALLOW_UNUSED = {"unused_settings": "allow"}
 
 Tag = Literal["standard", "branch", "eval", "none"]
 TAGS: tuple[str, ...] = get_args(Tag)
@@ -91,3 +127,255 @@ def untagged_fields(model_cls: type[BaseModel], prefix: str = "", inherited: boo
         elif not own:
             missing.append(prefix + name)
     return missing
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like form for comparison and display (tuples as lists, models as dicts)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def show(value: Any) -> str:
+    """A value as a user writes it: ``'none'``, ``true``, ``0``, ``[]``."""
+    value = _plain(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        try:
+            return json.dumps(value)
+        except TypeError:
+            return repr(value)
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a field applies: ``key`` has one of ``values`` (or, with ``unless``, none of them).
+
+    ``key`` is a field of the same model, or (with a dot) a key from the top of the
+    configuration.
+    """
+
+    key: str
+    values: tuple[Any, ...]
+    unless: bool = False
+
+    @property
+    def absolute(self) -> bool:
+        return "." in self.key
+
+    def holds(self, value: Any) -> bool:
+        value = _plain(value)
+        # True == 1 in Python; a condition on a bool never matches a number, nor the reverse.
+        hit = any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
+        return hit != self.unless
+
+    def wanted(self, key: str) -> str:
+        """``set KEY = 'a' or 'b'`` / ``set KEY to a value other than 0``."""
+        shown = " or ".join(show(v) for v in self.values)
+        return f"set {key} to a value other than {shown}" if self.unless else f"set {key} = {shown}"
+
+    def text(self, prefix: str = "") -> str:
+        """``test = 'fraction'`` / ``cycles is not 0``, the key under ``prefix``."""
+        key = self.key if self.absolute else prefix + self.key
+        shown = " or ".join(show(v) for v in self.values)
+        return f"{key} is not {shown}" if self.unless else f"{key} = {shown}"
+
+
+def _condition(key: str, values: tuple[Any, ...], unless: bool) -> dict[str, Any]:
+    if not values:
+        raise ValueError(f"used_when({key!r}) needs at least one value")
+    return {"used_when": [{"key": key, "values": [_plain(v) for v in values], "unless": unless}]}
+
+
+def used_when(key: str, *values: Any) -> dict[str, Any]:
+    """``json_schema_extra`` of a field that applies only while ``key`` is one of ``values``.
+
+    ``Field(0.2, json_schema_extra=used_when("test", "fraction"))``; with a tag:
+    ``affects("eval") | used_when("robustness", True)``; several conditions: :func:`tags`.
+    """
+    return _condition(key, values, unless=False)
+
+
+def used_unless(key: str, *values: Any) -> dict[str, Any]:
+    """``json_schema_extra`` of a field that applies only while ``key`` is none of ``values``
+    (``used_unless("cycles", 0)``)."""
+    return _condition(key, values, unless=True)
+
+
+def tags(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``affects(...)``, ``used_when(...)`` and ``used_unless(...)``; every condition
+    must hold for the field to apply."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part.items():
+            if name == "used_when":
+                out.setdefault("used_when", []).extend(value)
+            elif name in out:
+                raise ValueError(f"field tag {name!r} given twice")
+            else:
+                out[name] = value
+    return out
+
+
+def field_conditions(field: FieldInfo) -> list[Condition]:
+    """The conditions a field declares (every one must hold for it to apply)."""
+    extra = field.json_schema_extra
+    if not isinstance(extra, dict):
+        return []
+    return [Condition(c["key"], tuple(c["values"]), bool(c.get("unless", False)))
+            for c in extra.get("used_when", ())]  # type: ignore[union-attr]  # fmt: skip
+
+
+def resolve(model: BaseModel, key: str) -> Any:
+    """The value at dotted ``key`` under ``model`` (KeyError when there is none)."""
+    value: Any = model
+    for part in key.split("."):
+        if not isinstance(value, BaseModel) or part not in type(value).model_fields:
+            raise KeyError(key)
+        value = getattr(value, part)
+    return value
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A field that is set but has no effect: ``field`` (dotted from the model that reports
+    it), the first ``condition`` that is false, and that condition's key's ``value``."""
+
+    field: str
+    condition: Condition
+    value: Any
+
+    def message(self, prefix: str = "") -> str:
+        """``data.split.test_fraction is set but data.split.test = 'none'; set ... to use
+        it, or remove data.split.test_fraction`` (``prefix``: where the reporting model sits)."""
+        c = self.condition
+        key = c.key if c.absolute else prefix + c.key
+        field = prefix + self.field
+        return (f"{field} is set but {key} = {show(self.value)}; {c.wanted(key)} to use it, "
+                f"or remove {field}")  # fmt: skip
+
+
+def _first_false(model: BaseModel, root: BaseModel | None, field: FieldInfo,
+                 absolute: bool) -> tuple[Condition, Any] | None:  # fmt: skip
+    for c in field_conditions(field):
+        if c.absolute != absolute:
+            continue
+        holder = root if c.absolute else model
+        if holder is None:
+            continue
+        value = resolve(holder, c.key)
+        if not c.holds(value):
+            return c, value
+    return None
+
+
+def _children(model: BaseModel) -> list[tuple[str, BaseModel]]:
+    out: list[tuple[str, BaseModel]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out.append((name, value))
+        elif isinstance(value, (list, tuple)):
+            out += [(f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, BaseModel)]
+    return out
+
+
+def _set_fields(model: BaseModel) -> list[tuple[str, FieldInfo]]:
+    """The fields the user set, in the model's order."""
+    return [(n, f) for n, f in type(model).model_fields.items() if n in model.model_fields_set]
+
+
+def unused_settings(model: BaseModel) -> list[Unused]:
+    """The fields of ``model`` that were set (``model_fields_set``) but have no effect.
+
+    Conditions on a field of the same model are checked here; conditions on a key from the
+    top of the configuration only when ``model`` is the top (:attr:`Settings.settings_root`),
+    over every model under it.
+    """
+    found: list[Unused] = []
+    for name, field in _set_fields(model):
+        hit = _first_false(model, None, field, absolute=False)
+        if hit:
+            found.append(Unused(name, *hit))
+    if getattr(type(model), "settings_root", False):
+
+        def walk(node: BaseModel, prefix: str) -> None:
+            for name, field in _set_fields(node):
+                hit = _first_false(node, model, field, absolute=True)
+                if hit:
+                    found.append(Unused(prefix + name, *hit))
+            for name, child in _children(node):
+                walk(child, f"{prefix}{name}.")
+
+        walk(model, "")
+    return found
+
+
+def active_data(model: BaseModel, root: BaseModel | None = None) -> dict[str, Any]:
+    """``model`` as JSON data without the fields that have no effect (their condition is
+    false; they hold their default, else they would have been refused), so that the data
+    reads back to an equal model however the fields were set."""
+    root = root if root is not None else model
+    data = model.model_dump(mode="json")
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        inactive = any(
+            not c.holds(resolve(root if c.absolute else model, c.key))
+            for c in field_conditions(field)
+            if not c.absolute or getattr(type(root), "settings_root", False)
+        )
+        if inactive:
+            data.pop(name, None)
+        elif isinstance(value, BaseModel):
+            data[name] = active_data(value, root)
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, BaseModel) for v in value):
+            data[name] = [active_data(v, root) if isinstance(v, BaseModel) else d
+                          for v, d in zip(value, data[name], strict=True)]  # fmt: skip
+    return data
+
+
+def dotted_loc(loc: Sequence[Any]) -> str:
+    """``("evaluate", 0, "split")`` -> ``"evaluate[0].split"``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def unused_lines(error: Any, prefix: str) -> list[str] | None:
+    """One line per setting without effect of a pydantic error entry (None for another
+    error), each key under ``prefix`` (where the model that reported it sits)."""
+    if error["type"] != "unused_setting":
+        return None
+    unused: list[Unused] = error["ctx"]["unused"]
+    return [u.message(prefix) for u in unused]
+
+
+class Settings(BaseModel):
+    """Base of every configuration model: unknown keys are errors, instances are frozen, and a
+    field set while it has no effect (its :func:`used_when` condition is false) is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: True for the top of the configuration, where dotted condition keys are resolved.
+    settings_root: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _refuse_unused(self, info: ValidationInfo) -> Settings:
+        context = info.context if isinstance(info.context, dict) else {}
+        if context.get("unused_settings") == "allow":
+            return self
+        unused = unused_settings(self)
+        if unused:
+            raise PydanticCustomError(
+                "unused_setting", "{text}",
+                {"text": "; ".join(u.message() for u in unused), "unused": unused},
+            )
+        return self

@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from ada_core import _attributor_checks as _checks
 from ada_core._volumes import Subject, Volume
 from ada_core.errors import ContractError, InputError
+from ada_core.fieldtags import Settings
 
 __all__ = [
     "Attributor",
@@ -39,10 +39,11 @@ __all__ = [
 ]
 
 
-class ComponentConfig(BaseModel):
-    """Base of every component's ``Config``: unknown keys are errors and instances are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ComponentConfig(Settings):
+    """Base of every component's ``Config``: unknown keys are errors, instances are frozen, and
+    a parameter that applies only under another one's choice declares it
+    (``json_schema_extra=used_when("target", "foreground")``, :mod:`ada_core.fieldtags`): set
+    while it has no effect, it is refused."""
 
 
 class Component:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ada_core.config import ExperimentConfig
-from ada_core.fieldtags import field_tag
+from ada_core.fieldtags import field_conditions, field_tag
 from ada_core.registry import Registry
 
 __all__ = ["config_reference"]
@@ -59,7 +59,17 @@ def _sub_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
-def _table(model: type[BaseModel], inherited: str | None, tags: bool = True) -> list[str]:
+def _applies(field: Any, prefix: str) -> str:
+    """``Only when `data.split.test = 'fraction'`; set otherwise, it is refused.``"""
+    conditions = field_conditions(field)
+    if not conditions:
+        return ""
+    text = " and ".join(f"`{c.text(prefix)}`" for c in conditions)
+    return f" **Only when {text}**; set otherwise, it is refused."
+
+
+def _table(model: type[BaseModel], inherited: str | None, tags: bool = True,
+           prefix: str = "") -> list[str]:  # fmt: skip
     head = "| key | type | default | changes | description |" if tags else "| key | type | default | description |"
     lines = [head, "|---|---|---|---|---|" if tags else "|---|---|---|---|"]
     for name, field in model.model_fields.items():
@@ -67,7 +77,8 @@ def _table(model: type[BaseModel], inherited: str | None, tags: bool = True) -> 
         if sub is not None and not is_list and issubclass(sub, BaseModel) and sub.model_fields:
             if name not in ("model", "mask"):  # component specs stay rows; tables get sections
                 continue
-        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        desc = (field.description or "") + _applies(field, prefix)
+        desc = desc.replace("|", "\\|").replace("\n", " ")
         cells = [f"`{name}`", _type_name(field.annotation), _default(field)]
         if tags:
             tag = field_tag(field) or inherited
@@ -85,8 +96,10 @@ def _sections(model: type[BaseModel], prefix: str, inherited: str | None) -> lis
         tag = field_tag(field) or inherited
         dotted = f"{prefix}{name}"
         title = f"[[{dotted}]]" if is_list else f"[{dotted}]"
-        doc = inspect.cleandoc(sub.__doc__ or "")
-        out += ["", f"## `{title}`", "", doc, "", *_table(sub, tag)]
+        doc = inspect.cleandoc(sub.__doc__ or "") + _applies(field, prefix).replace(
+            " it is", " the table is")
+        where = f"{dotted}."
+        out += ["", f"## `{title}`", "", doc, "", *_table(sub, tag, prefix=where)]
         out += _sections(sub, f"{dotted}.", tag)
     return out
 
@@ -114,6 +127,12 @@ def config_reference(registry: Registry) -> str:
         "(re-scored without retraining), or nothing. Under an existing run name, a changed "
         "setting is refused for the jobs it changes unless `--force` (which keeps the old "
         "results aside in `RUN/.superseded/`).",
+        "",
+        "A field marked **Only when ...** has an effect only under that choice of another "
+        "field. Set while its condition is false (in the file, with `--set` or as a Python "
+        "argument) it is refused with exit status 2, naming what is set, why it has no effect "
+        "and the two ways to fix it, never silently ignored; `--set '~KEY'` removes a KEY the "
+        "file sets. A field the config does not set is never refused.",
         "",
         "## Top level",
         "",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from ada_core.errors import ConfigError, PluginError, UnknownComponentError, suggest
+from ada_core.fieldtags import dotted_loc, field_conditions, unused_lines
 from ada_core.interfaces import Attributor, Component, MaskBuilder, SegDataset, SegModel
 
 if TYPE_CHECKING:
@@ -62,6 +63,13 @@ def _check_component_class(cls: Any, base: type, kind: str) -> None:
             "(subclass ada_core.interfaces.ComponentConfig)"
         )
     for field_name, field in config.model_fields.items():
+        for c in field_conditions(field):
+            if c.key not in config.model_fields or c.key == field_name:
+                raise PluginError(
+                    f"{kind} {name!r}: Config field {field_name!r} is used_when {c.key!r}, which "
+                    f"is no other field of its Config ({', '.join(config.model_fields)}); a "
+                    "component's condition names one of its own parameters"
+                )
         if not field.description:
             raise PluginError(f"{kind} {name!r}: Config field {field_name!r} has no description")
         if field.default is PydanticUndefined and field.default_factory is None:
@@ -125,7 +133,11 @@ class Section(Generic[T]):
             lines = [f"{self.kind} {name!r}: invalid parameters"]
             fields = list(cls.Config.model_fields)
             for err in e.errors():
-                key = ".".join(str(p) for p in err["loc"])
+                key = dotted_loc(err["loc"])
+                unused = unused_lines(err, f"{where}.{key}." if key else f"{where}.")
+                if unused is not None:
+                    lines += [f"  {line}" for line in unused]
+                    continue
                 msg = err["msg"]
                 if err["type"] == "extra_forbidden":
                     msg = f"unknown parameter. {suggest(key, fields)}"

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ada_core.errors import ConfigError, DataError, closest
+from ada_core.fieldtags import Settings, used_when
 
 if TYPE_CHECKING:
     from ada_core.data import SliceSet
@@ -45,10 +46,8 @@ __all__ = [
 TestPolicy = Literal["none", "fraction", "subjects", "sites", "loso"]
 
 
-class SplitConfig(BaseModel):
+class SplitConfig(Settings):
     """How persons are split into training, validation and an optional held-out test part."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["fraction", "site"] = Field(
         "fraction",
@@ -62,11 +61,16 @@ class SplitConfig(BaseModel):
         description="Fraction of the non-test persons held out for validation (at least one, "
         "always leaving one to train on). Training selects checkpoints on validation, so it "
         "needs > 0.",
+        json_schema_extra=used_when("method", "fraction"),
     )
     val_site: str | None = Field(
-        None, description="Site held out for validation when method = 'site'."
+        None, description="Site held out for validation when method = 'site'.",
+        json_schema_extra=used_when("method", "site"),
     )
-    seed: int = Field(0, ge=0, description="Seed of the random validation draw.")
+    seed: int = Field(
+        0, ge=0, description="Seed of the random validation draw.",
+        json_schema_extra=used_when("method", "fraction"),
+    )
     test: TestPolicy = Field(
         "none",
         description="Held-out test part, never used to select a checkpoint: 'none'; "
@@ -80,20 +84,24 @@ class SplitConfig(BaseModel):
         lt=1,
         description="Fraction of the persons held out for test when test = 'fraction' (at "
         "least one, always leaving two for validation and training).",
+        json_schema_extra=used_when("test", "fraction"),
     )
     test_subjects: tuple[str, ...] = Field(
         (),
         description="Subject or person ids held out for test when test = 'subjects'; a listed "
         "session or rater takes its whole person.",
+        json_schema_extra=used_when("test", "subjects"),
     )
     test_sites: tuple[str, ...] = Field(
-        (), description="Sites held out for test when test = 'sites'."
+        (), description="Sites held out for test when test = 'sites'.",
+        json_schema_extra=used_when("test", "sites"),
     )
     test_seed: int = Field(
         0,
         ge=0,
         description="Seed of the random test draw (test = 'fraction'); separate from seed, so a "
         "new validation draw keeps the same test persons.",
+        json_schema_extra=used_when("test", "fraction"),
     )
 
     @field_validator("test_subjects", "test_sites", mode="before")
@@ -103,17 +111,13 @@ class SplitConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SplitConfig:
+        # A list set under another policy is refused by its field tag (Settings).
         listed = {"subjects": self.test_subjects, "sites": self.test_sites}
         examples = {"subjects": '["sub-01"]', "sites": '["site1"]'}
         for policy, names in listed.items():
             if self.test == policy and not names:
                 raise ValueError(f"test = {policy!r} needs test_{policy}, e.g. "
                                  f"test_{policy} = {examples[policy]}")  # fmt: skip
-            if names and self.test != policy:
-                raise ValueError(
-                    f"test_{policy} is set but test = {self.test!r}; set test = {policy!r} to "
-                    f"use it, or remove test_{policy}"
-                )
         if self.test == "loso" and self.method == "site":
             raise ValueError(
                 "test = 'loso' tests on every site in turn, val_site included; set "

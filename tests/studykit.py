@@ -58,8 +58,9 @@ def tiny_config(
             "batch_size": 8,
             "lr": 3e-3,
             "eval_batch_size": 32,
-            "robustness_size": 8,
-            "seed": 0,
+            # set only where they apply (a setting without effect is refused)
+            **({"robustness_size": 8} if train.get("robustness", True) else {}),
+            **({} if train.get("seeds") else {"seed": 0}),
             "device": "cpu",  # the checks recompute in float32 on the CPU
             **train,
         },

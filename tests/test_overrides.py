@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ada_core._overrides import apply_overrides, parse_key, parse_value
@@ -70,3 +72,16 @@ def test_a_key_into_a_value_is_refused():
         apply_overrides({"train": {"cycles": 1}}, ["train.cycles.x=2"])
     with pytest.raises(ConfigError, match=r"attributors\[0\] is a value, not a table"):
         apply_overrides({"attributors": [[1]]}, ["attributors[0].x=2"])
+
+
+def test_tilde_removes_a_key_or_list_entry_the_file_sets():
+    data = {"train": {"cycles": 1, "lr": 0.1}, "attributors": ["gradcam", "none"]}
+    out = apply_overrides(data, ["~train.cycles", "~attributors[0]"])
+    assert out == {"train": {"lr": 0.1}, "attributors": ["none"]}
+    assert load_config(None, ["train.cycles=4", "~train.cycles"]).train.cycles == 31  # default
+    for item, message in [("~train.cycles=3", "~KEY removes a key and takes no value"),
+                          ("~train.batch_size", "train.batch_size is not set by the config file"),
+                          ("~attributors[2]", "attributors[2] is not set by the config file"),
+                          ("~train..x", "is not a key name")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            apply_overrides({"train": {"cycles": 1}, "attributors": ["a"]}, [item])

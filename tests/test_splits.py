@@ -149,8 +149,8 @@ def configs(seed: int, sites: list[str], subjects: list[str]):
     val_site = all_sites[seed % 4]
     other = [s for s in all_sites if s != val_site]
     away = [s for s, site in zip(subjects, sites) if site != val_site]
-    for method, vf in [("fraction", 0.2), ("fraction", 0.5), ("site", 0.2)]:
-        base = dict(method=method, val_fraction=vf, seed=seed)
+    for method, vf in [("fraction", 0.2), ("fraction", 0.5), ("site", None)]:
+        base = dict(method=method, val_fraction=vf, seed=seed) if vf else dict(method=method)
         if method == "site":
             base["val_site"] = val_site
         yield SplitConfig(**base)

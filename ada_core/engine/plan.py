@@ -22,7 +22,7 @@ from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
 from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError, suggest
-from ada_core.fieldtags import tagged_settings
+from ada_core.fieldtags import active_data, tagged_settings
 from ada_core.interfaces import Attributor, MaskBuilder, SegDataset, SegModel
 from ada_core.quantities import METRICS
 from ada_core.registry import Registry
@@ -353,7 +353,7 @@ def build_plan(
             "fill": mask.fill,
         },
         config_toml=to_toml(config, head),
-        config_json=config.model_dump(mode="json"),
+        config_json=active_data(config),  # without the fields that have no effect: reads back
         analysis=_analysis(config, branches, [e.label for e in eval_sets], source),
         model_spec=config.model.model_dump(mode="json"),
     )

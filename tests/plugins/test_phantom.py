@@ -97,7 +97,8 @@ def _cue_difference(cfg: PhantomConfig, person: int = 0):
 
 
 def test_context_cue_is_a_small_disc_at_the_configured_offset():
-    cfg = PhantomConfig(slices_per_subject=3, size=(128, 128), spacing=0.25, cue_offset_mm=(-7, 5))
+    cfg = PhantomConfig(slices_per_subject=3, size=(128, 128), spacing=0.25, context_cue=True,
+                        cue_offset_mm=(-7, 5))
     diff, gm, cord = _cue_difference(cfg)
     for z in range(3):
         blob = diff[z].numpy() > 0.05
@@ -112,7 +113,8 @@ def test_context_cue_is_a_small_disc_at_the_configured_offset():
 
 
 def test_context_cue_probability_and_missing_sites():
-    cfg = PhantomConfig(slices_per_subject=40, size=(64, 64), sites=2, cue_probability=0.5)
+    cfg = PhantomConfig(slices_per_subject=40, size=(64, 64), sites=2, context_cue=True,
+                        cue_probability=0.5)
     diff, _, _ = _cue_difference(cfg, person=0)
     shown = int((diff.flatten(1).amax(1) > 0.05).sum())
     assert 10 < shown < 30
@@ -146,7 +148,7 @@ def test_load_slices_with_defaults_gives_200x200_with_gm(registry):
 
 def test_bad_settings_and_unknown_subject(registry):
     with pytest.raises(DataError, match=r"cue_missing_sites \[3\] are not sites 0..1"):
-        build(registry, sites=2, cue_missing_sites=[3])
+        build(registry, sites=2, context_cue=True, cue_missing_sites=[3])
     with pytest.raises(ConfigError, match="size"):
         build(registry, size=[4, 4])
     ds = build(registry, n_subjects=2)

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import ComponentConfig
+from ada_core import ComponentConfig, used_when
 
 __all__ = ["Target", "TargetConfig", "target_scores"]
 
@@ -37,6 +37,7 @@ class TargetConfig(ComponentConfig):
         gt=0.0,
         lt=1.0,
         description="Probability above which a pixel counts as predicted foreground.",
+        json_schema_extra=used_when("target", "foreground"),
     )
     amp: bool = Field(
         False,

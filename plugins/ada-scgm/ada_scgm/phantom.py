@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume
+from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, used_when
 
 __all__ = ["PhantomConfig", "PhantomDataset", "generate"]
 
@@ -38,6 +38,9 @@ _Side = Annotated[int, Field(ge=16)]
 
 #: Bump when the same config would render different data (it changes the fingerprint).
 GENERATOR_VERSION = 1
+
+
+_CUE = used_when("context_cue", True)
 
 
 class PhantomConfig(ComponentConfig):
@@ -64,17 +67,22 @@ class PhantomConfig(ComponentConfig):
         "gm", description="What cue_offset_mm is measured from: 'gm', the middle of the (jittered) "
         "GM butterfly, so the cue tells where the GM is; 'cord', the cord centre. Without GM "
         "jitter the two coincide.",
+        json_schema_extra=_CUE,
     )
     cue_offset_mm: tuple[float, float] = Field(
         (-7.0, 5.0), description="Cue centre from its anchor (cue_anchor), (rows, cols) in mm, "
         "turning with the cord; negative rows: anterior.",
+        json_schema_extra=_CUE,
     )
-    cue_radius_mm: float = Field(1.0, gt=0, description="Radius of the cue disc in mm.")
+    cue_radius_mm: float = Field(
+        1.0, gt=0, description="Radius of the cue disc in mm.", json_schema_extra=_CUE
+    )
     cue_probability: float = Field(
-        1.0, ge=0, le=1, description="Probability that a slice shows the cue."
+        1.0, ge=0, le=1, description="Probability that a slice shows the cue.",
+        json_schema_extra=_CUE,
     )
     cue_missing_sites: tuple[int, ...] = Field(
-        (), description="Sites (0-based) whose scans never show the cue."
+        (), description="Sites (0-based) whose scans never show the cue.", json_schema_extra=_CUE
     )
     seed: int = Field(0, description="Seed of everything random in the phantom.")
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, suggest
+from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, suggest, used_when
 from ada_scgm._nifti import binary_label, check_pair, files_fingerprint, read_nifti
 
 __all__ = ["ScgmConfig", "ScgmDataset"]
@@ -34,7 +34,8 @@ class ScgmConfig(ComponentConfig):
     )
     n_raters: int = Field(4, ge=1, description="Raters per labelled image (mask-r1 .. mask-rN).")
     tie: Literal["gm", "background"] = Field(
-        "gm", description="Majority vote tie (e.g. 2 of 4 raters): count the voxel as GM or not."
+        "gm", description="Majority vote tie (e.g. 2 of 4 raters): count the voxel as GM or not.",
+        json_schema_extra=used_when("raters", "majority"),
     )
     sites: tuple[int, ...] = Field((), description="Only these site numbers (empty: all).")
     subjects: tuple[str, ...] = Field(

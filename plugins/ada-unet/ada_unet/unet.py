@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from ada_core import ComponentConfig, SegModel
+from ada_core import ComponentConfig, SegModel, used_unless
 from ada_unet._sizing import PAD_DESCRIPTION, PadMode, crop_output, fit_input
 
 __all__ = ["PaperUNet", "PaperUNetConfig"]
@@ -41,6 +41,7 @@ class PaperUNetConfig(ComponentConfig):
     dropout_kind: Literal["channel", "element"] = Field(
         "channel",
         description="'channel' drops whole feature maps (nn.Dropout2d, as medicaltorch); 'element' drops single activations (nn.Dropout).",
+        json_schema_extra=used_unless("dropout", 0),
     )
     bn_momentum: float = Field(
         0.4,

@@ -1,0 +1,342 @@
+"""A setting that would have no effect is refused, never silently ignored (issue 24).
+
+The conditional fields are found by walking the configuration models and every registered
+component's ``Config`` for the ``used_when`` / ``used_unless`` tag, so a field tagged later is
+covered without touching this file. Each is set alone with its condition false (refused, naming
+the field, the condition and both fixes) and with its condition true (accepted), in a file's
+data and through ``--set``; ``ada config validate`` and ``ada compare`` refuse the same things
+with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from ada_core.cli import main
+from ada_core.config import ExperimentConfig, apply_overrides, load_config, parse_config, to_toml
+from ada_core.errors import ConfigError, PluginError
+from ada_core.fieldtags import Condition, active_data, field_conditions, used_when
+from ada_core.interfaces import Attributor, ComponentConfig
+from ada_core.plugins import load_plugins
+from ada_core.registry import Registry
+from ada_core.splits import SplitConfig
+
+from studykit import tiny_config, write_config
+
+#: A value the field accepts under its condition where its default is none (None cannot be
+#: written in TOML) or is refused there (test = 'subjects' needs subjects).
+EXAMPLES: dict[str, Any] = {
+    "val_site": "site0",
+    "test_subjects": ["p1"],
+    "test_sites": ["site0"],
+    "robustness_size": 8,
+    "convergence_at": [1],
+    "split": {},
+}
+#: The evaluate list must have an entry for evaluate[0].KEY to be set.
+EVALUATE = 'evaluate=[{name = "phantom", label = "extra"}]'
+
+
+def _sub_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if typing.get_origin(annotation) is list:
+        (arg,) = typing.get_args(annotation)
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, True
+    return None, False
+
+
+def core_fields(model: type[BaseModel] = ExperimentConfig, prefix: str = "", outer: tuple = ()):
+    """(dotted path, model holding it, field name, field, the tagged fields holding it as
+    (path, holder, name, field)) of every tagged configuration field."""
+    for name, field in model.model_fields.items():
+        here = (prefix + name, model, name, field)
+        if field_conditions(field):
+            yield (*here, outer)
+        sub, is_list = _sub_model(field.annotation)
+        if sub is not None:
+            inner = (*outer, here) if field_conditions(field) else outer
+            yield from core_fields(sub, f"{prefix}{name}[0]." if is_list else f"{prefix}{name}.", inner)
+
+
+def _field_at(model: type[BaseModel], dotted: str) -> FieldInfo:
+    *head, last = dotted.split(".")
+    for part in head:
+        model = _sub_model(model.model_fields[part].annotation)[0]
+        assert model is not None, dotted
+    return model.model_fields[last]
+
+
+def _candidates(field: FieldInfo, condition: Condition) -> list[Any]:
+    """Values of the field's type: its default, its choices, a few of each kind."""
+    ann = field.annotation
+    default = field.get_default(call_default_factory=True)
+    default = list(default) if isinstance(default, tuple) else default
+    if typing.get_origin(ann) is typing.Literal:
+        return [default, *typing.get_args(ann)]
+    if ann is str:
+        return [default, *condition.values]
+    if ann is bool:
+        return [default, True, False]
+    if ann is int:
+        return [default, 0, 1, 2]
+    if ann is float:
+        return [default, 0.0, 0.5]
+    if typing.get_origin(ann) is list:
+        return [default, [], [0]]
+    raise AssertionError(f"no candidate values for a condition on a {ann}; extend _candidates")
+
+
+def _value(condition: Condition, key_field: FieldInfo, holds: bool) -> Any:
+    for value in _candidates(key_field, condition):
+        if condition.holds(value) == holds:
+            return value
+    raise AssertionError(f"no value makes {condition} {'true' if holds else 'false'}")
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # numbers, booleans, strings, lists, {}: all valid TOML values
+
+
+def _key_of(c: Condition, path: str, holder: type[BaseModel], name: str,
+            top: type[BaseModel]) -> tuple[str, FieldInfo]:  # fmt: skip
+    """The full key of a condition of the field at ``path`` and the key's field."""
+    if c.absolute:
+        return c.key, _field_at(top, c.key)
+    return path[: -len(name)] + c.key, holder.model_fields[c.key]
+
+
+def _make_true(path: str, holder: type[BaseModel], name: str, field: FieldInfo,
+               top: type[BaseModel], skip: Condition | None = None) -> list[str]:  # fmt: skip
+    """Overrides that make the field's conditions (but ``skip``) true where the default does not."""
+    sets = []
+    for c in field_conditions(field):
+        key, kf = _key_of(c, path, holder, name, top)
+        if c != skip and not c.holds(kf.get_default(call_default_factory=True)):
+            sets.append(f"{key}={_toml(_value(c, kf, holds=True))}")
+    return sets
+
+
+def _cases(path: str, holder: type[BaseModel], name: str, field: FieldInfo,
+           top: type[BaseModel], outer: tuple = ()):  # fmt: skip
+    """For each condition: (overrides that make only it false, the condition's full key), and
+    the overrides that make every condition true (the holding fields' conditions too)."""
+    value = EXAMPLES.get(name, field.get_default(call_default_factory=True))
+    value = list(value) if isinstance(value, tuple) else value
+    around = [s for o in outer for s in _make_true(*o, top)]  # e.g. evaluate[0].part = 'val'
+    refused = []
+    for c in field_conditions(field):
+        key, kf = _key_of(c, path, holder, name, top)
+        sets = [*around, f"{key}={_toml(_value(c, kf, holds=False))}"]
+        sets += _make_true(path, holder, name, field, top, skip=c)
+        refused.append(([*sets, f"{path}={_toml(value)}"], key))
+    accepted = [f"{_key_of(c, path, holder, name, top)[0]}="
+                f"{_toml(_value(c, _key_of(c, path, holder, name, top)[1], holds=True))}"
+                for c in field_conditions(field)]  # fmt: skip
+    return refused, [*around, *accepted, f"{path}={_toml(value)}"]
+
+
+CORE = list(core_fields())
+
+
+def test_the_walk_finds_the_conditional_fields_of_every_section():
+    paths = {p for p, *_ in CORE}
+    assert {"data.split.test_fraction", "data.split.test_subjects", "data.split.test_sites",
+            "data.split.test_seed", "data.split.val_site", "data.split.val_fraction",
+            "data.split.seed", "evaluate[0].split", "evaluate[0].split.test_fraction",
+            "train.seed", "train.average_last", "train.ada_epochs", "train.augment_ada_images",
+            "train.robustness_size", "augment.rotation_deg", "augment.elastic_sigma"} <= paths
+
+
+@pytest.mark.parametrize(("path", "holder", "name", "field", "outer"), CORE, ids=[c[0] for c in CORE])
+def test_a_core_field_is_refused_when_its_condition_is_false(path, holder, name, field, outer):
+    refused, accepted = _cases(path, holder, name, field, ExperimentConfig, outer)
+    head = [EVALUATE] if path.startswith("evaluate[") else []
+    for sets, key in refused:
+        expected = f"{path} is set but {key} = "
+        # in a file (its data) and through --set: the same refusal
+        data = apply_overrides({}, [*head, *sets], ExperimentConfig().model_dump(mode="json"))
+        with pytest.raises(ConfigError) as file_error:
+            parse_config(data, "c.toml")
+        with pytest.raises(ConfigError) as set_error:
+            load_config(None, [*head, *sets])
+        for error in (file_error, set_error):
+            text = str(error.value)
+            assert expected in text and f"to use it, or remove {path}" in text, text
+    config = load_config(None, [*head, *accepted])  # accepted with its condition true...
+    assert name in _holder_of(config, path).model_fields_set
+    assert parse_config(tomllib.loads(to_toml(config))) == config  # ...and written back
+
+
+def _holder_of(config: BaseModel, path: str) -> BaseModel:
+    node: Any = config
+    for part in path.split(".")[:-1]:
+        name, _, index = part.partition("[")
+        node = getattr(node, name)
+        if index:
+            node = node[int(index.rstrip("]"))]
+    return node
+
+
+def _component_fields():
+    registry = load_plugins()
+    for kind, section in registry.sections.items():
+        for entry in section:
+            for name, field in entry.cls.Config.model_fields.items():
+                if field_conditions(field):
+                    yield kind, entry.cls.name, name, field
+
+
+COMPONENTS = list(_component_fields())
+WHERE = {"attributor": "attributors[0]", "mask": "mask", "model": "model", "dataset": "data"}
+
+
+def test_the_walk_finds_conditional_component_parameters():
+    found = {(k, c, n) for k, c, n, _ in COMPONENTS}
+    assert {("attributor", "gradcam", "threshold"), ("dataset", "phantom", "cue_offset_mm"),
+            ("dataset", "scgm", "tie"), ("model", "unet-paper", "dropout_kind")} <= found
+
+
+@pytest.mark.parametrize(("kind", "component", "name", "field"), COMPONENTS,
+                         ids=[f"{c[1]}.{c[2]}" for c in COMPONENTS])  # fmt: skip
+def test_a_component_parameter_is_refused_when_its_condition_is_false(kind, component, name, field):
+    registry = load_plugins()
+    cls = registry.sections[kind].get(component)
+    where = WHERE[kind]
+    spec = f"{where}.name={_toml(component)}"
+    if kind == "attributor":
+        spec = f"attributors=[{{name = {_toml(component)}}}]"
+    refused, accepted = _cases(f"{where}.params.{name}", cls.Config, name, field, cls.Config)
+    for sets, key in refused:
+        config = load_config(None, [spec, *sets])  # params are free-form until the registry
+        with pytest.raises(ConfigError) as error:
+            registry.validate_experiment(config, "c.toml")
+        text = str(error.value)
+        assert f"{where}.params.{name} is set but {key} = " in text, text
+        assert f"to use it, or remove {where}.params.{name}" in text, text
+    registry.validate_experiment(load_config(None, [spec, *accepted]), "c.toml")
+
+
+def test_the_test_policy_message_names_what_is_set_why_and_both_fixes():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["data.split.test_fraction=0.25"])
+    assert ("data.split.test_fraction is set but data.split.test = 'none'; set data.split.test "
+            "= 'fraction' to use it, or remove data.split.test_fraction") in str(error.value)
+    assert "--set '~KEY' removes a KEY that the file sets" in str(error.value)
+
+
+def test_a_field_set_to_its_default_is_refused_too_but_one_left_unset_never():
+    with pytest.raises(ConfigError, match=r"data\.split\.test_fraction is set"):
+        parse_config({"data": {"split": {"test_fraction": 0.2}}})
+    assert parse_config({}).data.split.test_fraction == 0.2
+
+
+def test_every_setting_without_effect_is_listed_at_once():
+    with pytest.raises(ConfigError) as error:
+        parse_config({"data": {"split": {"test_seed": 1, "val_site": "a"}},
+                      "train": {"checkpoint": "best", "average_last": 3}})  # fmt: skip
+    lines = [x.strip() for x in str(error.value).splitlines()[1:]]
+    assert [x.split(" is set")[0] for x in lines] == [
+        "data.split.val_site", "data.split.test_seed", "train.average_last"]
+
+
+def test_the_split_model_refuses_on_its_own_too():
+    with pytest.raises(ValueError, match=r"test_seed is set but test = 'none'; set test = "
+                                         r"'fraction' to use it, or remove test_seed"):
+        SplitConfig(test_seed=3)
+    assert SplitConfig(test="fraction", test_seed=3).test_seed == 3
+
+
+def test_removing_the_file_key_with_tilde_accepts_the_new_choice(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[data.split]\ntest = "fraction"\ntest_fraction = 0.3\n')
+    with pytest.raises(ConfigError, match="data.split.test_fraction is set"):
+        load_config(path, ["data.split.test=none"])
+    config = load_config(path, ["data.split.test=none", "~data.split.test_fraction"])
+    assert config.data.split.test == "none" and "test_fraction" not in config.data.split.model_fields_set
+    with pytest.raises(ConfigError, match=r"~data\.split\.test_seed.*not set by the config file"):
+        load_config(path, ["~data.split.test_seed"])
+
+
+def test_records_that_list_every_value_read_back():
+    config = parse_config({"data": {"split": {"test": "subjects", "test_subjects": ["a"]}}})
+    data = active_data(config)
+    assert "test_fraction" not in data["data"]["split"] and "test_subjects" in data["data"]["split"]
+    assert parse_config(data) == config
+    full = config.model_dump(mode="json")  # what older runs' config.json holds: every field
+    with pytest.raises(ConfigError):
+        parse_config(full)
+    assert parse_config(full, written_by_ada=True) == config
+
+
+def test_a_plugin_condition_must_name_one_of_its_own_parameters():
+    from pydantic import Field
+
+    class BadConfig(ComponentConfig):
+        k: int = Field(1, description="k", json_schema_extra=used_when("mode", "a"))
+
+    class Bad(Attributor):
+        name = "bad"
+        Config = BadConfig
+
+        def _attribute(self, model, images, masks):
+            return images
+
+    with pytest.raises(PluginError, match=r"'k' is used_when 'mode', which is no other field"):
+        Registry().attributors.add(Bad)
+
+
+# --------------------------------------------------------------------- the command line
+
+CLI_CASES = [
+    ("data.split.test_fraction=0.25", "data.split.test_fraction is set but data.split.test = 'none'"),
+    ("data.split.val_site=site0", "data.split.val_site is set but data.split.method = 'fraction'"),
+    ("train.average_last=2", "train.average_last is set but train.checkpoint = 'best'"),
+    ("augment.enabled=false", "augment.rotation_deg is set but augment.enabled = false"),
+    ("attributors[0].params.target=all", "attributors[0].params.threshold is set but "
+                                         "attributors[0].params.target = 'all'"),
+]
+
+
+@pytest.fixture
+def cli_config(tmp_path):
+    data = tiny_config(tmp_path, attributors=[{"name": "gradcam", "params": {"threshold": 0.4}}])
+    data["augment"] = {"rotation_deg": 3.0}
+    return write_config(data, tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("command", ["validate", "compare"])
+@pytest.mark.parametrize(("override", "message"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_config_validate_and_compare_refuse_the_same_settings(cli_config, capsys, command,
+                                                               override, message):  # fmt: skip
+    argv = ["config", "validate"] if command == "validate" else ["compare"]
+    code = main([*argv, str(cli_config), "--set", override])
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err and "Traceback" not in err + out, err
+    assert not (cli_config.parent / "tiny").exists()  # nothing ran
+
+
+def test_the_installed_command_refuses_without_a_traceback(cli_config):
+    from studykit import ada_cli
+
+    proc = ada_cli("compare", str(cli_config), "--set", "data.split.test_seed=4", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "data.split.test_seed is set but data.split.test = 'none'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    ok = ada_cli("config", "validate", str(cli_config), "--set", "data.split.test=fraction",
+                 "--set", "data.split.test_seed=4", timeout=300)  # fmt: skip
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
+
+
+def test_shipped_configs_set_nothing_without_effect():
+    for path in sorted(Path(__file__).parents[1].glob("configs/*.toml")):
+        load_config(path)
