@@ -7,18 +7,15 @@ by the study and the controls must be its control branches.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from ada_core.fieldtags import Settings
 
 __all__ = ["PrimaryConfig", "StudyConfig"]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class PrimaryConfig(BaseModel):
+class PrimaryConfig(Settings):
     """The primary endpoint: each method against the primary control(s) on one set and metric,
     Holm-corrected over those tests only. Everything else is secondary (exploratory)."""
-
-    model_config = _STRICT
 
     set: str | None = Field(
         None, description="Evaluation set: 'test' (the held-out persons), 'val', 'robustness', "
@@ -37,10 +34,8 @@ class PrimaryConfig(BaseModel):
         return tuple(value) if isinstance(value, list) else value
 
 
-class StudyConfig(BaseModel):
+class StudyConfig(Settings):
     """What the study's verdict answers and at which levels."""
-
-    model_config = _STRICT
 
     primary: PrimaryConfig = Field(default_factory=PrimaryConfig,
                                    description="The primary endpoint.")
