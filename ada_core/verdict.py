@@ -197,7 +197,8 @@ def _resolution(stats: StudyStatistics) -> str:
     else:
         worst = max((c for c in cs if c.seeds_needed is None), key=lambda c: c.mde_seeds_limit or 0)
         way = (f"seeds alone cannot resolve {res:g}{u} (with these {n} persons the person term "
-               f"alone allows {worst.mde_seeds_limit:.{d}f}{u})" if worst.mde_seeds_limit
+               f"alone allows {worst.mde_seeds_limit:.{d}f} {_unit(c0.metric)})"
+               if worst.mde_seeds_limit
                else f"more than 10000 seeds would be needed for {res:g}{u}")  # fmt: skip
     if all(v is not None for v in persons):
         way += f"; about {max(persons)} persons with these {s} seeds would"

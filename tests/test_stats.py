@@ -405,6 +405,11 @@ def test_bounded_interval_stays_inside_and_matches_the_logit_delta_method():
     assert 0 < wide.low < 2.0 < wide.high
     edge = bounded_interval(100.0, 1.0, 3.0, 0.95, 0.0, 100.0, "t")
     assert edge.high == 100.0 and "clipped" in edge.method
+    dist = bounded_interval(2.0, 1.5, 3.0, 0.95, 0.0, None, "t")  # a distance: log scale
+    q3 = sps.t.ppf(0.975, 3)
+    assert (dist.low, dist.high) == pytest.approx((2.0 * math.exp(-q3 * 0.75),
+                                                   2.0 * math.exp(q3 * 0.75)))
+    assert dist.low > 0 and "log scale" in dist.method
     free = bounded_interval(1.0, 1.0, 3.0, 0.95, None, None, "t")
     q3 = sps.t.ppf(0.975, 3)
     assert (free.low, free.high) == pytest.approx((1 - q3, 1 + q3))

@@ -56,12 +56,21 @@ def rng_for(seed: int, *names: str) -> np.random.Generator:
 def bounded_interval(mean: float, se: float, df: float, level: float, low: float | None,
                      high: float | None, what: str) -> Interval | None:  # fmt: skip
     """The design's t interval; for a metric bounded to [low, high] computed on the logit
-    scale (delta method) and mapped back, so it never leaves the bounds."""
+    scale, for one bounded below only (a distance) on the log scale of ``mean - low`` (delta
+    method both), and mapped back, so it never leaves the bounds."""
     if not (np.isfinite(se) and np.isfinite(df)):
         return None
     q = float(_core.t_interval(0.0, 1.0, df, level)[1])
-    if low is None or high is None:
+    if low is None:
         return Interval(low=mean - q * se, high=mean + q * se, level=level, method=what)
+    if high is None:
+        x = mean - low
+        if se == 0 or x <= 0:
+            return Interval(low=max(low, mean - q * se), high=mean + q * se, level=level,
+                            method=what + ", clipped to the metric's bound")  # fmt: skip
+        s_log = se / x
+        return Interval(low=low + x * math.exp(-q * s_log), high=low + x * math.exp(q * s_log),
+                        level=level, method=what + ", log scale (delta method)")  # fmt: skip
     width = high - low
     p = (mean - low) / width
     if se == 0 or not 0 < p < 1:  # on a bound: the t interval, clipped to the bounds
@@ -92,7 +101,7 @@ def estimate(m: Matrix, branch: str, set_: str, metric: str, *, level: float, n_
                 "interval": DESIGN_WORDS["none"],
                 "note": f"{metric} is undefined on every slice of every person"}  # fmt: skip
     d = _core.design(y, fold)
-    low, high = (q.low, q.high) if q is not None and q.bounded else (None, None)
+    low, high = (q.low, q.high) if q is not None else (None, None)
     ci = bounded_interval(float(d.mean[0]), float(d.se[0]), float(d.df[0]), level, low, high,
                           DESIGN_WORDS[d.kind])  # fmt: skip
     boot = None
