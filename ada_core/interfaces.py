@@ -165,6 +165,9 @@ class Attributor(Component, ABC):
     erases: ClassVar[bool] = True
     #: How generated sentences name the branch (e.g. "random erasing"); default: its name.
     title: ClassVar[str] = ""
+    #: True for a planted-effect control that knows the answer (e.g. the phantom's oracle):
+    #: the verdict and report mark its study as a positive control, never as a method.
+    planted: ClassVar[bool] = False
 
     def describe(self) -> str:
         """The branch's name in sentences: :attr:`title`, else the registry name."""
