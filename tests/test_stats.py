@@ -639,3 +639,15 @@ def test_docs_recipe_with_pandas_reproduces_study_statistics(tmp_path):
     assert env["m"] == pytest.approx(c.diff) and env["se"] == pytest.approx(c.se)
     assert env["p"] == pytest.approx(c.p) and env["dof"] == pytest.approx(c.df)
     assert tuple(env["ci"]) == pytest.approx((c.ci.low, c.ci.high))
+
+
+def test_a_change_set_is_not_held_to_the_metrics_bounds():
+    cols = make_table(np.random.default_rng(25), seeds=3, subjects=6, slices=2,
+                      sets=("robustness_near",))
+    cols["dsc"] = cols["dsc"] - 81.0  # changes against the un-occluded DSC: about -1
+    st = _stats(cols, sets=["robustness_near"], changes=["robustness_near"],
+                primary=None)
+    for e in st.estimates:
+        assert e.ci.low < e.mean < e.ci.high and "logit" not in e.ci.method
+        t = _stats(cols, sets=["robustness_near"], primary=None).estimate(e.branch, e.set, "dsc")
+        assert t.ci.low >= 0  # held to [0, 100] when not declared a change: wrong here

@@ -209,6 +209,7 @@ def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list
     methods = [b.label for b in done if b.kind == "ada" and not b.control]
     controls = [b.label for b in done if b.control]
     titles = {b.label: b.title for b in branches}
+    changes = [s.name for s in sets if s.quantity == "change"]
     stats, others = None, []
     why = ("no job has finished yet" if not done else
            "no interpretability-method branch finished" if not methods else
@@ -218,6 +219,7 @@ def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list
         primary, why = _primary(study, sets, branches, compared_sets)
         metrics = list(dict.fromkeys([*COMPARED, study.analysis.primary_metric]))
         stats = study_statistics(table, branches=methods, controls=controls, sets=compared_sets,
+                                 changes=changes,
                                  metrics=metrics, primary=primary, n_boot=n_boot,
                                  alpha=study.analysis.alpha,
                                  resolve={study.analysis.primary_metric: study.analysis.resolve,
@@ -230,7 +232,7 @@ def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list
             todo = [b for b in labels if b in on_set
                     and any((b, set_, m) not in have for m in table.metrics)]
             if todo:
-                found = study_statistics(table, branches=todo, sets=[set_],
+                found = study_statistics(table, branches=todo, sets=[set_], changes=changes,
                                          metrics=list(table.metrics),
                                          n_boot=min(n_boot, 500)).estimates  # fmt: skip
                 others += [e for e in found if (e.branch, e.set, e.metric) not in have]

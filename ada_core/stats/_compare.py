@@ -87,15 +87,17 @@ def _kept(m: Matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def estimate(m: Matrix, branch: str, set_: str, metric: str, *, level: float, n_boot: int,
-             seed: int) -> dict:  # fmt: skip
-    """The fields of an :class:`~ada_core.stats.Estimate`."""
-    q = METRICS.get(metric)
+             seed: int, change: bool = False) -> dict:  # fmt: skip
+    """The fields of an :class:`~ada_core.stats.Estimate` (``change``: the values are changes
+    against a reference, so the metric's bounds do not apply)."""
+    q = None if change else METRICS.get(metric)
     y, fold, keep = _kept(m, m.y)
     common = {"branch": branch, "set": set_, "metric": metric, "n_seeds": len(m.seeds),
               "n_persons": int(keep.sum()), "n_folds": max(1, len(set(fold.tolist()))),
               "n_subjects": m.n_subjects, "n_slices": m.n_slices, "n_undefined": m.n_undefined,
               "n_persons_dropped": int((~keep).sum()),
-              "higher_is_better": True if q is None else q.higher_is_better}  # fmt: skip
+              "higher_is_better": METRICS[metric].higher_is_better if metric in METRICS
+              else True}  # fmt: skip
     if y.shape[1] == 0:
         return {**common, "mean": None, "ci": None, "ci_boot": None, "design": "none",
                 "interval": DESIGN_WORDS["none"],

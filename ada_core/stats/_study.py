@@ -131,6 +131,7 @@ def study_statistics(
     primary: PrimaryEndpoint | None = None, pairs: bool = True, n_boot: int = 2000,
     seed: int = 0, level: float = 0.95, resolve: float | Mapping[str, float] = 1.0,
     alpha: float = 0.05, power: float = 0.8, seeds: Sequence[int] | None = None,
+    changes: Sequence[str] = (),
 ) -> StudyStatistics:
     """Estimates of every branch and control, and the comparison families.
 
@@ -147,6 +148,8 @@ def study_statistics(
         resolve: the difference (metric units, or a mapping metric -> difference, ``"*"`` for
             the rest) for which the seeds and persons needed are computed.
         seeds: restrict the table to these seeds (default: all).
+        changes: sets whose values are changes against a reference (``robustness_near``): the
+            metric's bounds do not apply to their intervals.
 
     Raises:
         InputError: unknown names or bad settings.
@@ -187,7 +190,8 @@ def study_statistics(
             kw = {"hib": hib, "level": level, "n_boot": n_boot, "seed": seed, "source": src}
             for b in labels:
                 estimates.append(Estimate(**estimate(mats[b], b, set_, metric, level=level,
-                                                     n_boot=n_boot, seed=seed)))  # fmt: skip
+                                                     n_boot=n_boot, seed=seed,
+                                                     change=set_ in changes)))  # fmt: skip
             is_primary = primary is not None and (set_, metric) == (primary.set, primary.metric)
             for b in branches:
                 for c in controls:
