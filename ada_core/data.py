@@ -302,6 +302,8 @@ def load_slices(
         cached = _load(path)
         if cached is not None:
             log.info("loaded %d slices from cache %s", len(cached), path)
+            for note in cached.notes:  # what the first run reported holds for this one too
+                warnings.warn(f"dataset {dataset.name!r}: {note}", DataWarning, stacklevel=2)
             return cached
     subjects = dataset.subjects()
     labelled = [s for s in subjects if s.labelled]

@@ -327,3 +327,111 @@ class TestBidsContract(DatasetContract):
     @pytest.fixture
     def dataset(self, fake):
         return load_plugins().datasets.build("bids", {"root": str(fake), **FAKE})
+
+
+# --------------------------------------------------------------------------- stable ids
+
+
+@pytest.fixture
+def runs_tree(tmp_path) -> Path:
+    """The GM-challenge naming with a second, unlabelled run beside run-1 for sub-9584 and
+    sub-9709Ses1 (as the full public snapshot has), sessions in folders for sub-01."""
+    _need(SCT / "t2s.nii.gz")
+    img = nib.load(SCT / "t2s.nii.gz")
+    data = np.asanyarray(img.dataobj)
+    gm = np.asanyarray(nib.load(SCT / "t2s_gmseg_manual.nii.gz").dataobj)
+    root = tmp_path / "runs"
+    scans = [("sub-9584", "run-1", True), ("sub-9584", "run-2", False),
+             ("sub-9604", "run-1", True), ("sub-9709Ses1", "run-1", True),
+             ("sub-9709Ses1", "run-2", False), ("sub-9709Ses2", "run-1", True),
+             ("sub-01/ses-1", "run-1", True), ("sub-01/ses-2", "run-1", True)]  # fmt: skip
+    for folder, run, labelled in scans:
+        stem = folder.replace("/", "_") + f"_{run}_T2starw"
+        _write(data, img.affine, root / folder / "anat" / f"{stem}.nii.gz")
+        if labelled:
+            _write(gm, img.affine, root / "derivatives/labels" / folder / "anat"
+                   / f"{stem}_gmseg-manual.nii.gz", np.uint8)  # fmt: skip
+    (root / "participants.tsv").write_text(
+        "participant_id\tSite\nsub-9584\tA\nsub-9604\tB\nsub-9709Ses1\tC\nsub-9709Ses2\tC\n"
+        "sub-01\tA\n"
+    )
+    return root
+
+
+def _bids(registry, root, **params):
+    return registry.datasets.build("bids", {"root": str(root), "cord_suffix": "", **params})
+
+
+def test_ids_are_participant_ids_and_extra_runs_are_runs(registry, runs_tree):
+    subjects = _bids(registry, runs_tree).subjects()
+    assert [(s.id, s.group, s.session, s.labelled) for s in subjects] == [
+        ("sub-01_ses-1", "sub-01", "1", True),
+        ("sub-01_ses-2", "sub-01", "2", True),
+        ("sub-9584", "sub-9584", None, True),
+        ("sub-9584_run-2", "sub-9584", None, False),
+        ("sub-9604", "sub-9604", None, True),
+        ("sub-9709Ses1", "sub-9709", "Ses1", True),
+        ("sub-9709Ses1_run-2", "sub-9709", "Ses1", False),
+        ("sub-9709Ses2", "sub-9709", "Ses2", True),
+    ]
+    # Removing the extra runs renames nobody.
+    for p in runs_tree.glob("sub-*/anat/*_run-2_*"):
+        p.unlink()
+    assert [s.id for s in _bids(registry, runs_tree).subjects()] == [
+        "sub-01_ses-1", "sub-01_ses-2", "sub-9584", "sub-9604", "sub-9709Ses1", "sub-9709Ses2"]
+
+
+@pytest.mark.parametrize(
+    "listed, selected",
+    [(["sub-9584"], ["sub-9584", "sub-9584_run-2"]),  # the participants.tsv id: all its runs
+     (["sub-9584_run-2"], ["sub-9584_run-2"]),  # one scan
+     (["sub-01"], ["sub-01_ses-1", "sub-01_ses-2"]),  # a participant with session folders
+     (["sub-01_ses-2"], ["sub-01_ses-2"]),
+     (["sub-9709"], ["sub-9709Ses1", "sub-9709Ses1_run-2", "sub-9709Ses2"])],  # a person
+)  # fmt: skip
+def test_the_subjects_filter_takes_participant_session_and_scan_ids(registry, runs_tree, listed,
+                                                                     selected):  # fmt: skip
+    assert [s.id for s in _bids(registry, runs_tree, subjects=listed).subjects()] == selected
+
+
+@pytest.mark.parametrize(
+    "typed, near",
+    [("sub-9584_run1", "sub-9584"), ("SUB-9604", "sub-9604"), ("sub-9584_run-3", "sub-9584"),
+     ("sub-01_ses-3", "sub-01")],
+)
+def test_a_wrong_id_suggests_the_same_person_never_another(registry, runs_tree, typed, near):
+    with pytest.raises(DataError, match=f"subject {typed!r} not found") as err:
+        _bids(registry, runs_tree, subjects=[typed]).subjects()
+    assert str(err.value).endswith(f"Did you mean {near!r}?")
+
+
+def test_a_listed_session_takes_its_person_into_the_test_part(registry, runs_tree):
+    """docs/data.md: test_subjects may name a session; the whole person is held out."""
+    subjects = [s for s in _bids(registry, runs_tree).subjects() if s.labelled]
+    groups, sites, ids = ([s.group for s in subjects], [s.site for s in subjects],
+                          [s.id for s in subjects])  # fmt: skip
+    for listed in (["sub-9709Ses1"], ["sub-9709"], ["sub-01_ses-2"], ["sub-9584"]):
+        config = SplitConfig(test="subjects", test_subjects=listed, val_fraction=0.3)
+        (fold,) = plan_folds(groups, sites, config, subjects=ids)
+        person = dict(zip(ids, groups))[listed[0]] if listed[0] in ids else listed[0]
+        assert fold.test == {person}, listed
+
+
+def test_notes_of_a_cached_data_set_are_shown_again(registry, runs_tree, tmp_path):
+    config = PreprocessConfig(spacing=0.5, size=(32, 32))
+    for run in ("first", "cached"):
+        with pytest.warns(DataWarning, match="2 unlabelled subjects not used: sub-9584_run-2, "
+                          "sub-9709Ses1_run-2") as rec:  # fmt: skip
+            slices = load_slices(_bids(registry, runs_tree), config, cache_dir=tmp_path / "cache")
+        assert len(list((tmp_path / "cache").glob("bids-*.pt"))) == 1, run
+        assert len([w for w in rec if issubclass(w.category, DataWarning)]) == 1, run
+        assert slices.notes == ["2 unlabelled subjects not used: sub-9584_run-2, sub-9709Ses1_run-2"]
+
+
+def test_participants_tsv_that_is_not_utf8_names_the_file(registry, runs_tree):
+    tsv = runs_tree / "participants.tsv"
+    tsv.write_bytes("participant_id\tSite\nsub-9584\tZürich\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"participants\.tsv: not UTF-8 text \(byte 0xfc"):
+        _bids(registry, runs_tree).subjects()
+    tsv.write_bytes("\ufeffparticipant_id\tSite\nsub-9584\tZürich\n".encode())  # a BOM is fine
+    assert {s.site for s in _bids(registry, runs_tree, subjects=["sub-9584"]).subjects()} == {"Zürich"}
