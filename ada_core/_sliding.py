@@ -92,14 +92,22 @@ def sliding_window(
     return np.clip(slices_to_volume(out, geometry), 0.0, 1.0).astype(np.float32)
 
 
-def locate(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray | None:
-    """The largest 3-D connected region of ``prob >= threshold`` as a ``{0, 1}`` float32 mask
-    (the grey matter the sliding window found, which centres the crops as a cord mask would),
-    or None when nothing reaches the threshold."""
+def locate(prob: np.ndarray, threshold: float = 0.5, grow: int = 3) -> np.ndarray | None:
+    """Where the sliding window found the grey matter, as the ``{0, 1}`` float32 region whose
+    centroids centre the crops, or None when nothing reaches ``threshold``.
+
+    The region is the largest 3-D connected part of ``prob >= threshold`` (stray detections
+    elsewhere in the field of view are dropped), grown by ``grow`` voxels (6-connected, so
+    also into the neighbouring slices): its per-slice centroid then varies smoothly along the
+    cord, as a cord mask's does, instead of following each slice's own detection.
+    """
     from scipy import ndimage
 
     found, n = ndimage.label(prob >= threshold)
     if n == 0:
         return None
     sizes = np.bincount(found.ravel())[1:]
-    return (found == 1 + int(np.argmax(sizes))).astype(np.float32)
+    region = found == 1 + int(np.argmax(sizes))
+    if grow:
+        region = ndimage.binary_dilation(region, iterations=grow)
+    return region.astype(np.float32)

@@ -411,3 +411,36 @@ def test_predict_on_a_missing_gpu_says_so(sct_run, tmp_path):
                   "--device", device)  # fmt: skip
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"device '{device}' is unavailable" in res.stderr and "checkpoint" not in res.stderr
+
+
+# --------------------------------------------------------------------------- the help's examples
+
+
+def test_the_help_examples_run_as_written(tiny_study, tmp_path):
+    """Every example of `ada predict --help`, word for word, in a folder holding what they
+    name: runs/demo (a real study with branch gradcam and seeds 0 and 1), scans/, cords/."""
+    import shlex
+    import subprocess
+    import sys
+
+    help_text = ada_cli("predict", "--help").stdout
+    examples = [shlex.split(line.strip()) for line in help_text.split("examples:")[1].splitlines()
+                if line.strip().startswith("ada predict")]  # fmt: skip
+    assert len(examples) >= 3
+    shutil.copytree(tiny_study[0], tmp_path / "runs" / "demo")
+    for name in ("scans/sub-01_T2s.nii.gz", "scans/sub-02_0000.nii.gz", "a.nii.gz", "b_0000.nii.gz"):
+        _sct_copy(tmp_path / name)
+    (tmp_path / "cords").mkdir()
+    for case in ("sub-01_T2s", "sub-02"):
+        shutil.copy(SCT / "t2s_seg.nii.gz", tmp_path / "cords" / f"{case}.nii.gz")
+    for words in examples:
+        assert words[:2] == ["ada", "predict"]
+        res = subprocess.run([sys.executable, "-m", "ada_core.cli", *words[1:]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert res.returncode == 0, (words, res.stderr[-2000:])
+        for line in res.stdout.splitlines():
+            out = tmp_path / line
+            assert nib.load(out).shape == (49, 54, 9), words
+    assert sorted(p.name for p in (tmp_path / "seg").iterdir()) == [
+        "a.nii.gz", "a_gmprob.nii.gz", "b.nii.gz", "b_gmprob.nii.gz", "sub-01_T2s.nii.gz",
+        "sub-02.nii.gz"]

@@ -104,6 +104,10 @@ def test_locate_keeps_the_largest_connected_region():
     prob[2:5, 2:5, :] = 0.9  # 45 voxels
     prob[10:18, 10:18, 1:4] = 0.8  # 192 voxels: the largest
     prob[0, 19, 0] = 0.7
-    found = locate(prob)
-    np.testing.assert_array_equal(found, (prob == np.float32(0.8)).astype(np.float32))
+    found = locate(prob, grow=0)
+    largest = prob == np.float32(0.8)
+    np.testing.assert_array_equal(found, largest.astype(np.float32))
+    grown = locate(prob, grow=2)  # within 2 steps along the axes (scipy's default structure)
+    dist = ndimage.distance_transform_cdt(~largest, metric="taxicab")
+    np.testing.assert_array_equal(grown, (dist <= 2).astype(np.float32))
     assert locate(np.full((4, 4, 4), 0.4, np.float32)) is None
