@@ -435,3 +435,95 @@ def test_participants_tsv_that_is_not_utf8_names_the_file(registry, runs_tree):
         _bids(registry, runs_tree).subjects()
     tsv.write_bytes("\ufeffparticipant_id\tSite\nsub-9584\tZürich\n".encode())  # a BOM is fine
     assert {s.site for s in _bids(registry, runs_tree, subjects=["sub-9584"]).subjects()} == {"Zürich"}
+
+
+# --------------------------------------------------------------------------- validate = compare's checks
+
+
+def _broken(kind: str, image: Path, label: Path) -> Path:
+    """Damage sub-02's image or label as ``kind`` says; returns the damaged file."""
+    img = nib.load(image)
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    if kind == "not-nifti":
+        image.write_text("this is a text file named .nii.gz\n")
+        return image
+    if kind == "truncated":
+        raw = image.read_bytes()
+        image.write_bytes(raw[: len(raw) // 2])
+        return image
+    if kind == "nan":
+        data[3, 4, 5] = np.nan
+        _write(data, img.affine, image)
+        return image
+    if kind == "2d":
+        _write(data[..., 0], img.affine, image)
+        return image
+    if kind == "5d":
+        _write(data[..., None, None].repeat(2, axis=4), img.affine, image)
+        return image
+    if kind == "shape":
+        _write(np.zeros((40, 54, 9)), img.affine, label, np.uint8)
+        return label
+    if kind == "empty-label":
+        _write(np.zeros(data.shape), img.affine, label, np.uint8)
+        return label
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["not-nifti", "truncated", "nan", "2d", "5d", "shape", "empty-label"])
+def test_validate_rejects_what_compare_rejects_naming_the_file(kind, tmp_path, capsys):
+    """#19 item 7: each broken folder fails `ada config validate` and `ada compare` alike,
+    exit 2, no traceback, naming the damaged file; the intact folder validates."""
+    from ada_core.cli import main
+
+    _need(SCT / "t2s.nii.gz")
+    root = tmp_path / "bids"
+    img, gm = nib.load(SCT / "t2s.nii.gz"), nib.load(SCT / "t2s_gmseg_manual.nii.gz")
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        _write(np.asanyarray(img.dataobj), img.affine, root / sub / "anat" / f"{sub}_T2starw.nii.gz")
+        _write(np.asanyarray(gm.dataobj), gm.affine, root / "derivatives/labels" / sub / "anat"
+               / f"{sub}_T2starw_gmseg-manual.nii.gz", np.uint8)  # fmt: skip
+    config = tmp_path / "exp.toml"
+    config.write_text(f"""name = "broken"
+output = "{tmp_path / 'runs'}"
+attributors = ["none"]
+[data]
+name = "bids"
+[data.params]
+root = "{root}"
+site_column = ""
+cord_suffix = ""
+[data.preprocess]
+spacing = 0.5
+size = [32, 32]
+[data.split]
+val_fraction = 0.34
+[model]
+name = "unet-paper"
+[model.params]
+width = 4
+depth = 2
+[train]
+standard_epochs = 1
+cycles = 1
+ada_epochs = 1
+robustness = false
+""")
+    code = main(["config", "validate", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "3 labelled subjects, 27 slices" in out
+    assert not (tmp_path / "runs").exists()  # validate writes nothing, not even a cache
+    bad = _broken(kind, root / "sub-02/anat/sub-02_T2starw.nii.gz",
+                  root / "derivatives/labels/sub-02/anat/sub-02_T2starw_gmseg-manual.nii.gz")
+    messages = []
+    for command in ("validate", "compare"):
+        argv = ["config", "validate", str(config)] if command == "validate" else ["compare", str(config), "--quiet"]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (command, err)
+        assert str(bad) in err and "Traceback" not in err, (command, err)
+        messages.append(err.split(str(bad), 1)[1])
+    assert messages[0] == messages[1]  # the same check, the same words
+    if kind == "empty-label":
+        assert "the GM label is all zero" in messages[0]

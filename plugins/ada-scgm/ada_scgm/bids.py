@@ -286,6 +286,7 @@ class BidsDataset(SegDataset):
             spacing=image.spacing,
             cord=cord,
             source=str(files["image"]),
+            meta={"label": str(files["label"])} if mask is not None else {},
         )
 
     def fingerprint(self) -> str:

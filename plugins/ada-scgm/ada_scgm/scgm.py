@@ -152,7 +152,8 @@ class ScgmDataset(SegDataset):
             mask=mask,
             spacing=image.spacing,
             source=str(image_path),
-            meta={"raters": self.config.raters},
+            meta={"raters": self.config.raters,
+                  **({"label": ", ".join(str(files[f"r{r}"]) for r in wanted)} if mask is not None else {})},
         )
 
     def fingerprint(self) -> str:
