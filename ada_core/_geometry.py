@@ -25,7 +25,8 @@ from ada_core._slicing import crop_centres, display, normalise, resample_crop
 from ada_core.data import PreprocessConfig
 from ada_core.errors import InputError
 
-__all__ = ["SliceGeometry", "from_display", "plan_geometry", "to_crops", "to_volume"]
+__all__ = ["SliceGeometry", "from_display", "plan_geometry", "slices_to_volume", "to_crops",
+           "to_volume"]
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,16 @@ def to_volume(crops: Tensor, geometry: SliceGeometry) -> np.ndarray:
     want = (geometry.shape[2], *geometry.size)
     if tuple(crops.shape) != want:
         raise InputError(f"crops have shape {tuple(crops.shape)}; the geometry expects {want}")
-    canvas = _uncrop(crops.float().cpu(), geometry)
+    return slices_to_volume(_uncrop(crops.float().cpu(), geometry), geometry)
+
+
+def slices_to_volume(canvas: Tensor, geometry: SliceGeometry) -> np.ndarray:
+    """Resampled slices ``(Z, *out_hw)`` back on the canonical ``(X, Y, Z)`` grid (bilinear,
+    antialiased when the slices are finer than the voxels)."""
+    if tuple(canvas.shape) != (geometry.shape[2], *geometry.out_hw):
+        raise InputError(f"slices have shape {tuple(canvas.shape)}; the geometry expects "
+                         f"{(geometry.shape[2], *geometry.out_hw)}")  # fmt: skip
+    canvas = canvas.float().cpu()
     hw = geometry.display_hw
     if geometry.out_hw != hw:
         shrink = geometry.out_hw[0] > hw[0] or geometry.out_hw[1] > hw[1]

@@ -166,7 +166,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     written = predict_files(args.run, args.input, args.output, branch=args.branch, seed=args.seed,
                             fold=args.fold, probabilities=args.probabilities, cords=args.cord or (),
-                            device=args.device)  # fmt: skip
+                            locate=args.locate, device=args.device)  # fmt: skip
     for path in written:
         print(path)
     return EXIT_OK
@@ -294,22 +294,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "predict", "segment NIfTI volumes with a branch's selected checkpoint",
                  "Segment grey matter in NIfTI volumes with the selected checkpoint of one job of "
-                 "RUN, and write each mask (and optionally the probabilities) on its input's own "
-                 "grid and affine: OUTPUT/<name>_gmseg.nii.gz, <name>_gmprob.nii.gz. Crops are "
-                 "centred on the image centre, or on a cord mask (--cord) as in training.",
-                 "  ada predict runs/demo --input sub-01_T2s.nii.gz --output seg/\n"
-                 "  ada predict runs/paper --branch gradcam --seed 1 --input a.nii.gz b.nii.gz "
-                 "--output seg/ --probabilities")  # fmt: skip
+                 "RUN, as nnU-Net does: -i takes files or folders (every .nii/.nii.gz in them); "
+                 "case CASE (from CASE.nii.gz or CASE_0000.nii.gz) gives OUTPUT/CASE.nii.gz, and "
+                 "OUTPUT/CASE_gmprob.nii.gz with --probabilities, on the input's own grid and "
+                 "affine. No cord mask is needed: a sliding window over each whole slice finds "
+                 "the grey matter, then crops around it are predicted as in training (--locate); "
+                 "--cord centres the crops on cord masks instead. Every input is checked before "
+                 "the model is loaded or anything is written.",
+                 "  ada predict runs/demo --branch gradcam -i scans/ -o seg/\n"
+                 "  ada predict runs/demo --branch gradcam --seed 1 -i a.nii.gz b_0000.nii.gz "
+                 "-o seg/ --probabilities\n"
+                 "  ada predict runs/demo --branch standard -i scans/ --cord cords/ -o seg/")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN", help="the run folder, e.g. runs/demo")
-    p.add_argument("--input", "-i", nargs="+", required=True, type=Path, metavar="NIFTI",
-                   help="volumes to segment (.nii or .nii.gz)")  # fmt: skip
+    p.add_argument("--input", "-i", nargs="+", required=True, type=Path, metavar="NIFTI|DIR",
+                   help="volumes to segment (.nii or .nii.gz), or folders of them")  # fmt: skip
     p.add_argument("--output", "-o", required=True, type=Path, metavar="DIR", help="folder for the results")
     p.add_argument("--branch", help="branch label, or 'standard' (default: the run's only branch)")
     p.add_argument("--seed", type=int, help="seed of the replicate (default: the smallest)")
     p.add_argument("--fold", help="fold (runs with folds; default: the first)")
     p.add_argument("--probabilities", action="store_true", help="also write the probability maps")
-    p.add_argument("--cord", nargs="+", type=Path, metavar="NIFTI",
-                   help="spinal-cord masks, one per input, to centre the crops as in training")  # fmt: skip
+    p.add_argument("--cord", nargs="+", type=Path, metavar="NIFTI|DIR",
+                   help="spinal-cord masks centring the crops as in training: one per case in "
+                   "order, or a folder of CASE.nii.gz (or CASE_seg.nii.gz)")  # fmt: skip
+    p.add_argument("--locate", choices=("located", "sliding", "centre"), default="located",
+                   help="without --cord: 'located' (default) finds the grey matter with a "
+                   "sliding window, then predicts crops around it; 'sliding' keeps the sliding "
+                   "window's own output (nnU-Net's); 'centre' centres the crops on the image")  # fmt: skip
     p.add_argument("--device", default="cpu", help="where the network runs: cpu, cuda, cuda:N")
     p.set_defaults(func=_cmd_predict)
     return parser

@@ -281,15 +281,26 @@ def _load(path: Path) -> SliceSet | None:
         return None
 
 
+def _no_gm(volume: Volume) -> str:
+    """Why a labelled volume gave no slice: an empty label, or grey matter outside the crops."""
+    label = (volume.meta or {}).get("label") or f"the label of {volume.source or volume.subject.id}"
+    if volume.mask is None or not np.any(volume.mask):
+        return f"{label}: the GM label is all zero (no grey matter in any slice); fix the label file"
+    return (f"{label}: no slice keeps grey matter after cropping to the preprocess size; check "
+            "the crop size and the cord/GM masks that centre it")
+
+
 def load_slices(
-    dataset: SegDataset, config: PreprocessConfig, cache_dir: Path | None = None
-) -> SliceSet:
+    dataset: SegDataset, config: PreprocessConfig, cache_dir: Path | None = None, *,
+    save: bool = True,
+) -> SliceSet:  # fmt: skip
     """Preprocess every labelled subject of ``dataset`` into one CPU :class:`SliceSet`.
 
     With ``config.cache`` and a ``cache_dir``, the result is stored under a key made of
     ``dataset.fingerprint()`` (files, sizes, mtimes, settings) and the preprocessing settings,
     so a second run starts at once and any changed file or setting rebuilds it. A run that
-    skipped subjects is not cached, so the next run tries (and reports) them again.
+    skipped subjects is not cached, so the next run tries (and reports) them again. With
+    ``save = False`` an existing cache is read but none is written (``ada config validate``).
 
     Raises:
         DataError: no labelled subject; a subject failed with ``on_error = "raise"`` (naming
@@ -300,6 +311,8 @@ def load_slices(
         cached = _load(path)
         if cached is not None:
             log.info("loaded %d slices from cache %s", len(cached), path)
+            for note in cached.notes:  # what the first run reported holds for this one too
+                warnings.warn(f"dataset {dataset.name!r}: {note}", DataWarning, stacklevel=2)
             return cached
     subjects = dataset.subjects()
     labelled = [s for s in subjects if s.labelled]
@@ -315,9 +328,10 @@ def load_slices(
     parts, skipped = [], []
     for subj in labelled:
         try:
-            part = preprocess_volume(dataset.load(subj), config)
+            volume = dataset.load(subj)
+            part = preprocess_volume(volume, config)
             if len(part) == 0:
-                raise DataError(f"subject {subj.id!r}: no slice with grey matter after cropping")
+                raise DataError(_no_gm(volume))
         except DataError as e:
             if config.on_error == "raise":
                 raise DataError(f"dataset {dataset.name!r}, subject {subj.id!r}: {e}") from e
@@ -331,6 +345,6 @@ def load_slices(
         raise DataError(f"dataset {dataset.name!r}: every subject failed:\n" + "\n".join(skipped))
     slices = SliceSet.concat(parts)
     slices.notes = notes
-    if path is not None and not skipped:
+    if path is not None and save and not skipped:
         _save(slices, path)
     return slices

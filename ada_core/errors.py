@@ -62,8 +62,26 @@ class ContractError(AdaError):
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
-    """The choice most similar to ``name``, or None when nothing is close."""
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    """The choice most similar to ``name``, or None when nothing is close.
+
+    A choice that differs only in case comes first, then one that extends ``name`` or that
+    ``name`` extends at a separator (``sub-01`` and ``sub-01_run-1``: the same subject, never
+    ``sub-02`` that merely looks alike), then difflib's closest match.
+    """
+    choices = list(choices)
+    folded = name.casefold()
+    same = [c for c in choices if c.casefold() == folded]
+    if same:
+        return same[0]
+
+    def extends(long: str, short: str) -> bool:
+        return bool(short) and long.startswith(short) and long[len(short)] in "_-."
+
+    related = [c for c in choices if c != name and (extends(c.casefold(), folded) if len(c) > len(name)
+               else extends(folded, c.casefold()))]  # fmt: skip
+    if related:
+        return min(related, key=lambda c: (abs(len(c) - len(name)), c))
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     return matches[0] if matches else None
 
 

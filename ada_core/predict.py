@@ -11,16 +11,18 @@ reorientation too, so each mask has its input's shape and affine.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from ada_core._geometry import plan_geometry, to_crops, to_volume
+from ada_core._predict_io import check_cases, plan_cases, read_case, resolve_device, write_like
+from ada_core._sliding import locate as find_region
+from ada_core._sliding import sliding_window
 from ada_core.data import PreprocessConfig
 from ada_core.errors import DataError, InputError, suggest
 
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from ada_core.interfaces import SegModel
     from ada_core.registry import Registry
 
-__all__ = ["Checkpoint", "load_model", "load_run_checkpoint", "predict_files", "predict_volume"]
+__all__ = ["Checkpoint", "Locate", "load_model", "load_run_checkpoint", "predict_files",
+           "predict_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +96,20 @@ def load_run_checkpoint(
     Raises:
         DataError: not a run folder, the job has not finished, or its checkpoint is
             unreadable or carries no ``meta``.
-        InputError: no such branch, seed or fold (the valid ones are listed).
+        InputError: no such branch, seed or fold (the valid ones are listed), or a device
+            this machine does not have.
     """
     from ada_core.runfolder import open_run, read_weights
 
+    device = resolve_device(device)
     folder = open_run(run)
     job = _pick(folder.path, list(folder.summary.jobs), branch, seed, fold)
-    path = folder.selected_checkpoint(job)  # always a checkpoint inside the job's own folder
+    path = folder.selected_checkpoint(job)  # one of the job's own checkpoint names
+    inside = folder.paths(job).folder.resolve()
+    if not path.resolve().is_relative_to(inside):
+        raise DataError(f"{path}: the selected checkpoint is a link to {path.resolve()}, outside "
+                        f"its job folder {inside}; ADA loads only a job's own checkpoints. "
+                        "The file was changed outside ADA: train the job again (--force)")  # fmt: skip
     weights = read_weights(path, device)
     meta = weights.meta
     if not meta or "model" not in meta or "preprocess" not in meta:
@@ -126,16 +136,25 @@ def load_model(run: str | Path, branch: str | None = None, seed: int | None = No
     return load_run_checkpoint(run, branch, seed, fold=fold, device=device, registry=registry).model
 
 
+#: How a volume without a cord mask is cut: ``located`` (default) finds the grey matter with
+#: a sliding window over each whole slice, then crops around it as training did; ``sliding``
+#: keeps the sliding window's own probabilities (nnU-Net's inference); ``centre`` centres the
+#: crops on the image centre (ADA before 0.2).
+Locate = Literal["located", "sliding", "centre"]
+
+
 @torch.inference_mode()
 def predict_volume(
     model: SegModel, image: np.ndarray, spacing: Sequence[float], preprocess: PreprocessConfig,
-    *, cord: np.ndarray | None = None, batch_size: int = 16,
+    *, cord: np.ndarray | None = None, locate: Locate = "located", overlap: float = 0.5,
+    batch_size: int = 16,
 ) -> np.ndarray:  # fmt: skip
     """Grey-matter probability of every voxel of a canonical ``(X, Y, Z)`` volume.
 
-    The volume is cut as in training (``preprocess``: spacing, crop size, normalisation);
-    crops are centred on ``cord``'s centroid per slice when given, else on the image centre.
-    Voxels outside every crop get probability 0.
+    The volume is cut as in training (``preprocess``: spacing, crop size, normalisation). With
+    ``cord`` the crops are centred on its centroid per slice, as training centres them; without
+    it ``locate`` says how the grey matter is found (see :data:`Locate`). Voxels outside every
+    crop get probability 0.
 
     Args:
         model: the network (eval mode).
@@ -143,123 +162,87 @@ def predict_volume(
         spacing: its voxel size in mm.
         preprocess: the preprocessing the model was trained with.
         cord: optional ``(X, Y, Z)`` spinal-cord mask centring the crops.
-        batch_size: slices per forward pass.
+        locate: without ``cord``: ``located``, ``sliding`` or ``centre``.
+        overlap: the fraction of a tile its neighbour shares in the sliding window.
+        batch_size: slices (tiles) per forward pass.
 
     Returns:
         ``(X, Y, Z)`` float32 probabilities in [0, 1].
     """
+    device = next(model.parameters()).device
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(model(x.to(device)).float())[:, 0].cpu()
+
+    if locate not in ("located", "sliding", "centre"):
+        raise InputError(f"locate must be 'located', 'sliding' or 'centre', got {locate!r}")
     labels = [] if cord is None else [cord]
     geometry = plan_geometry(image.shape, spacing, preprocess, labels)
-    crops = to_crops(image, geometry, preprocess.normalize)
-    device = next(model.parameters()).device
     model.check_input_size(*geometry.size)
-    probs = []
-    for start in range(0, crops.shape[0], batch_size):
-        x = crops[start : start + batch_size, None].to(device)
-        probs.append(torch.sigmoid(model(x).float())[:, 0].cpu())
+    if cord is None and locate != "centre":
+        prob = sliding_window(run, image, geometry, preprocess.normalize, overlap=overlap,
+                              batch_size=batch_size)  # fmt: skip
+        found = find_region(prob)
+        if locate == "sliding" or found is None:
+            if found is None:
+                log.warning("no grey matter found by the sliding window; the mask is empty")
+            return prob
+        geometry = plan_geometry(image.shape, spacing, preprocess, [found])
+    crops = to_crops(image, geometry, preprocess.normalize)
+    probs = [run(crops[i : i + batch_size, None]) for i in range(0, crops.shape[0], batch_size)]
     # interpolation weights sum to 1 only up to rounding: keep probabilities in [0, 1]
     return np.clip(to_volume(torch.cat(probs), geometry), 0.0, 1.0).astype(np.float32)
-
-
-def _stem(path: Path) -> str:
-    return re.sub(r"\.nii(\.gz)?$", "", path.name)
-
-
-def _read(path: Path) -> tuple[Any, np.ndarray, tuple[float, float, float], Any]:
-    import nibabel as nib
-
-    if not path.is_file():
-        raise InputError(f"{path}: input file not found")
-    try:
-        img = nib.load(str(path))
-        canon = nib.as_closest_canonical(img)
-        data = np.asarray(canon.dataobj, dtype=np.float32)
-    except Exception as e:  # nibabel raises many types for a damaged file
-        raise InputError(f"{path}: cannot read NIfTI ({type(e).__name__}: {e})") from e
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3-D volume, got shape {data.shape}")
-    if not np.isfinite(data).all():
-        raise InputError(f"{path}: has NaN or infinite voxels; fix the file")
-    zooms = tuple(float(z) for z in canon.header.get_zooms()[:3])
-    return img, data, zooms, nib.io_orientation(img.affine)
-
-
-def _write(path: Path, canonical: np.ndarray, source: Any, ornt: np.ndarray, dtype: type) -> Path:
-    """Save ``canonical (X, Y, Z)`` on the grid and affine of the image ``source``."""
-    import nibabel as nib
-    from nibabel import orientations as o
-
-    back = o.ornt_transform(o.axcodes2ornt("RAS"), ornt)  # canonical -> the file's axes
-    data = o.apply_orientation(canonical, back).astype(dtype)
-    out = nib.Nifti1Image(data, source.affine)
-    hdr = source.header
-    out.header.set_xyzt_units(*hdr.get_xyzt_units())
-    for form in ("qform", "sform"):  # keep the codes (scanner, aligned) of the input
-        affine, code = getattr(hdr, f"get_{form}")(coded=True)
-        if affine is not None and code:
-            getattr(out.header, f"set_{form}")(affine, code=int(code))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(out, str(path))
-    return path
 
 
 def predict_files(
     run: str | Path, inputs: Sequence[str | Path], output: str | Path, *,
     branch: str | None = None, seed: int | None = None, fold: str | None = None,
-    probabilities: bool = False, cords: Sequence[str | Path] = (),
+    probabilities: bool = False, cords: Sequence[str | Path] = (), locate: Locate = "located",
     device: str | torch.device = "cpu", registry: Registry | None = None,
 ) -> list[Path]:  # fmt: skip
     """Segment NIfTI files with a job's selected checkpoint; write masks on their own grids.
 
-    For an input ``a.nii.gz`` it writes ``output/a_gmseg.nii.gz`` (uint8 0/1: probability >=
+    As nnU-Net: ``inputs`` are files or folders (every ``.nii`` / ``.nii.gz`` in one); a case
+    ``a_0000.nii.gz`` or ``a.nii.gz`` gives ``output/a.nii.gz`` (uint8 0/1: probability >=
     0.5) and, with ``probabilities``, ``output/a_gmprob.nii.gz`` (float32), each with the
-    input's shape and affine.
+    input's shape and affine. Every input is opened and checked, and the device too, before
+    the model is loaded and before anything is written.
 
     Args:
         run: the run folder.
-        inputs: NIfTI images (``.nii`` or ``.nii.gz``).
+        inputs: NIfTI images or folders of them.
         output: folder for the results.
         branch, seed, fold: which job (see :func:`load_run_checkpoint`).
         probabilities: also write the probability maps.
-        cords: optional spinal-cord masks, one per input, centring the crops as in training.
+        cords: spinal-cord masks, one per case in order, or one folder of ``<case>.nii.gz``
+            (or ``<case>_seg.nii.gz``), centring the crops as in training.
+        locate: without cord masks, how the grey matter is found (:data:`Locate`).
         device: where the network runs.
         registry: the component registry; None loads the installed plugins.
 
     Returns:
-        The written files, in input order.
+        The written files, in case order.
 
     Raises:
-        InputError: an unreadable input, a cord mask of another shape, a wrong count of
-            cord masks, or two inputs with the same name.
+        InputError: an unreadable input or cord mask, one of another shape, a wrong count of
+            cord masks, two inputs of one case, a result that would overwrite an input, or a
+            device this machine does not have.
         DataError, InputError: see :func:`load_run_checkpoint`.
     """
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
-        raise InputError("no input volume given; pass one or more NIfTI files (--input a.nii.gz)")
-    if cords and len(cords) != len(inputs):
-        raise InputError(f"{len(cords)} cord masks for {len(inputs)} inputs; give one per input")
-    stems = [_stem(p) for p in inputs]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise InputError(f"inputs share the names {dupes}; their results would overwrite each other")
+    cases = plan_cases(inputs, output, cords=[Path(c) for c in cords], probabilities=probabilities)
+    resolve_device(device)
+    check_cases(cases)  # a typo in the 10th file fails before the first mask is written
     ckpt = load_run_checkpoint(run, branch, seed, fold=fold, device=device, registry=registry)
     meta = ckpt.meta
-    log.info("predicting with %s (branch %s, seed %s)", ckpt.path, meta.get("label"), meta.get("seed"))
-    output, written = Path(output), []
-    for i, path in enumerate(inputs):
-        img, data, zooms, ornt = _read(path)
-        cord = None
-        if cords:
-            _, cord, _, _ = _read(Path(cords[i]))
-            if cord.shape != data.shape:
-                raise InputError(f"{cords[i]}: cord mask shape {cord.shape} differs from {path}'s {data.shape}")
-            cord = (cord > 0.5).astype(np.float32)
-        prob = predict_volume(ckpt.model, data, zooms, ckpt.preprocess, cord=cord)
-        mask_path = _write(output / f"{stems[i]}_gmseg.nii.gz", prob >= 0.5, img, ornt, np.uint8)
-        written.append(mask_path)
-        log.info("%s -> %s (%d GM voxels)", path, mask_path, int((prob >= 0.5).sum()))
-        if probabilities:
-            written.append(_write(output / f"{stems[i]}_gmprob.nii.gz", prob, img, ornt, np.float32))
+    log.info("predicting %d case(s) with %s (branch %s, seed %s)", len(cases), ckpt.path,
+             meta.get("label"), meta.get("seed"))  # fmt: skip
+    written = []
+    for case in cases:
+        scan, cord = read_case(case)
+        prob = predict_volume(ckpt.model, scan.data, scan.zooms, ckpt.preprocess, cord=cord,
+                              locate=locate)  # fmt: skip
+        written.append(write_like(case.mask_out, prob >= 0.5, scan, np.uint8))
+        log.info("%s -> %s (%d GM voxels)", case.image, case.mask_out, int((prob >= 0.5).sum()))
+        if case.prob_out is not None:
+            written.append(write_like(case.prob_out, prob, scan, np.float32))
     return written

@@ -39,7 +39,7 @@ def test_docs_api_examples_run_as_written(tmp_path, monkeypatch, capsys):
     finally:  # the page's logging.basicConfig must not outlive the test
         root.handlers[:], root.level = handlers, level
     assert (tmp_path / "runs" / "api-demo" / "report.html").is_file()
-    assert (tmp_path / "seg" / "scan_gmseg.nii.gz").is_file()
+    assert (tmp_path / "seg" / "scan.nii.gz").is_file()  # the case id, as nnU-Net names it
     if _has("tensorboard"):
         assert list((tmp_path / "runs" / "api-tracked" / "tensorboard").rglob("events.*"))
 

@@ -327,3 +327,203 @@ class TestBidsContract(DatasetContract):
     @pytest.fixture
     def dataset(self, fake):
         return load_plugins().datasets.build("bids", {"root": str(fake), **FAKE})
+
+
+# --------------------------------------------------------------------------- stable ids
+
+
+@pytest.fixture
+def runs_tree(tmp_path) -> Path:
+    """The GM-challenge naming with a second, unlabelled run beside run-1 for sub-9584 and
+    sub-9709Ses1 (as the full public snapshot has), sessions in folders for sub-01."""
+    _need(SCT / "t2s.nii.gz")
+    img = nib.load(SCT / "t2s.nii.gz")
+    data = np.asanyarray(img.dataobj)
+    gm = np.asanyarray(nib.load(SCT / "t2s_gmseg_manual.nii.gz").dataobj)
+    root = tmp_path / "runs"
+    scans = [("sub-9584", "run-1", True), ("sub-9584", "run-2", False),
+             ("sub-9604", "run-1", True), ("sub-9709Ses1", "run-1", True),
+             ("sub-9709Ses1", "run-2", False), ("sub-9709Ses2", "run-1", True),
+             ("sub-01/ses-1", "run-1", True), ("sub-01/ses-2", "run-1", True)]  # fmt: skip
+    for folder, run, labelled in scans:
+        stem = folder.replace("/", "_") + f"_{run}_T2starw"
+        _write(data, img.affine, root / folder / "anat" / f"{stem}.nii.gz")
+        if labelled:
+            _write(gm, img.affine, root / "derivatives/labels" / folder / "anat"
+                   / f"{stem}_gmseg-manual.nii.gz", np.uint8)  # fmt: skip
+    (root / "participants.tsv").write_text(
+        "participant_id\tSite\nsub-9584\tA\nsub-9604\tB\nsub-9709Ses1\tC\nsub-9709Ses2\tC\n"
+        "sub-01\tA\n"
+    )
+    return root
+
+
+def _bids(registry, root, **params):
+    return registry.datasets.build("bids", {"root": str(root), "cord_suffix": "", **params})
+
+
+def test_ids_are_participant_ids_and_extra_runs_are_runs(registry, runs_tree):
+    subjects = _bids(registry, runs_tree).subjects()
+    assert [(s.id, s.group, s.session, s.labelled) for s in subjects] == [
+        ("sub-01_ses-1", "sub-01", "1", True),
+        ("sub-01_ses-2", "sub-01", "2", True),
+        ("sub-9584", "sub-9584", None, True),
+        ("sub-9584_run-2", "sub-9584", None, False),
+        ("sub-9604", "sub-9604", None, True),
+        ("sub-9709Ses1", "sub-9709", "Ses1", True),
+        ("sub-9709Ses1_run-2", "sub-9709", "Ses1", False),
+        ("sub-9709Ses2", "sub-9709", "Ses2", True),
+    ]
+    # Removing the extra runs renames nobody.
+    for p in runs_tree.glob("sub-*/anat/*_run-2_*"):
+        p.unlink()
+    assert [s.id for s in _bids(registry, runs_tree).subjects()] == [
+        "sub-01_ses-1", "sub-01_ses-2", "sub-9584", "sub-9604", "sub-9709Ses1", "sub-9709Ses2"]
+
+
+@pytest.mark.parametrize(
+    "listed, selected",
+    [(["sub-9584"], ["sub-9584", "sub-9584_run-2"]),  # the participants.tsv id: all its runs
+     (["sub-9584_run-2"], ["sub-9584_run-2"]),  # one scan
+     (["sub-01"], ["sub-01_ses-1", "sub-01_ses-2"]),  # a participant with session folders
+     (["sub-01_ses-2"], ["sub-01_ses-2"]),
+     (["sub-9709"], ["sub-9709Ses1", "sub-9709Ses1_run-2", "sub-9709Ses2"])],  # a person
+)  # fmt: skip
+def test_the_subjects_filter_takes_participant_session_and_scan_ids(registry, runs_tree, listed,
+                                                                     selected):  # fmt: skip
+    assert [s.id for s in _bids(registry, runs_tree, subjects=listed).subjects()] == selected
+
+
+@pytest.mark.parametrize(
+    "typed, near",
+    [("sub-9584_run1", "sub-9584"), ("SUB-9604", "sub-9604"), ("sub-9584_run-3", "sub-9584"),
+     ("sub-01_ses-3", "sub-01")],
+)
+def test_a_wrong_id_suggests_the_same_person_never_another(registry, runs_tree, typed, near):
+    with pytest.raises(DataError, match=f"subject {typed!r} not found") as err:
+        _bids(registry, runs_tree, subjects=[typed]).subjects()
+    assert str(err.value).endswith(f"Did you mean {near!r}?")
+
+
+def test_a_listed_session_takes_its_person_into_the_test_part(registry, runs_tree):
+    """docs/data.md: test_subjects may name a session; the whole person is held out."""
+    subjects = [s for s in _bids(registry, runs_tree).subjects() if s.labelled]
+    groups, sites, ids = ([s.group for s in subjects], [s.site for s in subjects],
+                          [s.id for s in subjects])  # fmt: skip
+    for listed in (["sub-9709Ses1"], ["sub-9709"], ["sub-01_ses-2"], ["sub-9584"]):
+        config = SplitConfig(test="subjects", test_subjects=listed, val_fraction=0.3)
+        (fold,) = plan_folds(groups, sites, config, subjects=ids)
+        person = dict(zip(ids, groups))[listed[0]] if listed[0] in ids else listed[0]
+        assert fold.test == {person}, listed
+
+
+def test_notes_of_a_cached_data_set_are_shown_again(registry, runs_tree, tmp_path):
+    config = PreprocessConfig(spacing=0.5, size=(32, 32))
+    for run in ("first", "cached"):
+        with pytest.warns(DataWarning, match="2 unlabelled subjects not used: sub-9584_run-2, "
+                          "sub-9709Ses1_run-2") as rec:  # fmt: skip
+            slices = load_slices(_bids(registry, runs_tree), config, cache_dir=tmp_path / "cache")
+        assert len(list((tmp_path / "cache").glob("bids-*.pt"))) == 1, run
+        assert len([w for w in rec if issubclass(w.category, DataWarning)]) == 1, run
+        assert slices.notes == ["2 unlabelled subjects not used: sub-9584_run-2, sub-9709Ses1_run-2"]
+
+
+def test_participants_tsv_that_is_not_utf8_names_the_file(registry, runs_tree):
+    tsv = runs_tree / "participants.tsv"
+    tsv.write_bytes("participant_id\tSite\nsub-9584\tZürich\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"participants\.tsv: not UTF-8 text \(byte 0xfc"):
+        _bids(registry, runs_tree).subjects()
+    tsv.write_bytes("\ufeffparticipant_id\tSite\nsub-9584\tZürich\n".encode())  # a BOM is fine
+    assert {s.site for s in _bids(registry, runs_tree, subjects=["sub-9584"]).subjects()} == {"Zürich"}
+
+
+# --------------------------------------------------------------------------- validate = compare's checks
+
+
+def _broken(kind: str, image: Path, label: Path) -> Path:
+    """Damage sub-02's image or label as ``kind`` says; returns the damaged file."""
+    img = nib.load(image)
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    if kind == "not-nifti":
+        image.write_text("this is a text file named .nii.gz\n")
+        return image
+    if kind == "truncated":
+        raw = image.read_bytes()
+        image.write_bytes(raw[: len(raw) // 2])
+        return image
+    if kind == "nan":
+        data[3, 4, 5] = np.nan
+        _write(data, img.affine, image)
+        return image
+    if kind == "2d":
+        _write(data[..., 0], img.affine, image)
+        return image
+    if kind == "5d":
+        _write(data[..., None, None].repeat(2, axis=4), img.affine, image)
+        return image
+    if kind == "shape":
+        _write(np.zeros((40, 54, 9)), img.affine, label, np.uint8)
+        return label
+    if kind == "empty-label":
+        _write(np.zeros(data.shape), img.affine, label, np.uint8)
+        return label
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["not-nifti", "truncated", "nan", "2d", "5d", "shape", "empty-label"])
+def test_validate_rejects_what_compare_rejects_naming_the_file(kind, tmp_path, capsys):
+    """#19 item 7: each broken folder fails `ada config validate` and `ada compare` alike,
+    exit 2, no traceback, naming the damaged file; the intact folder validates."""
+    from ada_core.cli import main
+
+    _need(SCT / "t2s.nii.gz")
+    root = tmp_path / "bids"
+    img, gm = nib.load(SCT / "t2s.nii.gz"), nib.load(SCT / "t2s_gmseg_manual.nii.gz")
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        _write(np.asanyarray(img.dataobj), img.affine, root / sub / "anat" / f"{sub}_T2starw.nii.gz")
+        _write(np.asanyarray(gm.dataobj), gm.affine, root / "derivatives/labels" / sub / "anat"
+               / f"{sub}_T2starw_gmseg-manual.nii.gz", np.uint8)  # fmt: skip
+    config = tmp_path / "exp.toml"
+    config.write_text(f"""name = "broken"
+output = "{tmp_path / 'runs'}"
+attributors = ["none"]
+[data]
+name = "bids"
+[data.params]
+root = "{root}"
+site_column = ""
+cord_suffix = ""
+[data.preprocess]
+spacing = 0.5
+size = [32, 32]
+[data.split]
+val_fraction = 0.34
+[model]
+name = "unet-paper"
+[model.params]
+width = 4
+depth = 2
+[train]
+standard_epochs = 1
+cycles = 1
+ada_epochs = 1
+robustness = false
+""")
+    code = main(["config", "validate", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "3 labelled subjects, 27 slices" in out
+    assert not (tmp_path / "runs").exists()  # validate writes nothing, not even a cache
+    bad = _broken(kind, root / "sub-02/anat/sub-02_T2starw.nii.gz",
+                  root / "derivatives/labels/sub-02/anat/sub-02_T2starw_gmseg-manual.nii.gz")
+    messages = []
+    for command in ("validate", "compare"):
+        argv = ["config", "validate", str(config)] if command == "validate" else ["compare", str(config), "--quiet"]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (command, err)
+        assert str(bad) in err and "Traceback" not in err, (command, err)
+        messages.append(err.split(str(bad), 1)[1])
+    assert messages[0] == messages[1]  # the same check, the same words
+    if kind == "empty-label":
+        assert "the GM label is all zero" in messages[0]

@@ -120,6 +120,11 @@ def test_filters(registry, tree):
     assert {s.site for s in build(registry, tree, sites=[2]).subjects()} == {"site2"}
     ids = [s.id for s in build(registry, tree, raters="majority", subjects=["site1-sc02"]).subjects()]
     assert ids == ["site1-sc02"]
+    # A rater's id (as results tables name it) selects that rater of its image.
+    ids = [s.id for s in build(registry, tree, subjects=["site1-sc02-r2"]).subjects()]
+    assert ids == ["site1-sc02-r2"]
+    ids = [s.id for s in build(registry, tree, raters="majority", subjects=["site1-sc02-r2"]).subjects()]
+    assert ids == ["site1-sc02"]
     with pytest.raises(DataError, match="'site1-sc3' not in .*Did you mean 'site1-sc0"):
         build(registry, tree, subjects=["site1-sc3"]).subjects()
     with pytest.raises(DataError, match="filters select nothing.*site1"):

@@ -31,6 +31,20 @@ def _nifti_path(folder: Path, stem: str) -> Path:
     return plain if plain.is_file() and not gz.is_file() else gz
 
 
+def _scan_entities(stem: str, suffix: str) -> tuple[str, list[str]]:
+    """``("sub-X[_ses-Y]", [the other entities, e.g. "run-2"])`` of an image's file stem."""
+    parts = stem[: -len(suffix) - 1].split("_") if stem.endswith("_" + suffix) else stem.split("_")
+    sub, rest = parts[0], parts[1:]
+    ses = [e for e in rest if e.startswith("ses-")][:1]
+    return "_".join([sub, *ses]), [e for e in rest if e not in ses]
+
+
+def _run_order(extra: list[str]) -> tuple[int, str]:
+    """Sort key of a scan's other entities: run-1 (or no run) first, then by run number."""
+    run = next((e[4:] for e in extra if e.startswith("run-")), "1")
+    return (int(run) if run.isdigit() else 1 << 30), "_".join(e for e in extra if not e.startswith("run-"))
+
+
 class BidsConfig(ComponentConfig):
     root: str = Field("", description="The BIDS dataset folder (holding sub-*/ and derivatives/).")
     image_suffix: str = Field("T2starw", description="BIDS suffix of the images.")
@@ -117,8 +131,14 @@ class BidsDataset(SegDataset):
                 'site_column = "" in the data set\'s params (--set data.params.site_column="") '
                 "to give every subject site 'unknown'"
             )
-        with tsv.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
+        try:
+            with tsv.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh, delimiter="\t"))
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{tsv}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), as BIDS requires"
+            ) from None
         if rows and col not in rows[0]:
             raise DataError(f"{tsv}: no column {col!r}. " + suggest(col, list(rows[0])))
         return {r.get("participant_id", ""): (r.get(col) or "n/a").strip() for r in rows}
@@ -136,19 +156,27 @@ class BidsDataset(SegDataset):
             raise DataError(f"dataset 'bids': no images sub-*/**/*_{cfg.image_suffix}.nii.gz "
                             f"in {root}; check root and image_suffix")  # fmt: skip
         stems = {p: p.name.split(".nii")[0] for p in images}
-        found: dict[str, dict[str, Path]] = {}
+        scans: dict[str, list[tuple[tuple[int, str], str, Path]]] = {}
         for p, stem in stems.items():
-            sub = stem.split("_")[0]
-            ses = next((e for e in stem.split("_") if e.startswith("ses-")), None)
-            short = sub + (f"_{ses}" if ses else "")
-            many = sum(1 for q in stems.values() if q.startswith(short + "_")) > 1
-            sid = stem[: -len(cfg.image_suffix) - 1] if many else short
-            labels = root / cfg.labels_dir / p.parent.relative_to(root)
-            entry = {"image": p, "label": _nifti_path(labels, f"{stem}_{cfg.label_suffix}")}
-            if cfg.cord_suffix:
-                entry["cord"] = _nifti_path(labels, f"{stem}_{cfg.cord_suffix}")
-            found[sid] = entry
-        return found
+            short, extra = _scan_entities(stem, cfg.image_suffix)
+            scans.setdefault(short, []).append((_run_order(extra), "_".join(extra), p))
+        found: dict[str, dict[str, Path]] = {}
+        for short, items in scans.items():
+            # The first run (run-1, or no run entity) is the subject itself; further runs are
+            # named as runs, so adding a run-2 beside run-1 never renames the subject.
+            for i, (_, extra, p) in enumerate(sorted(items)):
+                sid = short if i == 0 or not extra else f"{short}_{extra}"
+                if sid in found:
+                    raise DataError(f"dataset 'bids': {p} and {found[sid]['image']} are both "
+                                    f"scan {sid!r}; keep one, or tell them apart with a run- "
+                                    "or acq- entity")  # fmt: skip
+                stem = stems[p]
+                labels = root / cfg.labels_dir / p.parent.relative_to(root)
+                entry = {"image": p, "label": _nifti_path(labels, f"{stem}_{cfg.label_suffix}")}
+                if cfg.cord_suffix:
+                    entry["cord"] = _nifti_path(labels, f"{stem}_{cfg.cord_suffix}")
+                found[sid] = entry
+        return dict(sorted(found.items()))
 
     def _orphan_labels(self, found: dict[str, dict[str, Path]]) -> list[tuple[Path, Path]]:
         """(label, the image it needs) for label files under ``labels_dir`` no image claims."""
@@ -174,15 +202,38 @@ class BidsDataset(SegDataset):
                 stacklevel=3,
             )
 
+    def _person_of(self, sub: str) -> str:
+        m = self._person.match(sub[4:])
+        return "sub-" + (m.group("person") if m and m.group("person") else sub[4:])
+
+    def _chosen(self, found: dict[str, dict[str, Path]], persons: dict[str, str]) -> set[str] | None:
+        """The scans ``subjects`` selects: a scan id (``sub-01_ses-1_run-2``) selects that scan,
+        a participant id (``sub-01``, the participants.tsv id) or a session (``sub-01_ses-1``)
+        every run of it, a person (``sub-9709``) every session of that person."""
+        if not self.config.subjects:
+            return None
+        names: dict[str, set[str]] = {}
+        for sid in found:
+            parts = sid.split("_")
+            keys = {sid, parts[0], persons[sid]}
+            if len(parts) > 1 and parts[1].startswith("ses-"):
+                keys.add("_".join(parts[:2]))
+            for key in keys:
+                names.setdefault(key, set()).add(sid)
+        chosen: set[str] = set()
+        for name in self.config.subjects:
+            if name not in names:
+                raise DataError(f"dataset 'bids': subject {name!r} not found in {self.root}. "
+                                + suggest(name, names))  # fmt: skip
+            chosen |= names[name]
+        return chosen
+
     def subjects(self) -> list[Subject]:
         cfg = self.config
         found = self._scan()
         sites = self._sites()
-        if cfg.subjects:
-            for s in cfg.subjects:
-                if s not in found:
-                    raise DataError(f"dataset 'bids': subject {s!r} not found. "
-                                    + suggest(s, found))  # fmt: skip
+        persons = {sid: self._person_of(sid.split("_")[0]) for sid in found}
+        chosen = self._chosen(found, persons)
         out = []
         for sid, files in found.items():
             sub = sid.split("_")[0]
@@ -192,10 +243,9 @@ class BidsDataset(SegDataset):
             site = "unknown" if site in ("", "n/a") else site
             if cfg.sites and site not in cfg.sites:
                 continue
-            if cfg.subjects and sid not in cfg.subjects:
+            if chosen is not None and sid not in chosen:
                 continue
-            m = self._person.match(sub[4:])
-            person = "sub-" + (m.group("person") if m and m.group("person") else sub[4:])
+            person = persons[sid]
             ses = next((e[4:] for e in sid.split("_") if e.startswith("ses-")), None)
             if ses is None and person != sub:
                 ses = sub[len(person) :].lstrip("-_")
@@ -236,6 +286,7 @@ class BidsDataset(SegDataset):
             spacing=image.spacing,
             cord=cord,
             source=str(files["image"]),
+            meta={"label": str(files["label"])} if mask is not None else {},
         )
 
     def fingerprint(self) -> str:

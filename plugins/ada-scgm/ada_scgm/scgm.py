@@ -82,11 +82,14 @@ class ScgmDataset(SegDataset):
         if self.config.sites:
             keep = {k: v for k, v in keep.items() if int(k[4 : k.index("-")]) in self.config.sites}
         if self.config.subjects:
+            images = set()
             for s in self.config.subjects:
-                if s not in found:
+                m = _ID.match(s)
+                if m is None or m.group(1) not in found:
                     raise DataError(f"dataset 'scgm': subject {s!r} not in {root}. "
                                     + suggest(s, found))  # fmt: skip
-            keep = {k: v for k, v in keep.items() if k in self.config.subjects}
+                images.add(m.group(1))  # a rater (site1-sc01-r2) selects its image
+            keep = {k: v for k, v in keep.items() if k in images}
         if not keep:
             sites = sorted({k.split("-")[0] for k in found})
             raise DataError(f"dataset 'scgm': the filters select nothing in {root}; sites: {sites}")
@@ -101,7 +104,10 @@ class ScgmDataset(SegDataset):
             if not any(k.startswith("r") for k in files):
                 unlabelled.append(Subject(key, site, key, labelled=False))
             elif policy == "each":
-                out += [Subject(f"{key}-r{r}", site, key) for r in range(1, self.config.n_raters + 1)]
+                raters = [f"{key}-r{r}" for r in range(1, self.config.n_raters + 1)]
+                if key not in self.config.subjects and set(raters) & set(self.config.subjects):
+                    raters = [r for r in raters if r in self.config.subjects]  # only those listed
+                out += [Subject(r, site, key) for r in raters]
             else:
                 out.append(Subject(key, site, key))
         return out + unlabelled
@@ -147,7 +153,8 @@ class ScgmDataset(SegDataset):
             mask=mask,
             spacing=image.spacing,
             source=str(image_path),
-            meta={"raters": self.config.raters},
+            meta={"raters": self.config.raters,
+                  **({"label": ", ".join(str(files[f"r{r}"]) for r in wanted)} if mask is not None else {})},
         )
 
     def fingerprint(self) -> str:
