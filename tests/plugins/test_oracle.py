@@ -48,7 +48,8 @@ def _cue_and_slices(offset: tuple[float, float], spacing: float, size: int):
                   cue_offset_mm=offset, cue_probability=1.0)  # fmt: skip
     pre = PreprocessConfig(spacing=spacing, size=(size, size), normalize="none", cache=False)
     cued = load_slices(PhantomDataset(PhantomConfig(context_cue=True, **params)), pre)
-    plain = load_slices(PhantomDataset(PhantomConfig(context_cue=False, **params)), pre)
+    no_cue = {k: v for k, v in params.items() if not k.startswith("cue_")}  # refused when off
+    plain = load_slices(PhantomDataset(PhantomConfig(context_cue=False, **no_cue)), pre)
     assert torch.equal(cued.masks, plain.masks)
     return cued, (cued.images - plain.images) > 0.1
 
