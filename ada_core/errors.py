@@ -75,7 +75,10 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
         return same[0]
 
     def extends(long: str, short: str) -> bool:
-        return bool(short) and long.startswith(short) and long[len(short)] in "_-."
+        # an entity suffix (``_run-1``, ``_ses-2``, ``-r2``) carries a number; a word suffix
+        # (``encoder`` + ``_weigths``) is a typo of another name, left to difflib
+        return (bool(short) and long.startswith(short) and long[len(short)] in "_-."
+                and any(ch.isdigit() for ch in long[len(short) + 1:]))
 
     related = [c for c in choices if c != name and (extends(c.casefold(), folded) if len(c) > len(name)
                else extends(folded, c.casefold()))]  # fmt: skip

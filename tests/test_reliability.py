@@ -276,7 +276,10 @@ def test_a_non_finite_loss_stops_its_branch_and_the_cli_exits_3(tmp_path, capsys
 def test_validate_checks_what_a_run_checks(tmp_path, capsys, key, value, message):
     if key == "train.device" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 CUDA devices")
-    cfg = write_config(quick(tmp_path), tmp_path / "v.toml")
+    data = quick(tmp_path)
+    if key == "train.robustness_size":
+        data["train"]["robustness"] = True  # the size is refused outright without robustness
+    cfg = write_config(data, tmp_path / "v.toml")
     assert main(["config", "validate", str(cfg), "--set", f"{key}={value}"]) == 2
     assert pytest.importorskip("re").search(message, capsys.readouterr().err)
     assert main(["compare", str(cfg), "--quiet", "--set", f"{key}={value}"]) == 2
