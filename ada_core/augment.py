@@ -13,6 +13,7 @@ half-pixel jitter of nearest-neighbour resampling.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -131,8 +132,12 @@ def _gaussian_kernel(
     return k / k.sum()
 
 
+@functools.lru_cache(maxsize=32)
 def _blur_operator(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``(n, n)`` matrix of the 1-D Gaussian blur with whole-sample mirror boundary.
+
+    Built once per (size, sigma, dtype, device) and cached: every batch of an epoch blurs
+    with the same operator (callers only read it).
 
     Row ``i`` holds the kernel taps ``i - r .. i + r``, each folded onto the pixel it reads
     after mirroring at the ends (``d c b | a b c d | c b a``, scipy's ``mode="mirror"``,
@@ -213,9 +218,19 @@ def sample_params(
     elastic_on = drawn(config.p_elastic)
     if config.elastic_alpha > 0 and config.p_elastic > 0:
         # Simard et al. 2003: uniform noise in [-1, 1], Gaussian smoothed, scaled by alpha.
-        noise = torch.rand(batch, 2, h, w, generator=generator, device=device).mul_(2).sub_(1)
-        displacement = gaussian_blur(noise, config.elastic_sigma)
-        displacement.mul_((elastic_on * config.elastic_alpha).view(-1, 1, 1, 1))
+        # Every sample's noise is drawn, so the stream (and the next batch) does not depend on
+        # which samples drew the deformation; only theirs is blurred (most of the cost).
+        noise = torch.rand(batch, 2, h, w, generator=generator, device=device)
+        if device.type == "cuda":
+            # On a GPU the whole batch costs less than the host sync that picking rows needs.
+            displacement = gaussian_blur(noise.mul_(2).sub_(1), config.elastic_sigma)
+            displacement.mul_((elastic_on * config.elastic_alpha).view(-1, 1, 1, 1))
+        else:
+            rows = elastic_on.nonzero().squeeze(1)
+            if rows.numel():
+                field = gaussian_blur(noise[rows].mul_(2).sub_(1), config.elastic_sigma)
+                field.mul_(config.elastic_alpha)
+                displacement = torch.zeros_like(noise).index_copy_(0, rows, field)
     return AugmentParams(angle, shift, scale, intensity, displacement)
 
 

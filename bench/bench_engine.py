@@ -3,10 +3,13 @@
     python bench/bench_engine.py --quick     # 64 x 64, width-8 U-Net: < 60 s on 2 CPU cores
     python bench/bench_engine.py --full      # paper sizes (200 x 200, width 64, batch 16), GPU
     python bench/bench_engine.py --full --device cpu --train-images 32   # paper sizes, few images
+    python bench/bench_engine.py --smoke --json out.json   # 32 x 32, width 4: seconds (gpu_check --smoke)
 
 Measured, on one protocol (phantom slices, unet-paper, batch 16, GradCam, window Z):
 
 - ``raw_step``: forward + backward + Adam on one fixed batch, nothing else: the ceiling;
+  ``--modes`` also times it in each numeric mode (``fp32``; on CUDA ``bf16_cl``: bf16
+  autocast + channels_last + fused Adam, and ``compile``: the same, compiled);
 - ``standard_epoch``: what the engine does per standard epoch (seeded order, index the
   device-resident tensors, batched augmentation, the step; then validation);
 - ``ada_cycle``: attribution of every training image + keep masks + ADA images, one epoch
@@ -23,6 +26,7 @@ schedule (100 standard epochs + 7 branches x 31 cycles x 30 epochs, scoring left
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -40,12 +44,22 @@ from ada_core.engine.losses import soft_dice_loss
 from ada_core.plugins import load_plugins
 
 PROTOCOLS = {
+    "smoke": {"size": 32, "width": 4, "depth": 2, "window": 4, "train": 16, "val": 8},
     "quick": {"size": 64, "width": 8, "depth": 2, "window": 8, "train": 48, "val": 16},
     "full": {"size": 200, "width": 64, "depth": 3, "window": 20, "train": 312, "val": 72},
 }
 BATCH = 16
 #: One seed of the paper: 5 attributors + random (ADA branches) and the `none` control.
 STANDARD_EPOCHS, CYCLES, ADA_EPOCHS, ADA_BRANCHES, CONTROLS = 100, 31, 30, 6, 1
+#: How each raw-step mode builds its runtime (CUDA-only modes are skipped elsewhere).
+MODES = {
+    "fp32": {},
+    "bf16_cl": {"amp": True, "channels_last": True, "fused_adam": True},
+    "compile": {"amp": True, "channels_last": True, "fused_adam": True, "compile": "default"},
+}
+CUDA_ONLY = ("bf16_cl", "compile")
+FORMULA = ("seed_s = E_std*(t_std_train*f + t_std_val*g) + B*C*(t_attr*f + E_ada*(t_ada_train*f + "
+           "t_ada_val*g)) + K*C*E_ada*(t_std_train*f + t_std_val*g); f = N_paper/N, g = V_paper/V")
 
 
 def sync(dev: torch.device) -> None:
@@ -213,11 +227,41 @@ def extrapolate(std: dict, ada: dict, measured: tuple[int, int], paper: tuple[in
             + CONTROLS * CYCLES * ADA_EPOCHS * std_epoch)  # fmt: skip
 
 
+def formula_values(std: dict, ada: dict, measured: tuple[int, int], paper: tuple[int, int]) -> dict:
+    """The numbers :data:`FORMULA` is evaluated with (printed beside the result)."""
+    return {"E_std": STANDARD_EPOCHS, "B": ADA_BRANCHES, "C": CYCLES, "E_ada": ADA_EPOCHS, "K": CONTROLS,
+            "t_std_train": std["train_s"], "t_std_val": std["val_s"], "t_attr": ada["attribution_s"],
+            "t_ada_train": ada["train_s"], "t_ada_val": ada["val_s"], "N": measured[0], "V": measured[1],
+            "N_paper": paper[0], "V_paper": paper[1]}  # fmt: skip
+
+
+def raw_modes(model, train, dev: torch.device, modes: list[str], steps: int, repeat: int) -> dict[str, float]:
+    """Raw-step images/s per numeric mode (median of ``repeat``), each on its own model copy."""
+    out = {}
+    for mode in modes:
+        if mode not in MODES:
+            raise SystemExit(f"--modes: {mode!r} is not one of {sorted(MODES)}")
+        if mode in CUDA_ONLY and dev.type != "cuda":
+            raise SystemExit(f"--modes: {mode!r} needs a CUDA device (this run is on {dev})")
+        runtime = Runtime(dev, **MODES[mode])
+        m = copy.deepcopy(model)
+        if runtime.channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        raw_step(m, runtime, train, steps)  # warm-up (compilation, kernels)
+        out[mode] = float(np.median([raw_step(m, runtime, train, steps) for _ in range(repeat)]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="64 x 64, width 8 (make bench)")
     group.add_argument("--full", action="store_true", help="paper sizes (a GPU)")
+    group.add_argument("--smoke", action="store_true", help="32 x 32, width 4, one repeat: that it runs")
+    ap.add_argument("--modes", default=None,
+                    help="raw-step modes, comma-separated, of " + ", ".join(MODES)
+                    + " (default: all on CUDA, fp32 on CPU)")
+    ap.add_argument("--json", default=None, help="also write the figures gpu_check reads to this file")
     ap.add_argument("--device", default=None, help="default: cuda for --full when available, else cpu")
     ap.add_argument("--train-images", type=int, help="training slices to measure on")
     ap.add_argument("--paper-images", type=int, default=312,
@@ -230,9 +274,9 @@ def main() -> None:
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=None,
                     help="also time the naive engine (default: with --quick)")
     args = ap.parse_args()
-    name = "full" if args.full else "quick"
+    name = "full" if args.full else "smoke" if args.smoke else "quick"
     torch.set_num_threads(args.threads)
-    repeat = args.repeat or (3 if args.full else 5)
+    repeat = args.repeat or (3 if args.full else 1 if args.smoke else 5)
     p = dict(PROTOCOLS[name])
     if args.train_images:
         p["train"], p["val"] = args.train_images, max(BATCH, args.train_images // 4)
@@ -249,7 +293,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     engine_epoch(model, runtime, train, val, attributor, mask)  # warm-up (kernels, allocator)
-    with_naive = args.naive if args.naive is not None else not args.full
+    with_naive = args.naive if args.naive is not None else name == "quick"
     rng = np.random.default_rng(0)
     steps = max(4, p["train"] // BATCH)
     # Alternate every case within each repeat, so that a shared machine's load shifts all of
@@ -289,10 +333,24 @@ def main() -> None:
                  speedup_min=min(ratios), speedup_max=max(ratios))  # fmt: skip
             cells += [median([ips(r) for r in slow]), median(ratios), min(ratios), max(ratios)]
         table.append(cells)
-    seconds = extrapolate(best["standard_epoch"], best["ada_cycle"], (p["train"], p["val"]),
-                          (args.paper_images, args.paper_val))  # fmt: skip
+    measured, paper = (p["train"], p["val"]), (args.paper_images, args.paper_val)
+    seconds = extrapolate(best["standard_epoch"], best["ada_cycle"], measured, paper)
+    terms = formula_values(best["standard_epoch"], best["ada_cycle"], measured, paper)
     emit("paper_seed_extrapolated", "engine", seconds=seconds, hours=seconds / 3600,
          paper_images=args.paper_images, paper_val=args.paper_val)  # fmt: skip
+    modes = args.modes.split(",") if args.modes else (list(MODES) if on_gpu else ["fp32"])
+    per_mode = raw_modes(model, train, dev, modes, steps, repeat)
+    for mode, value in per_mode.items():
+        emit("raw_step_mode", mode, images_per_s=value, repeats=repeat)
+    ada_fraction = next(r for r in table if r[0] == "ada_cycle")[2]
+    if args.json:
+        figures = {"protocol": name, "device": str(dev), "batch": BATCH, "size": p["size"],
+                   "width": p["width"], "repeats": repeat, "raw_step_img_s": per_mode,
+                   "engine_raw_step_img_s": raw, "ada_cycle_fraction": ada_fraction,
+                   "standard_epoch_fraction": next(r for r in table if r[0] == "standard_epoch")[2],
+                   "seed_minutes": seconds / 60, "seed_formula": FORMULA, "seed_formula_values": terms}  # fmt: skip
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
 
     print(f"\n{name}: {p['size']}x{p['size']}, unet-paper width {p['width']}, batch {BATCH}, "
           f"{p['train']} train / {p['val']} val slices, {dev}, {torch.get_num_threads()} thread(s), "
@@ -300,6 +358,8 @@ def main() -> None:
     print(f"{'':16}{'img/s':>8}{'of raw':>8}{'s/epoch':>9}{'attr s':>8}{'train s':>9}{'val s':>7}"
           + (f"{'naive img/s':>13}{'speed-up (min-max)':>22}" if with_naive else ""))
     print(f"{'raw step':16}{raw:8.1f}")
+    for mode, value in per_mode.items():
+        print(f"{'  ' + mode:16}{value:8.1f}")
     for cells in table:
         line = f"{cells[0]:16}{cells[1]:8.1f}{cells[2]:8.2f}" + "".join(f"{v:{w}.2f}" for v, w in zip(cells[3:7], (9, 8, 9, 7), strict=True))
         if with_naive:
@@ -307,6 +367,8 @@ def main() -> None:
         print(line)
     print(f"one seed of the paper schedule at these sizes, extrapolated to {args.paper_images} "
           f"training / {args.paper_val} validation slices: {seconds / 3600:.2f} h (scoring left out)")
+    print(f"  {FORMULA}")
+    print("  with " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in terms.items()))
 
 
 if __name__ == "__main__":

@@ -1,44 +1,80 @@
 #!/usr/bin/env bash
-# The GPU check: the test suite, the demo and a paper-sized compare on a CUDA machine.
+# The GPU check: the suite's CUDA tests, the engine bench's raw step per numeric mode, the ADA
+# cycle as a fraction of it, the steady-state minutes per seed of the paper protocol and the
+# 3-seed demo on CUDA, in under 8 minutes; every figure lands in $OUT/gpu_check.json.
+#
+#   OUT=/tmp/x bash bench/gpu_check.sh            # on a CUDA machine
+#   OUT=/tmp/x bash bench/gpu_check.sh --smoke    # every step on the CPU at tiny sizes (< 3 min;
+#                                                 # tests/test_gpu_check.py runs it)
 #
 # The lent GPU machines have torch but cannot reach PyPI, so the pure-Python packages travel
-# as wheels in .whl/ (ignored by git): ADA's own wheels built here with
-#   pip wheel --no-deps -w .whl . plugins/ada-captum plugins/ada-scgm plugins/ada-unet \
-#       docs/examples/ada-example-plugin
-# plus pydantic, pydantic-core (cp312), annotated-types, typing-inspection, typing-extensions,
-# captum, nibabel and segmentation-models-pytorch fetched with `pip download --python-version 3.12`.
-# Figures it printed are recorded in docs/reproducing.md.
+# as wheels in .whl/ (ignored by git). Build them here, on a machine with the registry:
+#   python3 -m pip wheel --no-deps -w .whl . plugins/ada-captum plugins/ada-scgm plugins/ada-unet
+#   .venv/bin/python bench/gpu_check.py requirements --closure > /tmp/req.txt
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl -r /tmp/req.txt
+# (the closure: pyproject.toml's requirements and what they require, pinned as installed in
+# the venv, torch and its CUDA wheels left out). The check stops early, naming what is
+# missing, when a requirement is not installed.
 set -euo pipefail
+SMOKE=0
+for arg in "$@"; do
+    case "$arg" in
+        --smoke) SMOKE=1 ;;
+        *) echo "gpu_check.sh: unknown argument $arg (expected --smoke or nothing)" >&2; exit 2 ;;
+    esac
+done
+cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ada-gpu-check}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
 
-echo "== tests (CPU-pinned tests plus the CUDA ones that skip on CPU machines)"
-python3 -m pytest -q -p no:cacheprovider tests -n 8 2>&1 | tail -25 || true
+echo "== environment"
+if [ "$SMOKE" = 0 ]; then
+    if compgen -G ".whl/*.whl" > /dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/site .whl/*.whl
+        export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+    fi
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
+    DEVICE=cuda
+else
+    DEVICE=cpu
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
+"$PY" bench/gpu_check.py installed
 
-echo "== demo on CUDA"
-/usr/bin/time -f "demo wall %e s" ada compare configs/demo.toml --quiet \
-    --set train.device=cuda --set output=$OUT/runs | tail -30
+echo "== tests: the CUDA ones (they run on CUDA; on the CPU smoke a fast CPU selection)"
+mapfile -t TESTS < <("$PY" bench/gpu_check.py cuda-tests)
+if [ "$SMOKE" = 1 ]; then
+    TESTS=(tests/test_masks.py)
+fi
+"$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/junit.xml" "${TESTS[@]}" 2>&1 | tail -15
+"$PY" bench/gpu_check.py suite "$OUT/junit.xml" "$OUT/suite.json"
 
-echo "== paper-sized compare: 200x200 phantom, unet-paper width 64, every branch, short schedule"
-/usr/bin/time -f "paper-sized wall %e s" ada compare configs/paper.toml --quiet \
-    --set data.name=phantom --set 'data.params={n_subjects = 20, slices_per_subject = 12}' \
-    --set train.standard_epochs=3 --set train.cycles=1 --set train.ada_epochs=2 \
-    --set output=$OUT/runs | tail -40
-python3 - "$OUT/runs/paper" <<'PY'
-import json, sys, pathlib
-run = pathlib.Path(sys.argv[1])
-def rows(p): return [json.loads(x) for x in p.read_text().splitlines()]
-std = rows(run / "standard/metrics.jsonl")
-print("standard epoch s:", [round(r["seconds"], 2) for r in std], "img/s:", [round(r["images_per_s"]) for r in std])
-for b in sorted((run / "branches").iterdir()):
-    r = rows(b / "metrics.jsonl")
-    print(b.name, "ada epoch s:", [round(x["seconds"], 2) for x in r], "img/s:", [round(x["images_per_s"]) for x in r])
-s = json.loads((run / "summary.json").read_text())
-print("robustness s:", round(s["seconds"]["robustness"], 1), "total s:", round(s["seconds"]["total"], 1))
-PY
-cp -r "$OUT/runs/paper/summary.txt" "$OUT/paper_summary.txt" 2>/dev/null || true
+echo "== engine bench: raw step per mode, ADA cycle fraction, minutes per seed (extrapolated)"
+if [ "$SMOKE" = 1 ]; then
+    "$PY" bench/bench_engine.py --smoke --device cpu --modes fp32 --json "$OUT/engine.json"
+else
+    "$PY" bench/bench_engine.py --full --device cuda --modes fp32,bf16_cl,compile --repeat 2 \
+        --json "$OUT/engine.json"
+fi
+
+echo "== demo on $DEVICE"
+DEMO=(--set "train.device=$DEVICE" --set "output=$OUT/runs")
+if [ "$SMOKE" = 1 ]; then
+    DEMO+=(--set "train.seeds=[0]" --set train.standard_epochs=1 --set train.cycles=1
+           --set train.ada_epochs=1 --set "data.params.n_subjects=6"
+           --set "data.preprocess.size=[32, 32]" --set mask.params.size=4
+           --set "evaluate=[]")
+fi
+start=$(date +%s.%N)
+"$PY" -c "import sys; from ada_core.cli import main; sys.exit(main())" compare configs/demo.toml \
+    --quiet "${DEMO[@]}" 2>&1 | tail -30
+end=$(date +%s.%N)
+"$PY" bench/gpu_check.py demo "$OUT/runs/demo" "$OUT/demo.json"
+"$PY" -c "import sys; print(f'demo wall {float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" "$start" "$end"
+
+echo "== $OUT/gpu_check.json"
+"$PY" bench/gpu_check.py merge "$OUT"

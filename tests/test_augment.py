@@ -269,3 +269,44 @@ def test_cuda_matches_cpu():
     ci, cm = apply_params(img, msk, params.to("cpu"))
     torch.testing.assert_close(gi.cpu(), ci, atol=1e-4, rtol=0)
     assert (gm.cpu() != cm).float().mean() < 0.01
+
+
+def _previous_sample_params(cfg, b, size, gen):
+    """The implementation before the elastic field was computed only where drawn: every
+    sample's noise blurred, then multiplied by 0 or alpha (kept here as the reference)."""
+    h, w = size
+    draws = [torch.rand(n, generator=gen) for n in (b, b, 2 * b, b, b, b)]
+    elastic_on = torch.rand(b, generator=gen) < cfg.p_elastic
+    noise = torch.rand(b, 2, h, w, generator=gen).mul_(2).sub_(1)
+    disp = gaussian_blur(noise, cfg.elastic_sigma)
+    disp.mul_((elastic_on * cfg.elastic_alpha).view(-1, 1, 1, 1))
+    return draws, disp
+
+
+@pytest.mark.parametrize("p_elastic", [0.1, 0.5, 1.0])
+def test_elastic_only_where_drawn_is_bit_identical_to_blurring_every_sample(p_elastic):
+    cfg = AugmentConfig(p_elastic=p_elastic)
+    images = torch.rand(16, 1, 40, 48, generator=torch.Generator().manual_seed(9))
+    masks = (images > 0.5).float()
+    for seed in range(6):
+        params = sample_params(cfg, 16, (40, 48), torch.Generator().manual_seed(seed))
+        _, ref = _previous_sample_params(cfg, 16, (40, 48), torch.Generator().manual_seed(seed))
+        if params.displacement is None:  # no sample drew it: the old field was all zeros
+            assert not ref.any()
+            continue
+        assert torch.equal(params.displacement, ref)
+        # ...and the next draw of the stream is the same: the noise of every sample was drawn.
+        g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        sample_params(cfg, 16, (40, 48), g1)
+        _previous_sample_params(cfg, 16, (40, 48), g2)
+        assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+        out = apply_params(images, masks, params)
+        ref_params = AugmentParams(params.angle, params.shift, params.scale, params.intensity, ref)
+        for a, r in zip(out, apply_params(images, masks, ref_params), strict=True):
+            assert torch.equal(a, r)
+
+
+def test_no_sample_drawing_elastic_gives_no_field_and_the_identity_displacement():
+    cfg = AugmentConfig(p_elastic=1e-9)
+    params = sample_params(cfg, 8, (16, 16), torch.Generator().manual_seed(0))
+    assert params.displacement is None

@@ -99,6 +99,8 @@ GROUPS = {
         ("input_x_gradient", {"target": "all"}),
     ],
     "with the random control": [("random", {"seed": 2}), ("gradcam", {}), ("guided_backprop", {})],
+    # one layer feeds the other: the pass keeps the input as the leaf
+    "gradcam at two layers": [("gradcam", {"layer": "bottleneck"}), ("gradcam", {"layer": "decoder"})],
 }
 
 
@@ -241,6 +243,24 @@ def test_gradcam_on_tiny_model_equals_hook_formula(reg, model, batch):
     torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-7)
     default = reg.attributors.build("gradcam").attribute(model, images, masks)
     assert not torch.allclose(default, out), "layer override must change the explained layer"
+
+
+@pytest.mark.parametrize(("name", "upstream_backward"), [("gradcam", False), ("vanilla", True),
+                                                          ("guided_gradcam", True)])  # fmt: skip
+def test_gradcam_alone_stops_backward_at_its_layer(reg, model, batch, name, upstream_backward):
+    """GradCam reads only its layer's gradient: nothing before the layer is differentiated
+    (the input included); methods that read the input gradient still go all the way."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    calls = []
+    handle = first.register_full_backward_hook(lambda *a: calls.append(1))
+    try:
+        out = reg.attributors.build(name, {"layer": "decoder"} if "gradcam" in name else {}).attribute(
+            model, *batch)  # fmt: skip
+    finally:
+        handle.remove()
+    assert bool(calls) == upstream_backward
+    params = {"layer": "decoder"} if "gradcam" in name else {}
+    torch.testing.assert_close(out, captum_attribution(name, model, *batch, **params), rtol=1e-5, atol=1e-7)
 
 
 # -- batching, grouping and counters -----------------------------------------------------

@@ -10,6 +10,7 @@ actually run in ``forward``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Literal
 
@@ -59,13 +60,22 @@ class Pass:
         """Remove ``handle`` when the pass ends."""
         self._stack.enter_context(handle)
 
-    def capture(self, layers: dict[str, nn.Module]) -> dict[str, Tensor]:
-        """Outputs of ``layers`` (name -> module) in the coming forward, by name."""
+    def capture(self, layers: dict[str, nn.Module], *, leaf: bool = False) -> dict[str, Tensor]:
+        """Outputs of ``layers`` (name -> module) in the coming forward, by name.
+
+        With ``leaf``, each output is replaced by a detached copy that requires grad, so the
+        forward continues from it and a backward ends there (nothing upstream is computed).
+        """
         captured: dict[str, Tensor] = {}
+
+        def hook(module: nn.Module, inputs: object, output: object, name: str) -> object:
+            if leaf and isinstance(output, Tensor):
+                output = output.detach().requires_grad_(True)
+            captured[name] = output  # type: ignore[assignment]
+            return output
+
         for name, module in layers.items():
-            self.keep(
-                module.register_forward_hook(lambda m, i, o, n=name: captured.__setitem__(n, o))
-            )
+            self.keep(module.register_forward_hook(functools.partial(hook, name=name)))
         return captured
 
     def switch_relus(self) -> None:

@@ -81,6 +81,8 @@ class GradientAttributor(Attributor):
     rules: ClassVar[tuple[ReluRule, ...]] = ("plain",)
     #: Whether the method reads a layer (``config.layer``) of the model.
     uses_layer: ClassVar[bool] = False
+    #: Whether :meth:`_combine` reads an input gradient (GradCam reads only its layer's).
+    uses_input_grad: ClassVar[bool] = True
 
     @property
     def owner(self) -> str:
@@ -176,8 +178,12 @@ def shared_pass(
     with attribution_pass(model, owner, guided=guided) as p:
         if set(rules) - {"plain"}:
             p.switch_relus()
-        captured = p.capture(needed)
-        x = images.detach().requires_grad_(True)
+        # Only a layer's gradient is wanted (GradCam alone): the layer's output becomes the
+        # graph's leaf, so the input is not differentiated and backward stops at the layer.
+        # With several layers one may feed another, so the input stays the leaf.
+        with_input = any(a.uses_input_grad for a in members) or len(needed) != 1
+        captured = p.capture(needed, leaf=not with_input)
+        x = images.detach().requires_grad_(with_input)
         with autocast(images, cfg.amp):
             scores, fallback = target_scores(model(x), masks, cfg.target, cfg.threshold)
         acts = {n: check_layer_output(captured.get(n), n, owner) for n in needed}
@@ -185,11 +191,12 @@ def shared_pass(
         total = scores.sum()
         for k, rule in enumerate(rules):
             p.rule = rule
-            wrt = [x] + (list(acts.values()) if rule == "plain" else [])
+            wrt = ([x] if with_input else []) + (list(acts.values()) if rule == "plain" else [])
             grads = torch.autograd.grad(total, wrt, retain_graph=k < len(rules) - 1)
-            shared.input_grads[rule] = grads[0]
+            if with_input:
+                shared.input_grads[rule], grads = grads[0], grads[1:]
             if rule == "plain":
-                shared.layer_grads = dict(zip(acts, grads[1:]))
+                shared.layer_grads = dict(zip(acts, grads))
     return [
         a._finish(fallback, a._combine(shared, layer[0] if layer else ""))
         for a, layer in zip(members, layers)

@@ -37,6 +37,7 @@ class GradCamAttributor(GradientAttributor):
     Config: ClassVar[type[GradCamConfig]] = GradCamConfig
     config: GradCamConfig
     uses_layer: ClassVar[bool] = True
+    uses_input_grad: ClassVar[bool] = False
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         size = tuple(shared.inputs.shape[2:])
@@ -53,6 +54,7 @@ class GuidedGradCamAttributor(GradCamAttributor):
 
     name = "guided_gradcam"
     rules: ClassVar[tuple[ReluRule, ...]] = ("plain", "guided")
+    uses_input_grad: ClassVar[bool] = True
 
     def _combine(self, shared: SharedPass, layer: str) -> Tensor:
         return shared.input_grads["guided"] * super()._combine(shared, layer)
