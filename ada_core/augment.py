@@ -221,7 +221,7 @@ def sample_params(
         # Every sample's noise is drawn, so the stream (and the next batch) does not depend on
         # which samples drew the deformation; only theirs is blurred (most of the cost).
         noise = torch.rand(batch, 2, h, w, generator=generator, device=device)
-        if device.type == "cuda":
+        if not _picks_rows(device):
             # On a GPU the whole batch costs less than the host sync that picking rows needs.
             displacement = gaussian_blur(noise.mul_(2).sub_(1), config.elastic_sigma)
             displacement.mul_((elastic_on * config.elastic_alpha).view(-1, 1, 1, 1))
@@ -232,6 +232,12 @@ def sample_params(
                 field.mul_(config.elastic_alpha)
                 displacement = torch.zeros_like(noise).index_copy_(0, rows, field)
     return AugmentParams(angle, shift, scale, intensity, displacement)
+
+
+def _picks_rows(device: torch.device) -> bool:
+    """Whether the elastic field is blurred only for the samples that draw it: on the CPU
+    (picking the rows is a plain host read there); a GPU blurs the batch instead of syncing."""
+    return device.type == "cpu"
 
 
 def _sampling_grid(params: AugmentParams, h: int, w: int, device: torch.device) -> Tensor:

@@ -224,22 +224,22 @@ def _statistics(table, study: StudyRecord, sets: list[SetRecord], branches: list
                                  alpha=study.analysis.alpha,
                                  resolve={study.analysis.primary_metric: study.analysis.resolve,
                                           "*": study.analysis.resolve})  # fmt: skip
+    scores, fails = [], []
     if table is not None and done:
+        scores, fails = failing(person_scores(table, report_set))
         have = {(e.branch, e.set, e.metric) for e in (stats.estimates if stats else ())}
         labels = [b.label for b in done]
         for set_ in (s.name for s in sets):  # every set estimated, convergence sets too
             on_set = set(table["branch"][table["set"] == set_].tolist())
             todo = [b for b in labels if b in on_set
                     and any((b, set_, m) not in have for m in table.metrics)]
+            metrics = [m for m in table.metrics if any((b, set_, m) not in have for b in todo)]
             if todo:
                 found = study_statistics(table, branches=todo, sets=[set_], changes=changes,
-                                         metrics=list(table.metrics),
+                                         metrics=metrics,
                                          n_boot=min(n_boot, 500)).estimates  # fmt: skip
                 others += [e for e in found if (e.branch, e.set, e.metric) not in have]
     missing = [b.label for b in branches if b.status != "done"]
-    scores, fails = [], []
-    if table is not None and done:
-        scores, fails = failing(person_scores(table, report_set))
     if stats is not None:
         said = verdict(stats, titles=titles, missing=missing, planted=study.analysis.planted,
                        notes=fails, no_primary=why)  # fmt: skip

@@ -199,6 +199,16 @@ class PersonMeans:
     n_undefined: np.ndarray
 
 
+def _nan_mean(code: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of ``code``: the mean of the defined (non-NaN) values, NaN where none is, and
+    the number of defined values."""
+    ok = ~np.isnan(values)
+    n_ok = np.bincount(code, weights=ok)
+    total = np.bincount(code, weights=np.where(ok, values, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_ok > 0, total / n_ok, np.nan), n_ok
+
+
 def _check_name(kind: str, name: str, valid, source: str) -> None:
     if name not in valid:
         raise InputError(f"{source}: unknown {kind} {name!r}. " + suggest(name, valid))
@@ -225,17 +235,8 @@ def person_means(table: Table, set: str, metrics) -> dict[str, PersonMeans]:
     n_subjects = np.bincount(pers_of_subj).astype(np.int64)
     out = {}
     for metric in metrics:
-        values = table[metric][rows]
-        ok = ~np.isnan(values)
-        n_ok = np.bincount(subj, weights=ok)
-        total = np.bincount(subj, weights=np.where(ok, values, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s_mean = np.where(n_ok > 0, total / n_ok, np.nan)
-        s_ok = ~np.isnan(s_mean)
-        p_n = np.bincount(pers_of_subj, weights=s_ok)
-        p_total = np.bincount(pers_of_subj, weights=np.where(s_ok, s_mean, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(p_n > 0, p_total / p_n, np.nan)
+        s_mean, n_ok = _nan_mean(subj, table[metric][rows])  # each scan's slice mean
+        mean, _ = _nan_mean(pers_of_subj, s_mean)  # each person's mean over its scans
         undefined = np.bincount(pers_of_subj, weights=n_slices_s - n_ok).astype(np.int64)
         out[metric] = PersonMeans(set=set, metric=metric, **keys, mean=mean,
                                   n_subjects=n_subjects, n_slices=n_slices,
@@ -285,12 +286,7 @@ def subject_means_many(table: Table, set: str, metrics) -> dict[str, SubjectMean
     n = np.bincount(code)
     out = {}
     for metric in metrics:
-        values = table[metric][rows]
-        ok = ~np.isnan(values)
-        n_ok = np.bincount(code, weights=ok)
-        total = np.bincount(code, weights=np.where(ok, values, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n_ok > 0, total / n_ok, np.nan)
+        mean, n_ok = _nan_mean(code, table[metric][rows])
         out[metric] = SubjectMeans(set=set, metric=metric, **keys, mean=mean,
                                    n_slices=n.astype(np.int64),
                                    n_undefined=(n - n_ok).astype(np.int64))
