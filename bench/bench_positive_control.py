@@ -15,6 +15,18 @@ what the verdict should find. The same is printed for the real attributor (gradc
 It prints one JSON object per line (one per condition and comparison, with every per-seed
 difference), then a table. Run folders are kept under ``--out``; a second call with the same
 seeds reuses the finished jobs (``resume``).
+
+``--per-set S`` also measures the verdict end to end: the seeds are cut into disjoint sets of
+S (seeds 0-49 with S = 5: ten seed sets), and each set gets the statistics and verdict the
+shipped study would print had it listed those seeds (``aggregate.reanalyse``: a job is one
+seed of one branch and does not depend on the other seeds listed, so this equals running
+``ada compare`` once per seed set). Planted: the verdict finds the effect when, in the primary
+family, the oracle beats every control (positive difference, significant after the study's
+Holm correction) and the first sentence says so. Null: a claim is any significant primary
+comparison or a significant omnibus F. Rates come with Clopper-Pearson 95% intervals
+(scipy.stats.binomtest).
+
+    python bench/bench_positive_control.py --seeds 0-49 --per-set 5      # the shipped study
 """
 
 from __future__ import annotations
@@ -72,16 +84,50 @@ def run_condition(name: str, seeds: list[int], out: Path) -> tuple[Path, float]:
     return result.run_dir / "results.csv", time.perf_counter() - start
 
 
+def verdict_outcomes(run_dir: Path, seeds: list[int], per_set: int) -> list[dict]:
+    """Per disjoint seed set: what the study's own verdict decides (see the module docstring)."""
+    from ada_core.engine.aggregate import reanalyse
+
+    out = []
+    for i in range(len(seeds) // per_set):
+        block = seeds[i * per_set:(i + 1) * per_set]
+        st, said = reanalyse(run_dir, block)
+        primary = st.family("primary") if st is not None else []
+        oracle = [c for c in primary if c.branch == "oracle"]
+        found = bool(oracle) and all(c.significant and c.diff > 0 for c in oracle)
+        first = said.opening[0]
+        named = first.count("oracle beats ") == len(oracle)  # one clause per control
+        claims = [f"{c.branch} - {c.control}" for c in primary if c.significant]
+        omni = st.omnibus if st is not None else None
+        out.append({"seeds": block, "found": found and named, "claims": claims,
+                    "omnibus_p": None if omni is None else omni.p,
+                    "omnibus_significant": bool(omni is not None and omni.significant),
+                    "oracle": {c.control: {"diff": c.diff, "p_holm": c.p_holm} for c in oracle},
+                    "first_sentence": first})  # fmt: skip
+    return out
+
+
+def rate(k: int, n: int) -> str:
+    ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{k}/{n} = {k / n:.0%} (95% CI {ci.low:.0%} to {ci.high:.0%})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0-9", help="seeds, e.g. 0-9 or 0,2,4 (default 0-9)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-positive-control"))
     ap.add_argument("--conditions", default="planted,null", help="planted, null or both")
+    ap.add_argument("--per-set", type=int, default=0,
+                    help="also score the verdict of disjoint seed sets of this size (0: no)")
     args = ap.parse_args()
     seeds = seed_list(args.seeds)
-    rows = []
+    rows, verdicts = [], {}
     for cond in args.conditions.split(","):
         results, seconds = run_condition(cond, seeds, args.out)
+        if args.per_set:
+            verdicts[cond] = verdict_outcomes(results.parent, seeds, args.per_set)
+            for v in verdicts[cond]:
+                print(json.dumps({"condition": cond, **v}))
         means = subject_means(results, SET)
         for branch in sorted({b for _, b in means}):
             vals = [means[(s, branch)] for s in seeds]
@@ -103,6 +149,16 @@ def main() -> None:
     for cond in dict.fromkeys(r["condition"] for r in rows):
         secs = next(r["seconds"] for r in rows if r["condition"] == cond)
         print(f"{cond}: {len(seeds)} seeds in {secs:.0f} s")
+    for cond, vs in verdicts.items():
+        n = len(vs)
+        if cond == "planted":
+            print(f"planted: the verdict finds the effect in {rate(sum(v['found'] for v in vs), n)}"
+                  f" of {n} disjoint sets of {args.per_set} seeds")  # fmt: skip
+        else:
+            prim = sum(bool(v["claims"]) for v in vs)
+            anyc = sum(bool(v["claims"]) or v["omnibus_significant"] for v in vs)
+            print(f"null: a primary claim in {rate(prim, n)}; any claim (primary or omnibus) in "
+                  f"{rate(anyc, n)} of {n} disjoint sets of {args.per_set} seeds")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def test_the_null_config_is_the_planted_one_with_the_cue_off():
     for cfg in (planted, null):
         cfg.pop("name")
         cfg["data"]["params"].pop("context_cue")
-    planted["data"]["params"].pop("cue_probability")  # refused where there is no cue
+    for key in ("cue_probability", "cue_radius_mm"):  # refused where there is no cue
+        planted["data"]["params"].pop(key)
     assert planted == null
     names = [a["name"] if isinstance(a, dict) else a for a in planted["attributors"]]
     assert {"oracle", "random", "none"} <= set(names) and len(names) > 3  # and a real method

@@ -13,9 +13,11 @@ what is missing and why.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ada_core.engine.text import format_summary
@@ -45,10 +47,10 @@ from ada_core.runfolder import (
     write_summary,
 )
 from ada_core.engine.persons import failing, person_scores
-from ada_core.stats import PrimaryEndpoint, read_table, study_statistics
+from ada_core.stats import PrimaryEndpoint, StudyStatistics, read_table, study_statistics
 from ada_core.verdict import Verdict, verdict
 
-__all__ = ["AggregateResult", "aggregate", "convergence"]
+__all__ = ["AggregateResult", "aggregate", "convergence", "reanalyse"]
 
 #: Metrics compared between branches (the secondary family); every metric is estimated.
 COMPARED = ("dsc", "hsd", "fail")
@@ -178,7 +180,8 @@ def _branches(study: StudyRecord, jobs: list[JobRecord]) -> tuple[list[BranchRec
         if note:
             missing.append(f"{label}: {note}")
         branches.append(BranchRecord(label=label, method=method, title=title, kind=kind,
-                                     control=control, status=status, replicates_done=ok,
+                                     control=control, planted=label in study.analysis.planted,
+                                     status=status, replicates_done=ok,
                                      replicates=len(mine), note=note))  # fmt: skip
     return branches, missing
 
@@ -294,3 +297,33 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     text = format_summary(summary)
     write_summary(layout, summary, text)
     return AggregateResult(summary, text)
+
+
+def reanalyse(run_dir: Path, seeds: Sequence[int], *, n_boot: int = 2000) -> tuple[StudyStatistics | None, Verdict]:
+    """The statistics and verdict the study would give had it run only ``seeds``; writes nothing.
+
+    A job is one seed (and fold) of one branch, and its rows do not depend on which other seeds
+    the study lists, so this is what ``ada compare`` prints for a config listing ``seeds``
+    (bench/bench_positive_control.py uses it to score many seed sets from one run). It reads
+    the run's last ``results.csv``: run ``ada aggregate`` first if jobs finished since.
+
+    Raises:
+        DataError: not a run folder, no results.csv yet, or a seed the run does not hold.
+    """
+    layout = RunLayout(Path(run_dir))
+    if not layout.study.is_file() or not layout.results.is_file():
+        raise DataError(f"{layout.root}: no study.json or results.csv; run `ada compare` first")
+    study = read_record(layout.study, StudyRecord)
+    wanted = [int(s) for s in seeds]
+    unknown = sorted(set(wanted) - set(study.seeds))
+    if unknown or len(set(wanted)) != len(wanted):
+        raise DataError(f"{layout.root}: seeds {wanted} are not distinct seeds of the run "
+                        f"(it holds {study.seeds})")  # fmt: skip
+    kept = [j for j in study.jobs if j.seed in wanted]
+    jobs = [_job_record(layout, j)[0] for j in kept]
+    branches, _ = _branches(study, jobs)
+    table = read_table(layout.results)
+    table = table.subset(np.isin(table["seed"], wanted))
+    sets = _sets(table)
+    _, stats, _, said, _ = _statistics(table, study, sets, branches, n_boot)
+    return stats, said

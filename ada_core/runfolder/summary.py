@@ -78,6 +78,8 @@ class BranchRecord(BaseModel):
     kind: Literal["standard", "ada", "control"]
     control: bool = Field(description="A control (keep-training, or an attributor declaring "
                           "control).")
+    planted: bool = Field(False, description="A planted-effect control: its method knows the "
+                          "answer (e.g. the phantom's oracle); not an interpretability method.")
     status: Literal["done", "partial", "failed", "missing"]
     replicates_done: int
     replicates: int
