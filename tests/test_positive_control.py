@@ -2,12 +2,14 @@
 
 configs/positive-control.toml plants a shortcut (a context cue that says where a faint,
 moving GM is) and contains the ``oracle``, whose saliency is the cue itself. This runs a smaller
-version (two fixed seeds, no gradcam branch) and requires, from ``results.csv`` alone, that the
-oracle's DSC on unseen persons without the cue exceeds random's and none's by a clear margin in
-each seed. The seeds are fixed and shown by bench/bench_positive_control.py to carry the effect
-(seed 1: oracle - random +18.8, oracle - none +38.4 points; seed 3: +42.5, +27.0), so the test
-is deterministic; over 10 seeds the bench measures +20.6 and +14.9 on average, with every seed
-positive.
+version (three fixed seeds, no gradcam branch) and requires the study's own verdict to open
+with the planted effect: the oracle beats random and none on unseen persons without the cue,
+after Holm's correction, in its first sentence, which says it is a positive control. From
+``results.csv`` alone it also requires the effect in each seed by a clear margin. The seeds are
+fixed and were shown (by the runs behind bench/bench_positive_control.py) to carry the effect:
+seeds 0, 2, 4 give oracle - random +40.7, +41.8, +45.9 and oracle - none +36.0, +41.8, +47.1
+points, and their verdict finds both (Holm p < 0.001 and 0.006), so the test is deterministic.
+Not every seed set does: the end-to-end detection rate is the bench's (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import ada_core
 from conftest import REPO
 
 CONFIGS = REPO / "configs"
-SEEDS = [1, 3]
-#: DSC points the oracle must win by, per seed (the bench's smallest per-seed effect at these
-#: seeds is 18.8; a model that learned nothing from the erasing shows about 0).
+SEEDS = [0, 2, 4]
+#: DSC points the oracle must win by, per seed (the smallest per-seed effect at these seeds is
+#: 36.0; a model that learned nothing from the erasing shows about 0).
 MARGIN = 10.0
 
 
@@ -47,13 +49,20 @@ def test_the_null_config_is_the_planted_one_with_the_cue_off():
     assert len(planted["train"]["seeds"]) >= 3
 
 
-def test_the_oracle_wins_where_the_cue_is_missing(tmp_path):
+def test_the_verdict_finds_the_planted_effect(tmp_path):
     result = ada_core.run(CONFIGS / "positive-control.toml", [
         f"output={tmp_path}", f"train.seeds={SEEDS}",
-        'attributors=[{name = "oracle", params = {spacing = 0.5}}, "random", "none"]',
+        'attributors=[{name = "oracle", params = {spacing = 0.5, cue_radius_mm = 1.5}}, "random", "none"]',
     ], quiet=True, report=False)  # fmt: skip
     assert result.ok, result.failed
-    results = result.load().results
+    run = result.load()
+    first = run.summary.verdict.opening[0]
+    assert first.startswith("Positive control (a planted effect): "), first
+    assert "oracle beats random erasing (random) by +" in first, first
+    assert "oracle beats longer training without ADA (none) by +" in first, first
+    assert [b.label for b in run.summary.branches if b.planted] == ["oracle"]
+    assert any("planted-effect study" in c for c in run.summary.verdict.caveats)
+    results = run.results
     no_cue = _subject_means(results, "unseen_no_cue")
     cued = _subject_means(results, "test")
     for seed in SEEDS:
