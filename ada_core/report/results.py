@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from ada_core.quantities import FAILING_FLOOR
 from ada_core.runfolder import RunSummary, SetRecord
 from ada_core.report._format import (
     CHANGE_SETS,
@@ -26,8 +25,7 @@ from ada_core.report._format import (
 from ada_core.report.tables import Cell, Table
 from ada_core.stats import Estimate
 
-__all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table",
-           "persons_table"]
+__all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table"]
 
 _CSV_QUANTITIES = ("mean", "ci_low", "ci_high", "n_persons", "n_undefined")
 
@@ -248,9 +246,9 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
 
 
 def iou_table(summary: RunSummary) -> Table | None:
-    """The IoU matrix of Figure 4 as a table."""
+    """The IoU matrix of Figure 4 as a table; None with fewer than two methods (no pair)."""
     iou = summary.iou
-    if iou is None or not iou.names:
+    if iou is None or len(iou.names) < 2:
         return None
     rows = tuple((Cell(a, numeric=False), *(Cell(fmt(v)) for v in row))
                  for a, row in zip(iou.names, iou.matrix, strict=True))  # fmt: skip
@@ -279,54 +277,3 @@ def branch_table(summary: RunSummary) -> Table:
                  ("branch", "method", "kind", "status", "replicates done", "what is missing"),
                  tuple(rows), ("label", "method", "kind", "control", "status", "replicates_done",
                                "replicates", "note"), tuple(csv_rows), "not finished")  # fmt: skip
-
-
-def persons_table(summary: RunSummary) -> Table | None:
-    """Every person: site, fold, part, scans and slices, and its DSC per branch on the report
-    set (mean over seeds +- their SD). Bold: a person that fails in every branch."""
-    if not summary.persons:
-        return None
-    scores = {(sc.fold, sc.person, sc.branch): sc for sc in summary.person_scores}
-    branches = [b.label for b in summary.branches
-                if any(sc.branch == b.label for sc in summary.person_scores)]  # fmt: skip
-    failing = {(sc.fold, sc.person) for sc in summary.person_scores if sc.failing}
-    rows, csv_rows = [], []
-    for fold, parts in summary.persons.items():
-        for part in ("train", "val", "test"):
-            for p in parts.get(part, []):
-                bad = (fold, p.person) in failing
-                cells = [Cell(p.person, numeric=False, strong=bad,
-                              note="fails in every branch" if bad else ""),
-                         Cell(", ".join(p.sites), numeric=False), Cell(fold or "\u2013",
-                         numeric=False), Cell(part, numeric=False), Cell(str(len(p.subjects))),
-                         Cell(str(p.slices))]  # fmt: skip
-                vals = []
-                for b in branches:
-                    sc = scores.get((fold, p.person, b))
-                    if sc is None or sc.mean is None:
-                        why = "not on the report set" if sc is None else "undefined in every seed"
-                        cells.append(Cell("\u2013", note=why))
-                        vals.append(None)
-                        continue
-                    sd = "" if sc.sd is None else f" \u00b1 {fmt(sc.sd)}"
-                    cells.append(Cell(f"{fmt(sc.mean)}{sd}", strong=bad))
-                    vals.append(sc.mean)
-                rows.append(tuple(cells))
-                csv_rows.append((p.person, ";".join(p.sites), fold, part, len(p.subjects),
-                                 p.slices, bad, *vals))  # fmt: skip
-    n_test = sum(len(parts.get("test", [])) for parts in summary.persons.values())
-    set_ = summary.report_set
-    caption = (
-        f"Every person of the study with its part in each fold ({n_test} on the report set "
-        f"'{set_}'), its scans (sessions, raters) and slices.",
-        f"Per branch: DSC (%) of the person on '{set_}', the mean over seeds of its person mean, "
-        "\u00b1 the SD over seeds.",
-        f"Bold: a person that fails in every branch (DSC below {FAILING_FLOOR:g} or below half the other "
-        "persons' median in each branch); the verdict names it.",
-    )
-    return Table("persons", "Persons and sites", caption,
-                 ("person", "site", "fold", "part", "scans", "slices", *branches), tuple(rows),
-                 ("person", "sites", "fold", "part", "scans", "slices", "failing",
-                  *(f"dsc_{b}" for b in branches)), tuple(csv_rows),
-                 "fails in every branch")  # fmt: skip
-
