@@ -148,6 +148,8 @@ class PageTable:
     key: str
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, bool]]] = field(default_factory=list)
+    head_rows: list[list[str]] = field(default_factory=list)  # every row of <thead>
+    classes: list[list[str]] = field(default_factory=list)  # per body row, each cell's class
     caption: str = ""
     links: dict[str, tuple[str, str]] = field(default_factory=dict)  # text -> (download, href)
 
@@ -178,10 +180,15 @@ class _Parser(HTMLParser):
             self.images.append(a.get("src", ""))
         if tag == "table":
             self._t = PageTable(a["data-key"])
+            self._head = False
+        elif self._t is not None and tag == "thead":
+            self._head = True
         elif self._t is not None and tag == "tr":
             self._row: list[tuple[str, bool]] = []
+            self._classes: list[str] = []
         elif self._t is not None and tag in ("td", "th"):
             self._cell, self._strong = [], False
+            self._classes.append(a.get("class") or "")
         elif self._cell is not None and tag == "strong":
             self._strong = True
         elif tag == "p" and self._last is not None and a.get("class") in ("caption", "downloads"):
@@ -194,12 +201,16 @@ class _Parser(HTMLParser):
             text = " ".join("".join(self._cell).split())
             self._row.append((text, self._strong))
             self._cell = None
+        elif self._t is not None and tag == "thead":
+            self._head = False
         elif self._t is not None and tag == "tr":
             if self._row and all(c is not None for c in self._row):
-                if not self._t.header:
-                    self._t.header = [c[0] for c in self._row]
+                if self._head:
+                    self._t.head_rows.append([c[0] for c in self._row])
+                    self._t.header = self._t.head_rows[-1]
                 else:
                     self._t.rows.append(self._row)
+                    self._t.classes.append(self._classes)
         elif tag == "table" and self._t is not None:
             self.tables[self._t.key] = self._last = self._t
             self._t = None

@@ -75,25 +75,25 @@ class MatrixPanel:
 def short_reason(c: Comparison) -> str:
     """Why ``c`` has no p value (or no difference), in a few words; '' when tested."""
     if c.diff is None:
-        return "undefined for every person in some seed"
+        return "undefined"
     if c.p is not None:
         return ""
     if c.n_seeds == 1 and c.n_persons == 1:
-        return "1 seed × 1 person: no variance"
+        return "1 seed \u00d7 1 person"
     if c.ci is None:
-        return "no variation between persons or seeds"
+        return "no variation"
     if c.n_seeds == 1:
-        return "1 seed: seed-to-seed variation unknown"
+        return "1 seed"
     if c.n_persons == 1:
         return "1 person"
-    return c.note or "not tested"
+    return "not tested"
 
 
 def _cell(c: Comparison | None, flip: bool, missing: str) -> MatrixCell:
     if c is None:
         return MatrixCell("", "", "na", why=f"n/a: {missing}")
     if c.diff is None:
-        return MatrixCell("", "", "na", why=f"n/a: {short_reason(c)}", title=c.note)
+        return MatrixCell("", "", "na", why=f"n/a: {c.note or short_reason(c)}", title=c.note)
     s = -1.0 if flip else 1.0
     diff = s * c.diff
     if c.ci is not None:
@@ -126,7 +126,7 @@ def _caption(cs: Sequence[Comparison], what: str) -> str:
     n = "; ".join(f"{s} seed{'s' if s != 1 else ''} × {p} person{'s' if p != 1 else ''}"
                   for s, p in ns)  # fmt: skip
     fam = ", ".join(f"{f} family of {k}" for f, k in fams) or "none tested"
-    untested = sorted({short_reason(c) for c in cs if c.p is None})
+    untested = sorted({c.note or short_reason(c) for c in cs if c.p is None and c.diff is not None})
     text = (f"Each cell: {what}, the mean paired difference (paired by seed and person; "
             f"positive = the row is better; for HSD the column's minus the row's) with its "
             f"{_level(cs)} CI; n = {n}. ★: survives Holm's correction in its family ({fam}).")

@@ -22,8 +22,9 @@ from ada_core.report._format import (
     set_title,
     unit,
 )
+from ada_core.report.matrix import short_reason
 from ada_core.report.tables import Cell, Table
-from ada_core.stats import Estimate
+from ada_core.stats import Comparison, Estimate
 
 __all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table"]
 
@@ -62,10 +63,23 @@ def _why_no_ci(e: Estimate) -> str:
     return f"[n/a]: no interval could be computed ({e.interval})"
 
 
+def _no_ci(e: Estimate) -> str:
+    """Why ``e`` has no interval, in a few words (its note says it in full)."""
+    if e.mean is None:
+        return "undefined"
+    if "every person's" in e.note:
+        return "no variation"
+    if e.n_seeds == 1 and e.n_persons == 1:
+        return "1 seed \u00d7 1 person"
+    return "no interval"
+
+
 def _best(ests: Sequence[Estimate | None]) -> set[int]:
+    """The cells holding a column's best mean: only cells with an interval count (a value
+    without one is no evidence of anything), and a column where they all tie has none."""
     vals = [(i, round(e.mean, 2)) for i, e in enumerate(ests)
-            if e is not None and e.mean is not None]  # fmt: skip
-    if not vals:
+            if e is not None and e.mean is not None and e.ci is not None]  # fmt: skip
+    if not vals or (len(vals) > 1 and len({v for _, v in vals}) == 1):
         return set()
     hib = next(e for e in ests if e is not None).higher_is_better
     target = max(v for _, v in vals) if hib else min(v for _, v in vals)
@@ -87,10 +101,14 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
         csv_row: list[object] = [rec.name, label, ref.n_seeds, ref.n_persons, ref.n_slices]
         for j, e in enumerate(ests):
             if e is None:
-                cells.append(Cell("n/a", note="not estimated on this set"))
+                cells.append(Cell("n/a: not estimated", note="not estimated on this set"))
                 csv_row += [None] * 5
                 continue
-            text = fmt(e.mean) + (f" {fmt_ci(e.ci.low, e.ci.high)}" if e.ci else " [n/a]")
+            if e.mean is None:
+                text = "n/a: undefined on every slice"
+            else:
+                text = fmt(e.mean) + (f" {fmt_ci(e.ci.low, e.ci.high)}" if e.ci else
+                                      f" [n/a: {_no_ci(e)}]")  # fmt: skip
             note = e.note or ("" if e.ci or e.mean is None else _why_no_ci(e))
             if (e.n_seeds, e.n_persons) != (ref.n_seeds, ref.n_persons):
                 text += " \u2020"
@@ -104,7 +122,8 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
         hsd = ests[metrics.index("hsd")] if "hsd" in metrics else None
         cells += [Cell(_n(ref.n_seeds, ref.n_persons)), Cell(str(ref.n_slices))]
         if "hsd" in metrics:
-            cells.append(Cell("n/a" if hsd is None else f"{hsd.n_undefined} of {hsd.n_slices}"))
+            cells.append(Cell("n/a: HSD not estimated" if hsd is None else
+                              f"{hsd.n_undefined} of {hsd.n_slices}"))  # fmt: skip
         rows.append(tuple(cells))
         csv_rows.append(tuple(csv_row))
     header = ["branch", *(metric_header(m, rec.name) for m in metrics), "seeds \u00d7 persons",
@@ -131,7 +150,9 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
     caption += [_sentence(f"{n.rstrip('.')} ({', '.join(who)})") for n, who in notes.items()]
     title = set_title(rec.name) + (" (reported set)" if rec.name == summary.report_set else "")
     return Table(f"estimates-{rec.name}", title, tuple(caption), tuple(header), tuple(rows),
-                 tuple(csv_header), tuple(csv_rows), "the best value of each column")  # fmt: skip
+                 tuple(csv_header), tuple(csv_rows),
+                 "the best value of each column among the cells with an interval (none where "
+                 "they all tie)")  # fmt: skip
 
 
 def estimate_tables(summary: RunSummary) -> list[Table]:
@@ -141,6 +162,14 @@ def estimate_tables(summary: RunSummary) -> list[Table]:
     names = ordered_sets(summary, list(by_name))
     tables = [_estimate_table(summary, by_name[n], index) for n in names]
     return [t for t in tables if t is not None]
+
+
+def _why_no_seeds(c: Comparison) -> str:
+    if c.needed_note.startswith("seeds alone"):
+        return "n/a: seeds alone cannot"
+    if c.needed_note.startswith("more than"):
+        return "n/a: > 10000"
+    return f"n/a: {short_reason(c) or 'not projected'}"
 
 
 def comparison_table(summary: RunSummary) -> Table | None:
@@ -156,7 +185,11 @@ def comparison_table(summary: RunSummary) -> Table | None:
     for c in cs:
         sig = holm_significant(c)
         diff = fmt(c.diff, signed=True) + (f" {fmt_ci(c.ci.low, c.ci.high)}" if c.ci else "")
-        need = str(c.seeds_needed) if c.seeds_needed is not None else "n/a"
+        why = short_reason(c)
+        na = f"n/a: {why or 'not computed'}"
+        need = str(c.seeds_needed) if c.seeds_needed is not None else _why_no_seeds(c)
+        dz = fmt(c.effect_size) if c.effect_size is not None else \
+            ("n/a: < 3 persons" if c.n_persons < 3 else na if why else "n/a: no variation")
         for n in (c.note, c.needed_note):
             if n:
                 notes[n] = None
@@ -166,10 +199,10 @@ def comparison_table(summary: RunSummary) -> Table | None:
             Cell(f"{c.metric.upper()} ({unit(c.metric)})", numeric=False),
             Cell(f"{first} \u2212 {second}", numeric=False, note=c.orientation),
             Cell(diff, strong=sig, note=c.note),
-            Cell(fmt_p(c.p)),
-            Cell(fmt_p(c.p_holm), strong=sig),
-            Cell(fmt(c.effect_size)),
-            Cell(fmt(c.mde)),
+            Cell(fmt_p(c.p) if c.p is not None else na, note=c.note),
+            Cell(fmt_p(c.p_holm) if c.p_holm is not None else na, strong=sig),
+            Cell(dz),
+            Cell(fmt(c.mde) if c.mde is not None else na),
             Cell(need, note=c.needed_note),
             Cell(_n(c.n_seeds, c.n_persons)),
         ))
@@ -223,7 +256,7 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
         per = "; ".join(f"{n}: {'never' if h is None else h}"
                         for n, h in zip(names, rec.epochs_to_target, strict=False))  # fmt: skip
         mean = (fmt(sum(means) / len(means)) + (f" [{fmt(min(means))}, {fmt(max(means))}]"
-                if len(means) > 1 else "")) if means else "n/a"  # fmt: skip
+                if len(means) > 1 else "")) if means else "n/a: no ADA epoch recorded"  # fmt: skip
         rows.append((Cell(rec.label, numeric=False),
                      Cell(f"{len(hits)} of {len(rec.epochs_to_target)}"),
                      Cell(per, numeric=False), Cell(mean)))  # fmt: skip
