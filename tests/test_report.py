@@ -187,6 +187,68 @@ def test_comparison_table_matches_recomputed_differences(summary, results, page)
         assert row[9][0] == f"{len(seeds)} \u00d7 {len(keep)}"
 
 
+def _paired(results, set_, a, b, metric) -> float:
+    """Mean over seeds and persons of a's metric minus b's (positive = a better)."""
+    sign = 1 if HIB[metric] else -1
+    ma = subject_seed_means(results, set_, a, metric)
+    mb = subject_seed_means(results, set_, b, metric)
+    seeds = sorted({k[0] for k in ma})
+    subjects = sorted({k[1:] for k in ma})
+    keep = [s for s in subjects if all(not math.isnan(ma[(x, *s)] - mb[(x, *s)]) for x in seeds)]
+    return float(np.mean([[sign * (ma[(x, *s)] - mb[(x, *s)]) for s in keep] for x in seeds]))
+
+
+def test_comparison_matrix_cells_are_the_paired_differences(summary, results, page):
+    st = summary["statistics"]
+    methods = [b["label"] for b in summary["branches"] if b["kind"] == "ada" and not b["control"]]
+    controls = [b["label"] for b in summary["branches"] if b["control"]]
+    comps = {(c["branch"], c["control"], c["set"], c["metric"]): c for c in st["comparisons"]}
+    panels = [k for k in page.tables if k.startswith("matrix-")]
+    primary = st["primary"]["set"]
+    first = [f"matrix-{primary}"] + ([f"matrix-{primary}-pairs"] if len(methods) > 1 else [])
+    assert panels[: len(first)] == first
+    assert sorted(panels[len(first):]) == sorted(f"matrix-{s}" for s in st["sets"] if s != primary)
+    checked = 0
+    for key in panels:
+        t = page.tables[key]
+        pairs = key.endswith("-pairs")
+        set_ = primary if pairs else key.removeprefix("matrix-")
+        metrics = [st["primary"]["metric"]] if pairs else st["metrics"]
+        cols = methods if pairs else controls
+        assert [r[0][0] for r in t.rows] == methods
+        assert [h.removesuffix(" (primary)") for h in t.head_rows[1]] == cols * len(metrics)
+        for i, row in enumerate(t.rows):
+            a = row[0][0]
+            for j, (text, _) in enumerate(row[1:]):
+                metric, b = metrics[j // len(cols)], cols[j % len(cols)]
+                css = t.classes[i][j + 1]
+                if a == b:
+                    assert text == "—" and "mx-self" in css
+                    continue
+                c = comps.get((a, b, set_, metric)) or comps.get((b, a, set_, metric))
+                flip = (a, b, set_, metric) not in comps
+                if c is None or c["diff"] is None:
+                    assert re.fullmatch(r"n/a: \S.*", text) and "mx-na" in css, (key, text)
+                    continue
+                diff = _paired(results, set_, a, b, metric)
+                assert abs(diff - (-c["diff"] if flip else c["diff"])) < 1e-6
+                shown = nums(text)
+                assert close(shown[0], diff, 1), (key, a, b, metric, text)
+                sign = "zero" if round(diff, 1) == 0 else ("pos" if diff > 0 else "neg")
+                assert f"mx-{sign}" in css
+                if c["ci"] is not None:
+                    lo, hi = sorted((-c["ci"]["high"], -c["ci"]["low"]) if flip else (c["ci"]["low"], c["ci"]["high"]))
+                    assert close(shown[1], lo, 1) and close(shown[2], hi, 1)
+                    if sign != "zero":
+                        assert ("mx-strong" in css) == (lo > 0 or hi < 0), (key, text, css)
+                else:
+                    assert "no interval: " in text
+                sig = c["p_holm"] is not None and c["p_holm"] < c["alpha"]
+                assert ("\u2605" in text) == sig and ("mx-holm" in css) == sig
+                checked += 1
+    assert checked >= len(methods) * len(controls) * len(st["sets"])
+
+
 def test_convergence_and_iou_tables(summary, page):
     t = page.tables["convergence-table"]
     for rec in summary["convergence"]:

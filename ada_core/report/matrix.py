@@ -100,7 +100,7 @@ def _cell(c: Comparison | None, flip: bool, missing: str) -> MatrixCell:
         lo, hi = sorted((s * c.ci.low, s * c.ci.high))
         interval = f"[{fmt(lo, 1)}, {fmt(hi, 1)}]"
     else:
-        interval = "no interval"
+        interval = f"no interval: {short_reason(c) or c.note}"
     sign = "zero" if round(diff, 1) == 0 else ("pos" if diff > 0 else "neg")
     n = f"n = {c.n_seeds} seed(s) × {c.n_persons} person(s)"
     if c.p is not None:
