@@ -84,11 +84,32 @@ def study(root: Path) -> Path:
     return root / "runs" / "tiny"
 
 
+@cache
+def held_out_study(root: Path) -> Path:
+    """A 2-seed study with a held-out test part (2 persons), two methods and both controls,
+    as ``make demo`` has them (``ada compare``); its run folder."""
+    from studykit import ada_cli, tiny_config, write_config
+
+    root.mkdir(parents=True, exist_ok=True)
+    config = tiny_config(root / "runs", name="tiny-test", test=True, seeds=[0, 1], attributors=[
+        {"name": "gradcam"}, {"name": "vanilla"}, {"name": "random"}, {"name": "none"}])  # fmt: skip
+    path = write_config(config, root / "tiny-test.toml")
+    out = ada_cli("compare", str(path), "--quiet", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"ada compare failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return root / "runs" / "tiny-test"
+
+
 # ---------------------------------------------------------------------------- fixtures
 # Imported by the report test modules; `study` is cached, so the study runs once a session.
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Path:
     return study(tmp_path_factory.getbasetemp() / "report-study")
+
+
+@pytest.fixture(scope="session")
+def held_out_run(tmp_path_factory) -> Path:
+    return held_out_study(tmp_path_factory.getbasetemp() / "report-test-study")
 
 
 @pytest.fixture(scope="session")

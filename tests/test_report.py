@@ -32,6 +32,7 @@ from report_fixtures import (  # noqa: F401 - fixtures
     run,
     subject_seed_means,
     summary,
+    held_out_run,
 )
 
 from ada_core.cli import main
@@ -199,6 +200,18 @@ def _paired(results, set_, a, b, metric) -> float:
 
 
 def test_comparison_matrix_cells_are_the_paired_differences(summary, results, page):
+    check_matrix(summary, results, page)
+
+
+def test_comparison_matrix_with_two_methods_and_a_test_part(held_out_run):
+    summary = json.loads((held_out_run / "summary.json").read_text())
+    page = parse_page((held_out_run / "report.html").read_text(encoding="utf-8"))
+    assert summary["report_set"] == "test" and len(summary["statistics"]["branches"]) == 2
+    assert "matrix-test-pairs" in page.tables
+    check_matrix(summary, read_results(held_out_run / "results.csv"), page)
+
+
+def check_matrix(summary, results, page):
     st = summary["statistics"]
     methods = [b["label"] for b in summary["branches"] if b["kind"] == "ada" and not b["control"]]
     controls = [b["label"] for b in summary["branches"] if b["control"]]
