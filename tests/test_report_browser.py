@@ -32,6 +32,8 @@ _LAYOUT = """(() => {
     forest_scale: forest ? forest.getBoundingClientRect().width / forest.naturalWidth : null,
     table_text: [...document.querySelectorAll('table')].map(t => t.innerText).join('\\n'),
     page_width: document.documentElement.scrollWidth,
+    scrolled: [...document.querySelectorAll('.mx .scroll')].filter(e => e.scrollWidth > e.clientWidth + 1)
+              .map(e => e.parentElement.id),
     width: innerWidth, height: innerHeight,
     images: [...document.images].map(i => [i.complete, i.naturalWidth]),
   });
@@ -99,6 +101,7 @@ def test_report_loads_cleanly_with_the_answer_on_the_first_screen(chromium, run,
     assert lay["opening"] is not None and 0 <= lay["opening"]["top"] and lay["opening"]["bottom"] <= HEIGHT
     assert lay["matrix"] is not None and 0 <= lay["matrix"]["top"] and lay["matrix"]["bottom"] <= HEIGHT
     assert lay["matrix"]["right"] <= WIDTH
+    assert lay["scrolled"] == []  # every panel of the matrix whole at 1280 px, none scrolls
     assert lay["details"] and not any(lay["details"])  # per-set sentences start collapsed
     # the forest plot is shown at (nearly) its natural size: its 10 pt labels stay >= 11 px
     assert lay["forest_scale"] is not None and lay["forest_scale"] * 10 * 110 / 72 >= 11
