@@ -335,6 +335,33 @@ def test_verdict_opening_then_the_matrix_then_every_set_and_the_forest(summary, 
         assert all(str(escape(s)) in m[1] for s in d["sentences"])
 
 
+def test_ids_are_unique_and_every_link_lands(page_html):
+    ids = re.findall(r'\sid="([^"]+)"', page_html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for target in re.findall(r'href="#([^"]+)"', page_html):
+        assert target in ids, target
+
+
+def test_iou_of_one_method_says_why_without_a_table(run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    data = json.loads((copy / "summary.json").read_text())
+    assert data["iou"] is None or len(data["iou"]["names"]) >= 1
+    data["iou"] = {"names": ["gradcam"], "matrix": [[1.0]], "n_replicates": 2, "n_images": 4}
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    section = text[text.index('<section id="iou">'):text.index('<section id="positions">')]
+    assert "no IoU matrix" not in section and 'data-key="iou-table"' not in section
+    assert "at least two ADA branches; summary.json holds those of one (gradcam)" in section
+    data["iou"] = None
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    section = text[text.index('<section id="iou">'):text.index('<section id="positions">')]
+    assert "summary.json has no IoU matrix" in section and 'data-key="iou-table"' not in section
+
+
 def test_every_n_a_on_the_page_says_why_in_place(page):
     seen = 0
     for key, t in page.tables.items():

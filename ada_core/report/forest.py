@@ -107,9 +107,9 @@ def _caption(summary: RunSummary, rows, index) -> str:
         f"and person), oriented so that positive = the branch is better (for HSD: the "
         f"control's HSD minus the branch's), with its {stats.level:.0%} CI "
         f"({'; '.join(methods) or 'none computable'}). The vertical line marks no difference. "
-        f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "
-        f"{len(cs) - untested} tested; Holm family of {', '.join(map(str, family))}); grey "
-        f"open: not significant."
+        + (f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "
+           f"{len(cs) - untested} tested; Holm family of {', '.join(map(str, family))}); grey "
+           f"open: not significant." if len(cs) > untested else "None could be tested.")
     )
     if untested:
         text += f" {untested} without a p value (see the comparisons table)."

@@ -26,11 +26,11 @@ class MatrixCell:
 
     Attributes:
         diff: the signed difference ('+2.4'), or '' when there is none.
-        interval: '[−0.5, 5.3]', or why there is none ('no interval: ...').
+        interval: '[−0.5, 5.3]', or ''.
         sign: 'pos' (row better), 'neg', 'zero', or 'na' (no difference: see ``why``).
         excludes_zero: the interval excludes 0 (before any correction).
         holm: survives the Holm correction of its family.
-        why: why the cell has no number, or why it was not tested ('' when tested).
+        why: shown in place: why the cell has no number ('n/a: ...') or no interval.
         title: the tooltip: p, Holm p and family, n.
     """
 
@@ -96,11 +96,12 @@ def _cell(c: Comparison | None, flip: bool, missing: str) -> MatrixCell:
         return MatrixCell("", "", "na", why=f"n/a: {c.note or short_reason(c)}", title=c.note)
     s = -1.0 if flip else 1.0
     diff = s * c.diff
+    interval, why = "", ""
     if c.ci is not None:
         lo, hi = sorted((s * c.ci.low, s * c.ci.high))
         interval = f"[{fmt(lo, 1)}, {fmt(hi, 1)}]"
     else:
-        interval = f"no interval: {short_reason(c) or c.note}"
+        why = f"no interval: {short_reason(c) or c.note}"
     sign = "zero" if round(diff, 1) == 0 else ("pos" if diff > 0 else "neg")
     n = f"n = {c.n_seeds} seed(s) × {c.n_persons} person(s)"
     if c.p is not None:
@@ -110,7 +111,7 @@ def _cell(c: Comparison | None, flip: bool, missing: str) -> MatrixCell:
         title = f"no test: {c.note or short_reason(c)}; {n}"
     return MatrixCell(fmt(diff, 1, signed=True), interval, sign,
                       excludes_zero=c.ci is not None and c.ci.excludes(0.0), holm=c.significant,
-                      why=short_reason(c), title=title)  # fmt: skip
+                      why=why, title=title)  # fmt: skip
 
 
 def _missing(summary: RunSummary, label: str) -> str:

@@ -58,7 +58,7 @@ def persons_table(summary: RunSummary) -> Table | None:
         f"'{summary.report_set}'), its scans (sessions, raters) and slices; their scores are "
         "in the heat map below.",
     )
-    return Table("persons", "Persons and sites", caption,
+    return Table("persons", "Every person: site, part, scans", caption,
                  ("person", "site", "fold", "part", "scans", "slices", "flag"), tuple(rows),
                  ("person", "sites", "fold", "part", "scans", "slices", "failing"),
                  tuple(csv_rows), _FLAG)  # fmt: skip

@@ -147,7 +147,9 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
     absent = [m.upper() for m in METRICS if m not in metrics]
     if absent:
         caption.append(f"{', '.join(absent)} not estimated on this set.")
-    caption += [_sentence(f"{n.rstrip('.')} ({', '.join(who)})") for n, who in notes.items()]
+    n_cells = sum(e is not None for row in grid for e in row)
+    caption += [_sentence(f"{n.rstrip('.')} ({'every cell' if len(who) == n_cells else ', '.join(who)})")
+                for n, who in notes.items()]  # fmt: skip
     title = set_title(rec.name) + (" (reported set)" if rec.name == summary.report_set else "")
     return Table(f"estimates-{rec.name}", title, tuple(caption), tuple(header), tuple(rows),
                  tuple(csv_header), tuple(csv_rows),
