@@ -362,6 +362,21 @@ def test_iou_of_one_method_says_why_without_a_table(run, tmp_path):
     assert "summary.json has no IoU matrix" in section and 'data-key="iou-table"' not in section
 
 
+def test_a_study_without_a_control_says_so_as_a_plan(run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    data = json.loads((copy / "summary.json").read_text())
+    data["statistics"] = None
+    data["branches"] = [{**b, "control": False, "kind": "ada" if b["kind"] == "control" else b["kind"]}
+                        for b in data["branches"]]  # fmt: skip
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    assert "No comparison matrix: the study plans no control branch" in text
+    assert "finished" not in text[text.index('id="matrix"'):text.index('id="sets"')]
+
+
 def test_every_n_a_on_the_page_says_why_in_place(page):
     seen = 0
     for key, t in page.tables.items():

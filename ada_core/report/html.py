@@ -82,6 +82,17 @@ def _best_dsc(run: RunFolder) -> float | None:
     return max(values) if values else None
 
 
+def _no_comparison(s) -> str:
+    """Why there is no comparison: as a plan when the study has no control, else what failed."""
+    if not any(b.control for b in s.branches):
+        return ("the study plans no control branch, so there is nothing to compare the methods "
+                "against (add `random` or `none` to [[attributors]] for one).")
+    if not any(b.kind == "ada" and not b.control for b in s.branches):
+        return "the study plans no method besides its controls."
+    return ("no comparison could be computed: a method or every control did not finish "
+            "(see the status).")
+
+
 def build_report(run_dir: Path | str) -> Report:
     """Read ``run_dir`` and draw every figure and table of its report (nothing written).
 
@@ -106,6 +117,11 @@ def build_report(run_dir: Path | str) -> Report:
     if s.iou is not None and len(s.iou.names) == 1:
         rep.absent["iou"] = _ABSENT["iou-one"].format(names=s.iou.names[0])
     rep.matrix = comparison_matrix(s)
+    if not rep.matrix:
+        rep.absent["matrix"] = _no_comparison(s)
+    if "forest" in rep.absent:
+        rep.absent["forest"] = rep.absent.get("matrix") or (
+            "no method was compared with a control on the primary set.")
     rep.tables = {
         "estimates": estimate_tables(s),
         "comparisons": comparison_table(s),
