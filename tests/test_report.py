@@ -262,6 +262,38 @@ def check_matrix(summary, results, page):
     assert checked >= len(methods) * len(controls) * len(st["sets"])
 
 
+def test_matrix_stars_a_holm_survivor_and_names_a_missing_control(summary, run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    data = json.loads(json.dumps(summary))
+    st = data["statistics"]
+    primary = st["primary"]
+    first = next(c for c in st["comparisons"] if c["family"] == "primary")
+    first.update(p=0.0001, p_holm=0.0002)
+    dropped = "none"
+    st["comparisons"] = [c for c in st["comparisons"] if c["control"] != dropped]
+    st["controls"] = [c for c in st["controls"] if c != dropped]
+    for b in data["branches"]:
+        if b["label"] == dropped:
+            b.update(status="failed", replicates_done=0, note="simulated: out of memory")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "summary.json").write_text(json.dumps(data))
+    page = parse_page(render_report(build_report(copy)))
+    t = page.tables[f"matrix-{primary['set']}"]
+    cols = [h.removesuffix(" (primary)") for h in t.head_rows[1]]
+    rows = {r[0][0]: (r, c) for r, c in zip(t.rows, t.classes, strict=True)}
+    row, css = rows[first["branch"]]
+    j = cols.index(first["control"]) + 1  # the DSC group comes first
+    assert "\u2605" in row[j][0] and "mx-holm" in css[j]
+    starred = [(k, i) for k, (r, _) in rows.items() for i, cell in enumerate(r) if "\u2605" in cell[0]]
+    assert starred == [(first["branch"], j)]
+    for label, (r, c) in rows.items():
+        for i, name in enumerate(cols, start=1):
+            if name == dropped:
+                assert r[i][0] == "n/a: none failed (simulated: out of memory)" and "mx-na" in c[i]
+
+
 def test_convergence_and_iou_tables(summary, page):
     t = page.tables["convergence-table"]
     for rec in summary["convergence"]:
