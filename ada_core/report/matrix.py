@@ -99,7 +99,9 @@ def _cell(c: Comparison | None, flip: bool, missing: str) -> MatrixCell:
     interval, why = "", ""
     if c.ci is not None:
         lo, hi = sorted((s * c.ci.low, s * c.ci.high))
-        interval = f"[{fmt(lo, 1)}, {fmt(hi, 1)}]"
+        # an interval that excludes 0 must not read as touching it: '[0.03, 0.12]', not '[0.0, 0.1]'
+        d = 2 if c.ci.excludes(0.0) and 0.0 in (round(lo, 1), round(hi, 1)) else 1
+        interval = f"[{fmt(lo, d)}, {fmt(hi, d)}]"
     else:
         why = f"no interval: {short_reason(c) or c.note}"
     sign = "zero" if round(diff, 1) == 0 else ("pos" if diff > 0 else "neg")
