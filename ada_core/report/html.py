@@ -2,7 +2,8 @@
 
 Written at the end of ``ada compare`` and ``ada aggregate`` and again by ``ada report RUN``,
 from the run folder alone (``summary.json`` and the job files it points to): the verdict and
-the comparison matrix first, the primary set's forest plot, then the tables (with CSV and LaTeX downloads), the paper's Figures 2-4,
+the comparison matrix first, every set's panel and the primary set's forest plot, persons and
+sites, then the tables (with CSV and LaTeX downloads), the paper's Figures 2-4,
 robustness by position, what is missing, and the provenance. Figures are base64 PNG and the
 downloads ``data:`` URIs, so the page needs no network, no server and no JavaScript.
 """

@@ -148,8 +148,9 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
     if absent:
         caption.append(f"{', '.join(absent)} not estimated on this set.")
     n_cells = sum(e is not None for row in grid for e in row)
-    caption += [_sentence(f"{n.rstrip('.')} ({'every cell' if len(who) == n_cells else ', '.join(who)})")
-                for n, who in notes.items()]  # fmt: skip
+    for n, who in notes.items():
+        cells = "every cell" if len(who) == n_cells else ", ".join(who)
+        caption.append(_sentence(f"{n.rstrip('.')} ({cells})"))
     title = set_title(rec.name) + (" (reported set)" if rec.name == summary.report_set else "")
     return Table(f"estimates-{rec.name}", title, tuple(caption), tuple(header), tuple(rows),
                  tuple(csv_header), tuple(csv_rows),
