@@ -584,3 +584,17 @@ def test_a_failing_person_is_flagged_in_both_tables(summary):
         assert any(row[0].text == victim for row in table.rows)
     for table in (persons_table(s), person_heatmap(s)):  # the fixture's persons do not fail
         assert not any(row[-1].text for row in table.rows) or any(sc.failing for sc in s.person_scores)
+
+
+def test_without_the_primary_sets_comparisons_the_next_set_goes_next_to_the_verdict(summary):
+    from ada_core.report.matrix import comparison_matrix
+    from ada_core.runfolder import RunSummary
+
+    s = RunSummary.model_validate(summary)
+    primary = s.statistics.primary.set
+    st = s.statistics.model_copy(update={"primary": None, "comparisons": tuple(
+        c for c in s.statistics.comparisons if c.set != primary)})  # fmt: skip
+    panels = comparison_matrix(s.model_copy(update={"statistics": st}))
+    want = [x for x in s.statistics.sets if x != primary]
+    assert [p.key for p in panels] == [f"matrix-{x}" for x in want]
+    assert [p.primary for p in panels] == [True] + [False] * (len(want) - 1)

@@ -10,7 +10,7 @@ the Holm correction of its family. A missing cell says why in place.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ada_core.quantities import METRICS
 from ada_core.report._format import fmt, ordered_sets, set_title
@@ -218,4 +218,6 @@ def comparison_matrix(summary: RunSummary) -> list[MatrixPanel]:
             panels.append(p)
         if s == first and (pp := _pairs_panel(summary, methods)) is not None:
             panels.append(pp)
+    if panels and not panels[0].primary:  # the first set compared goes next to the verdict
+        panels[0] = replace(panels[0], primary=True)
     return panels
