@@ -119,9 +119,12 @@ def _clauses(cs: list[Comparison], other: str, titles: Mapping[str, str]) -> lis
     rest = [c for c in cs if not c.significant]
     if rest and not sig:
         top = min(rest, key=lambda c: c.p if c.p is not None else 2.0)
-        many = "no method" if len(cs) > 1 else f"{top.branch}"
-        out.append(f"{many} differs from {name} beyond chance (closest: {top.branch} "
-                   f"{_numbers(top)})")
+        if len(cs) > 1:
+            out.append(f"no method differs from {name} beyond chance (closest: {top.branch} "
+                       f"{_numbers(top)})")
+        else:  # one method: say it does not differ (never 'gradcam differs ... (closest...)')
+            out.append(f"{top.branch} does not differ from {name} beyond chance "
+                       f"({_numbers(top)})")
     elif rest:
         out.append(f"the other {len(rest)} do{'es' if len(rest) == 1 else ''} not differ from "
                    f"{name} beyond chance")

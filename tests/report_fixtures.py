@@ -84,11 +84,32 @@ def study(root: Path) -> Path:
     return root / "runs" / "tiny"
 
 
+@cache
+def held_out_study(root: Path) -> Path:
+    """A 2-seed study with a held-out test part (2 persons), two methods and both controls,
+    as ``make demo`` has them (``ada compare``); its run folder."""
+    from studykit import ada_cli, tiny_config, write_config
+
+    root.mkdir(parents=True, exist_ok=True)
+    config = tiny_config(root / "runs", name="tiny-test", test=True, seeds=[0, 1], attributors=[
+        {"name": "gradcam"}, {"name": "vanilla"}, {"name": "random"}, {"name": "none"}])  # fmt: skip
+    path = write_config(config, root / "tiny-test.toml")
+    out = ada_cli("compare", str(path), "--quiet", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"ada compare failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return root / "runs" / "tiny-test"
+
+
 # ---------------------------------------------------------------------------- fixtures
 # Imported by the report test modules; `study` is cached, so the study runs once a session.
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Path:
     return study(tmp_path_factory.getbasetemp() / "report-study")
+
+
+@pytest.fixture(scope="session")
+def held_out_run(tmp_path_factory) -> Path:
+    return held_out_study(tmp_path_factory.getbasetemp() / "report-test-study")
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +169,8 @@ class PageTable:
     key: str
     header: list[str] = field(default_factory=list)
     rows: list[list[tuple[str, bool]]] = field(default_factory=list)
+    head_rows: list[list[str]] = field(default_factory=list)  # every row of <thead>
+    classes: list[list[str]] = field(default_factory=list)  # per body row, each cell's class
     caption: str = ""
     links: dict[str, tuple[str, str]] = field(default_factory=dict)  # text -> (download, href)
 
@@ -178,10 +201,15 @@ class _Parser(HTMLParser):
             self.images.append(a.get("src", ""))
         if tag == "table":
             self._t = PageTable(a["data-key"])
+            self._head = False
+        elif self._t is not None and tag == "thead":
+            self._head = True
         elif self._t is not None and tag == "tr":
             self._row: list[tuple[str, bool]] = []
+            self._classes: list[str] = []
         elif self._t is not None and tag in ("td", "th"):
             self._cell, self._strong = [], False
+            self._classes.append(a.get("class") or "")
         elif self._cell is not None and tag == "strong":
             self._strong = True
         elif tag == "p" and self._last is not None and a.get("class") in ("caption", "downloads"):
@@ -194,12 +222,16 @@ class _Parser(HTMLParser):
             text = " ".join("".join(self._cell).split())
             self._row.append((text, self._strong))
             self._cell = None
+        elif self._t is not None and tag == "thead":
+            self._head = False
         elif self._t is not None and tag == "tr":
             if self._row and all(c is not None for c in self._row):
-                if not self._t.header:
-                    self._t.header = [c[0] for c in self._row]
+                if self._head:
+                    self._t.head_rows.append([c[0] for c in self._row])
+                    self._t.header = self._t.head_rows[-1]
                 else:
                     self._t.rows.append(self._row)
+                    self._t.classes.append(self._classes)
         elif tag == "table" and self._t is not None:
             self.tables[self._t.key] = self._last = self._t
             self._t = None

@@ -32,6 +32,7 @@ from report_fixtures import (  # noqa: F401 - fixtures
     run,
     subject_seed_means,
     summary,
+    held_out_run,
 )
 
 from ada_core.cli import main
@@ -52,9 +53,14 @@ def close(shown: float, value: float, digits: int = 2) -> bool:
     return abs(shown - value) <= 0.5 * 10**-digits + 1e-9
 
 
+def says_why(text: str) -> bool:
+    """An 'n/a' followed by its reason, in place."""
+    return re.fullmatch(r"n/a: \S.*", text) is not None
+
+
 def p_close(text: str, p: float | None) -> bool:
     if p is None:
-        return text == "n/a"
+        return says_why(text)
     if text == "< 0.001":
         return p < 0.001
     shown = float(text)
@@ -105,12 +111,12 @@ def test_every_set_table_matches_the_tidy_table(summary, results, page):
                 mean, n_seeds, n_subj = recompute(results, rec["name"], label, metric)
                 shown = nums(row[j][0])
                 assert close(shown[0], mean), (rec["name"], label, metric, row[j], mean)
-                means[metric][label] = round(mean, 2)
                 e = estimate(summary, label, rec["name"], metric)
                 if e["ci"] is not None:
                     assert close(shown[1], e["ci"]["low"]) and close(shown[2], e["ci"]["high"])
+                    means[metric][label] = round(mean, 2)
                 else:
-                    assert "[n/a]" in row[j][0]
+                    assert re.search(r"\[n/a: \w[^\]]*\]", row[j][0]), row[j]
             mine = [r for r in results if r["set"] == rec["name"] and r["branch"] == label]
             _, n_seeds, n_subj = recompute(results, rec["name"], label, "dsc")
             last = max(cols.values())
@@ -118,11 +124,15 @@ def test_every_set_table_matches_the_tidy_table(summary, results, page):
             assert row[last + 2][0] == str(len(mine))
             undefined = sum(math.isnan(r["hsd"]) for r in mine)
             assert row[-1][0] == f"{undefined} of {len(mine)}"
-        for metric, j in cols.items():  # the best of each column, and only it, is bold
+        for metric, j in cols.items():
+            # the best of each column among the cells with an interval, and only it, is bold;
+            # a value without an interval is never best, and a column that ties has no best
             vals = means[metric]
-            best = (max if HIB[metric] else min)(vals.values())
+            tie = len(vals) > 1 and len(set(vals.values())) == 1
+            best = (max if HIB[metric] else min)(vals.values()) if vals else None
             for row in t.rows:
-                assert row[j][1] == (vals[row[0][0]] == best), (rec["name"], metric, row)
+                want = not tie and row[0][0] in vals and vals[row[0][0]] == best
+                assert row[j][1] == want, (rec["name"], metric, row)
         n_rep = len({(r["seed"], r["branch"]) for r in results if r["set"] == rec["name"]})
         per_rep = sum(r["set"] == rec["name"] for r in results) // n_rep
         n_persons = len({r["person"] for r in results if r["set"] == rec["name"]})
@@ -171,9 +181,117 @@ def test_comparison_table_matches_recomputed_differences(summary, results, page)
         sig = c["p_holm"] is not None and c["p_holm"] < 0.05
         assert row[5][1] == sig and row[3][1] == sig
         for j, key in ((6, "effect_size"), (7, "mde")):
-            assert row[j][0] == "n/a" if c[key] is None else close(nums(row[j][0])[0], c[key])
-        assert row[8][0] == ("n/a" if c["seeds_needed"] is None else str(c["seeds_needed"]))
+            assert says_why(row[j][0]) if c[key] is None else close(nums(row[j][0])[0], c[key])
+        if c["effect_size"] is None and len(keep) < 3:
+            assert row[6][0] == "n/a: < 3 persons"
+        assert says_why(row[8][0]) if c["seeds_needed"] is None else row[8][0] == str(c["seeds_needed"])
         assert row[9][0] == f"{len(seeds)} \u00d7 {len(keep)}"
+
+
+def _paired(results, set_, a, b, metric) -> float:
+    """Mean over seeds and persons of a's metric minus b's (positive = a better)."""
+    sign = 1 if HIB[metric] else -1
+    ma = subject_seed_means(results, set_, a, metric)
+    mb = subject_seed_means(results, set_, b, metric)
+    seeds = sorted({k[0] for k in ma})
+    subjects = sorted({k[1:] for k in ma})
+    keep = [s for s in subjects if all(not math.isnan(ma[(x, *s)] - mb[(x, *s)]) for x in seeds)]
+    return float(np.mean([[sign * (ma[(x, *s)] - mb[(x, *s)]) for s in keep] for x in seeds]))
+
+
+def test_comparison_matrix_cells_are_the_paired_differences(summary, results, page):
+    check_matrix(summary, results, page)
+
+
+def test_comparison_matrix_with_two_methods_and_a_test_part(held_out_run):
+    summary = json.loads((held_out_run / "summary.json").read_text())
+    page = parse_page((held_out_run / "report.html").read_text(encoding="utf-8"))
+    assert summary["report_set"] == "test" and len(summary["statistics"]["branches"]) == 2
+    assert "matrix-test-pairs" in page.tables
+    check_matrix(summary, read_results(held_out_run / "results.csv"), page)
+
+
+def check_matrix(summary, results, page):
+    st = summary["statistics"]
+    methods = [b["label"] for b in summary["branches"] if b["kind"] == "ada" and not b["control"]]
+    controls = [b["label"] for b in summary["branches"] if b["control"]]
+    comps = {(c["branch"], c["control"], c["set"], c["metric"]): c for c in st["comparisons"]}
+    panels = [k for k in page.tables if k.startswith("matrix-")]
+    primary = st["primary"]["set"]
+    first = [f"matrix-{primary}"] + ([f"matrix-{primary}-pairs"] if len(methods) > 1 else [])
+    assert panels[: len(first)] == first
+    assert sorted(panels[len(first):]) == sorted(f"matrix-{s}" for s in st["sets"] if s != primary)
+    checked = 0
+    for key in panels:
+        t = page.tables[key]
+        pairs = key.endswith("-pairs")
+        set_ = primary if pairs else key.removeprefix("matrix-")
+        metrics = [st["primary"]["metric"]] if pairs else st["metrics"]
+        cols = methods if pairs else controls
+        assert [r[0][0] for r in t.rows] == methods
+        assert [h.removesuffix(" (primary)") for h in t.head_rows[1]] == cols * len(metrics)
+        for i, row in enumerate(t.rows):
+            a = row[0][0]
+            for j, (text, _) in enumerate(row[1:]):
+                metric, b = metrics[j // len(cols)], cols[j % len(cols)]
+                css = t.classes[i][j + 1]
+                if a == b:
+                    assert text == "—" and "mx-self" in css
+                    continue
+                c = comps.get((a, b, set_, metric)) or comps.get((b, a, set_, metric))
+                flip = (a, b, set_, metric) not in comps
+                if c is None or c["diff"] is None:
+                    assert re.fullmatch(r"n/a: \S.*", text) and "mx-na" in css, (key, text)
+                    continue
+                diff = _paired(results, set_, a, b, metric)
+                assert abs(diff - (-c["diff"] if flip else c["diff"])) < 1e-6
+                shown = nums(text)
+                assert close(shown[0], diff, 1), (key, a, b, metric, text)
+                sign = "zero" if round(diff, 1) == 0 else ("pos" if diff > 0 else "neg")
+                assert f"mx-{sign}" in css
+                if c["ci"] is not None:
+                    lo, hi = sorted((-c["ci"]["high"], -c["ci"]["low"]) if flip else (c["ci"]["low"], c["ci"]["high"]))
+                    assert close(shown[1], lo, 1) and close(shown[2], hi, 1)
+                    if sign != "zero":
+                        assert ("mx-strong" in css) == (lo > 0 or hi < 0), (key, text, css)
+                else:
+                    assert "no interval: " in text
+                sig = c["p_holm"] is not None and c["p_holm"] < c["alpha"]
+                assert ("\u2605" in text) == sig and ("mx-holm" in css) == sig
+                checked += 1
+    assert checked >= len(methods) * len(controls) * len(st["sets"])
+
+
+def test_matrix_stars_a_holm_survivor_and_names_a_missing_control(summary, run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    data = json.loads(json.dumps(summary))
+    st = data["statistics"]
+    primary = st["primary"]
+    first = next(c for c in st["comparisons"] if c["family"] == "primary")
+    first.update(p=0.0001, p_holm=0.0002)
+    dropped = "none"
+    st["comparisons"] = [c for c in st["comparisons"] if c["control"] != dropped]
+    st["controls"] = [c for c in st["controls"] if c != dropped]
+    for b in data["branches"]:
+        if b["label"] == dropped:
+            b.update(status="failed", replicates_done=0, note="simulated: out of memory")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "summary.json").write_text(json.dumps(data))
+    page = parse_page(render_report(build_report(copy)))
+    t = page.tables[f"matrix-{primary['set']}"]
+    cols = [h.removesuffix(" (primary)") for h in t.head_rows[1]]
+    rows = {r[0][0]: (r, c) for r, c in zip(t.rows, t.classes, strict=True)}
+    row, css = rows[first["branch"]]
+    j = cols.index(first["control"]) + 1  # the DSC group comes first
+    assert "\u2605" in row[j][0] and "mx-holm" in css[j]
+    starred = [(k, i) for k, (r, _) in rows.items() for i, cell in enumerate(r) if "\u2605" in cell[0]]
+    assert starred == [(first["branch"], j)]
+    for label, (r, c) in rows.items():
+        for i, name in enumerate(cols, start=1):
+            if name == dropped:
+                assert r[i][0] == "n/a: none failed (simulated: out of memory)" and "mx-na" in c[i]
 
 
 def test_convergence_and_iou_tables(summary, page):
@@ -193,6 +311,9 @@ def test_convergence_and_iou_tables(summary, page):
 
 def test_downloads_are_self_contained_csv_and_booktabs_latex(summary, results, page):
     for key, t in page.tables.items():
+        if key.startswith("matrix-"):  # its numbers are the comparisons table's, downloadable
+            assert not t.links
+            continue
         assert set(t.links) == {"CSV", "LaTeX"}, key
         (csv_name, csv_uri), (tex_name, tex_uri) = t.links["CSV"], t.links["LaTeX"]
         assert (csv_name, tex_name) == (f"{key}.csv", f"{key}.tex")
@@ -225,14 +346,78 @@ def test_downloads_are_self_contained_csv_and_booktabs_latex(summary, results, p
 
 
 # ------------------------------------------------------------------------------ the page
-def test_verdict_comes_first_then_the_forest_plot(summary, page_html):
+def test_verdict_opening_then_the_matrix_then_every_set_and_the_forest(summary, page_html):
     from markupsafe import escape  # how Jinja's autoescape writes text
 
     v = summary["verdict"]
     said = [*v["opening"], *v["caveats"], *(s for d in v["details"] for s in d["sentences"])]
     positions = [page_html.index(str(escape(s))) for s in said]
     assert positions == sorted(positions)
-    assert positions[0] < page_html.index('id="fig-forest"') < page_html.index("<table")
+    primary = summary["statistics"]["primary"]["set"]
+    assert positions[0] < page_html.index('id="matrix"') < page_html.index(f'id="matrix-{primary}"')
+    assert page_html.index(f'id="matrix-{primary}"') < page_html.index('id="fig-forest"') \
+        < page_html.index('id="tables"')  # fmt: skip
+    # the opening is prose, outside any <details>; each set's sentences in a <details> of its own
+    opening = page_html[page_html.index('id="verdict-opening"'):page_html.index("</div>", page_html.index('id="verdict-opening"'))]
+    assert all(str(escape(s)) in opening for s in v["opening"]) and "<details" not in opening
+    assert 1 <= len(v["opening"]) <= 3
+    for d in v["details"]:
+        m = re.search(rf'<details data-set="{re.escape(d["set"])}">(.*?)</details>', page_html, re.S)
+        assert m, d["set"]
+        assert all(str(escape(s)) in m[1] for s in d["sentences"])
+
+
+def test_ids_are_unique_and_every_link_lands(page_html):
+    ids = re.findall(r'\sid="([^"]+)"', page_html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for target in re.findall(r'href="#([^"]+)"', page_html):
+        assert target in ids, target
+
+
+def test_iou_of_one_method_says_why_without_a_table(run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    data = json.loads((copy / "summary.json").read_text())
+    assert data["iou"] is None or len(data["iou"]["names"]) >= 1
+    data["iou"] = {"names": ["gradcam"], "matrix": [[1.0]], "n_replicates": 2, "n_images": 4}
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    section = text[text.index('<section id="iou">'):text.index('<section id="positions">')]
+    assert "no IoU matrix" not in section and 'data-key="iou-table"' not in section
+    assert "at least two ADA branches; summary.json holds those of one (gradcam)" in section
+    data["iou"] = None
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    section = text[text.index('<section id="iou">'):text.index('<section id="positions">')]
+    assert "summary.json has no IoU matrix" in section and 'data-key="iou-table"' not in section
+
+
+def test_a_study_without_a_control_says_so_as_a_plan(run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    data = json.loads((copy / "summary.json").read_text())
+    data["statistics"] = None
+    data["branches"] = [{**b, "control": False, "kind": "ada" if b["kind"] == "control" else b["kind"]}
+                        for b in data["branches"]]  # fmt: skip
+    (copy / "summary.json").write_text(json.dumps(data))
+    text = render_report(build_report(copy))
+    assert "No comparison matrix: the study plans no control branch" in text
+    assert "finished" not in text[text.index('id="matrix"'):text.index('id="sets"')]
+
+
+def test_every_n_a_on_the_page_says_why_in_place(page):
+    seen = 0
+    for key, t in page.tables.items():
+        for row in t.rows:
+            for text, _ in row:
+                for hit in re.finditer(r"n/a", text):
+                    seen += 1
+                    assert re.match(r"n/a: \S", text[hit.start():]), (key, text)
+    assert seen  # the tiny study has untested comparisons (2 persons: no d_z)
 
 
 def test_page_is_self_contained_and_every_image_is_a_png(page, page_html):
@@ -326,26 +511,90 @@ def test_templates_ship_in_the_wheel():
     assert any(d.lower().startswith("jinja2") for d in data["project"]["dependencies"])
 
 
-def test_persons_table_names_every_person_with_its_part_and_scores(summary, results, page):
+def _person_seed_means(results, set_, branch) -> dict:
+    """(fold, person) -> {seed: the person's mean over its scans of their slice-mean DSC}."""
+    acc = defaultdict(lambda: defaultdict(list))
+    for x in results:
+        if x["set"] == set_ and x["branch"] == branch and not math.isnan(x["dsc"]):
+            acc[(x["fold"], x["person"], x["seed"])][x["subject"]].append(x["dsc"])
+    out = defaultdict(dict)
+    for (fold, person, seed), subjects in acc.items():
+        out[(fold, person)][seed] = float(np.mean([np.mean(v) for v in subjects.values()]))
+    return out
+
+
+def test_persons_table_names_every_person_with_its_part(summary, page):
     t = page.tables["persons"]
+    assert t.header[:6] == ["person", "site", "fold", "part", "scans", "slices"]
     shown = {(r[0][0], r[3][0]) for r in t.rows}
     want = {(p["person"], part) for parts in summary["persons"].values()
             for part, found in parts.items() for p in found}
     assert shown == want and want
-    col = {h: i for i, h in enumerate(t.header)}
-    part = {"test": "test", "val": "val"}[summary["report_set"]]
-    checked = 0
-    for r in t.rows:
-        if r[3][0] != part:
-            continue
-        checked += 1
-        for branch in ("gradcam", "random"):
-            by_seed = {}
-            for x in results:
-                if x["set"] == summary["report_set"] and x["branch"] == branch \
-                        and x["person"] == r[0][0] and not math.isnan(x["dsc"]):
-                    by_seed.setdefault(x["seed"], []).append(x["dsc"])
-            assert by_seed, (r[0][0], branch)
-            mean = np.mean([np.mean(v) for v in by_seed.values()])
-            assert close(nums(r[col[branch]][0])[0], mean), (r, branch)
-    assert checked
+    sites = {p["person"]: ", ".join(p["sites"]) for parts in summary["persons"].values()
+             for found in parts.values() for p in found}
+    assert all(r[1][0] == sites[r[0][0]] for r in t.rows)
+
+
+def test_heatmap_is_each_person_by_branch_mean_and_sd_over_seeds(summary, results, page, page_html):
+    t = page.tables["person-heatmap"]
+    set_ = summary["report_set"]
+    branches = [h for h in t.header[2:-1]]
+    assert {"gradcam", "random", "none", "standard"} <= set(branches)
+    persons = {p["person"] for parts in summary["persons"].values() for p in parts.get(set_, [])}
+    assert {r[0][0] for r in t.rows} == persons and persons
+    means, n_seeds = {}, set()
+    for j, b in enumerate(branches, start=2):
+        per = _person_seed_means(results, set_, b)
+        for r in t.rows:
+            [key] = [k for k in per if k[1] == r[0][0]]
+            seeds = list(per[key].values())
+            shown = nums(r[j][0])
+            assert close(shown[0], float(np.mean(seeds)), 1), (b, r)
+            assert close(shown[1], float(np.std(seeds, ddof=1)), 1), (b, r)
+            n_seeds.add(len(seeds))
+            assert f"(n = {len(seeds)})" in r[j][0] or f"the mean over {len(seeds)} seeds" in t.caption
+            means[(r[0][0], b)] = float(np.mean(seeds))
+    assert n_seeds == {len(summary["seeds"])}
+    # the shade is one sequential scale: a higher DSC is never lighter
+    body = page_html[page_html.index('data-key="person-heatmap"'):]
+    body = body[: body.index("</table>")]
+    shades = re.findall(r'<td class="num[^"]*"[^>]*style="background: (#[0-9a-f]{6})">(?:<strong>)?([0-9.]+)', body)
+    assert len(shades) == len(means)
+
+    def lum(h):
+        return sum(w * int(h[i:i + 2], 16) for w, i in ((0.299, 1), (0.587, 3), (0.114, 5)))
+
+    pairs = sorted((float(v), lum(h)) for h, v in shades)
+    assert all(a[1] >= b[1] - 1e-9 for a, b in zip(pairs, pairs[1:]))
+    assert pairs[0][1] > pairs[-1][1] or pairs[0][0] == pairs[-1][0]
+
+
+def test_a_failing_person_is_flagged_in_both_tables(summary):
+    from ada_core.report.persons import person_heatmap, persons_table
+    from ada_core.runfolder import RunSummary
+
+    s = RunSummary.model_validate(summary)
+    victim = s.person_scores[0].person
+    flagged = s.model_copy(update={"person_scores": [sc.model_copy(update={"failing": sc.person == victim})
+                                                     for sc in s.person_scores]})  # fmt: skip
+    for table in (persons_table(flagged), person_heatmap(flagged)):
+        for row in table.rows:
+            bad = row[0].text == victim
+            assert row[0].strong == bad and (row[-1].text == "fails in every branch") == bad
+        assert any(row[0].text == victim for row in table.rows)
+    for table in (persons_table(s), person_heatmap(s)):  # the fixture's persons do not fail
+        assert not any(row[-1].text for row in table.rows) or any(sc.failing for sc in s.person_scores)
+
+
+def test_without_the_primary_sets_comparisons_the_next_set_goes_next_to_the_verdict(summary):
+    from ada_core.report.matrix import comparison_matrix
+    from ada_core.runfolder import RunSummary
+
+    s = RunSummary.model_validate(summary)
+    primary = s.statistics.primary.set
+    st = s.statistics.model_copy(update={"primary": None, "comparisons": tuple(
+        c for c in s.statistics.comparisons if c.set != primary)})  # fmt: skip
+    panels = comparison_matrix(s.model_copy(update={"statistics": st}))
+    want = [x for x in s.statistics.sets if x != primary]
+    assert [p.key for p in panels] == [f"matrix-{x}" for x in want]
+    assert [p.primary for p in panels] == [True] + [False] * (len(want) - 1)

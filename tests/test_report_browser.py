@@ -1,5 +1,6 @@
-"""report.html in headless Chromium: no console error, no request leaving the page, and the
-verdict and the forest plot on the first screen (1280 x 800).
+"""report.html in headless Chromium: no console error, no request leaving the page; on the
+first 1280 x 800 screen the verdict's opening and the primary set's comparison matrix; every
+test person's name in a table.
 
 Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (stdlib only,
 tests/cdp_pipe.py). Skipped, with the install command, where Chromium is not installed.
@@ -7,22 +8,36 @@ tests/cdp_pipe.py). Skipped, with the install command, where Chromium is not ins
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cdp_pipe import Browser, find_chromium
-from report_fixtures import study
+from report_fixtures import study, held_out_study
 
 WIDTH, HEIGHT = 1280, 800
 INSTALL = "apt-get update && apt-get install -y chromium"
 
-_LAYOUT = """JSON.stringify({
-  verdict: document.querySelector('#verdict')?.getBoundingClientRect().top ?? null,
-  forest: document.querySelector('#fig-forest img')?.getBoundingClientRect().top ?? null,
-  width: innerWidth, height: innerHeight,
-  images: [...document.images].map(i => [i.complete, i.naturalWidth]),
-})"""
+# Positions in CSS pixels of the loaded page, measured by the browser's own layout.
+_LAYOUT = """(() => {
+  const box = q => { const e = document.querySelector(q); if (!e) return null;
+                     const r = e.getBoundingClientRect();
+                     return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+  const forest = document.querySelector('#fig-forest img');
+  return JSON.stringify({
+    verdict: box('#verdict'), opening: box('#verdict-opening'),
+    matrix: box('#matrix .mx table'), panel: box('#matrix .mx'),
+    details: [...document.querySelectorAll('#verdict details')].map(d => d.open),
+    forest_scale: forest ? forest.getBoundingClientRect().width / forest.naturalWidth : null,
+    table_text: [...document.querySelectorAll('table')].map(t => t.innerText).join('\\n'),
+    page_width: document.documentElement.scrollWidth,
+    scrolled: [...document.querySelectorAll('.mx .scroll')].filter(e => e.scrollWidth > e.clientWidth + 1)
+              .map(e => e.parentElement.id),
+    width: innerWidth, height: innerHeight,
+    images: [...document.images].map(i => [i.complete, i.naturalWidth]),
+  });
+})()"""
 
 
 @dataclass
@@ -42,8 +57,6 @@ def chromium() -> str:
 
 def load(binary: str, profile: Path, page: Path) -> PageCheck:
     """Open ``page`` in a fresh profile; collect console errors and non-local requests."""
-    import json
-
     profile.mkdir(parents=True)
     url = page.resolve().as_uri()
     b = Browser(binary, profile, WIDTH, HEIGHT)
@@ -69,9 +82,12 @@ def load(binary: str, profile: Path, page: Path) -> PageCheck:
     return PageCheck(errors, external, layout)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return study(tmp_path_factory.getbasetemp() / "report-study")
+@pytest.fixture(scope="module", params=["validation only", "held-out test part"])
+def run(request, tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    if request.param == "validation only":
+        return study(base / "report-study")
+    return held_out_study(base / "report-test-study")
 
 
 def test_report_loads_cleanly_with_the_answer_on_the_first_screen(chromium, run, tmp_path):
@@ -80,9 +96,20 @@ def test_report_loads_cleanly_with_the_answer_on_the_first_screen(chromium, run,
     assert check.external == []
     lay = check.layout
     assert (lay["width"], lay["height"]) == (WIDTH, HEIGHT)
-    assert lay["verdict"] is not None and 0 <= lay["verdict"] < HEIGHT
-    assert lay["forest"] is not None and 0 <= lay["forest"] < HEIGHT
-    assert len(lay["images"]) >= 6 and all(done and w > 0 for done, w in lay["images"])
+    assert lay["page_width"] <= WIDTH  # nothing forces a horizontal scroll at 1280 px
+    # the verdict's opening and the primary set's matrix, whole, on the first screen
+    assert lay["opening"] is not None and 0 <= lay["opening"]["top"] and lay["opening"]["bottom"] <= HEIGHT
+    assert lay["matrix"] is not None and 0 <= lay["matrix"]["top"] and lay["matrix"]["bottom"] <= HEIGHT
+    assert lay["matrix"]["right"] <= WIDTH
+    assert lay["scrolled"] == []  # every panel of the matrix whole at 1280 px, none scrolls
+    assert lay["details"] and not any(lay["details"])  # per-set sentences start collapsed
+    # the forest plot is shown at (nearly) its natural size: its 10 pt labels stay >= 11 px
+    assert lay["forest_scale"] is not None and lay["forest_scale"] * 10 * 110 / 72 >= 11
+    assert len(lay["images"]) >= 5 and all(done and w > 0 for done, w in lay["images"])
+    summary = json.loads((run / "summary.json").read_text())
+    part = summary["report_set"]
+    persons = [p["person"] for parts in summary["persons"].values() for p in parts.get(part, [])]
+    assert persons and all(p in lay["table_text"] for p in persons), persons
 
 
 def test_the_check_catches_errors_and_requests_that_leave_the_page(chromium, tmp_path):
@@ -93,4 +120,4 @@ def test_the_check_catches_errors_and_requests_that_leave_the_page(chromium, tmp
     assert "http://127.0.0.1:9/x.png" in check.external
     assert any("boom" in e for e in check.errors)
     assert any(e.startswith("exception") for e in check.errors)
-    assert check.layout["verdict"] is None
+    assert check.layout["verdict"] is None and check.layout["matrix"] is None

@@ -54,7 +54,10 @@ def test_forest_plot_draws_every_difference_with_its_ci(summary, report):
         assert any(list(ln.get_xdata()) == [0, 0] for ln in ax.get_lines())  # the zero line
         metric = ax.get_title().lower()
         drawn = [c for c in ax.containers]
-        want = [(lab, comps[(lab.split(": ")[0].split(" (")[0], *lab.split(": ")[1].split(" \u2212 "), metric)]) for lab in labels]
+        primary = summary["statistics"]["primary"]["set"]  # only the primary set is drawn
+        assert f"on {primary}" in axes[0].get_ylabel()
+        want = [(lab, comps[(primary, *lab.split(" \u2212 "), metric)]) for lab in labels]
+        assert len(want) == len([k for k in comps if k[0] == primary and k[3] == metric and k[2] in summary["statistics"]["controls"]])
         want = [(i, c) for i, (_, c) in enumerate(want) if c["diff"] is not None]
         assert len(drawn) == len(want)
         for cont, (y, c) in zip(drawn, want, strict=True):
@@ -65,6 +68,11 @@ def test_forest_plot_draws_every_difference_with_its_ci(summary, report):
                 continue
             lo, hi = cont.lines[2][0].get_segments()[0][:, 0]
             assert (lo, hi) == (pytest.approx(c["ci"]["low"]), pytest.approx(c["ci"]["high"]))
+    # shown at its natural width on a 1280 px page (110 dpi), every label is at least 11 px
+    w_px = fig.get_figwidth() * 110
+    assert w_px <= 1280 - 40
+    texts = [t for ax in axes for t in (*ax.get_yticklabels(), *ax.get_xticklabels(), ax.xaxis.label)]
+    assert texts and min(t.get_fontsize() for t in texts) * 110 / 72 >= 11
     # a Holm-significant comparison is drawn differently (filled) from the others
     s = RunSummary.model_validate(summary)
     first = s.statistics.comparisons[0]

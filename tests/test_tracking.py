@@ -84,6 +84,29 @@ def test_scalars_are_the_epochs_of_metrics_jsonl(tracked, job):
         np.testing.assert_allclose(got, [r["metrics"][metric] for r in rows], rtol=1e-6)
 
 
+def test_a_branch_continues_the_standard_phases_steps(tracked):
+    # TensorBoard draws one job per run: a branch's curve must start where its standard
+    # phase's ends (step standard_epochs + 1), not overlap it from step 1
+    config = json.loads((tracked / "config.json").read_text())["train"]
+    std = [e.step for e in _events(tracked / "tensorboard" / "seed-0" / "standard").Scalars("loss/train")]
+    branch = [e.step for e in _events(tracked / "tensorboard" / "seed-0" / "branches" / "gradcam").Scalars("loss/train")]
+    ada = config["cycles"] * config["ada_epochs"]
+    assert std == list(range(1, config["standard_epochs"] + 1))
+    assert branch == list(range(std[-1] + 1, std[-1] + 1 + ada))
+    # event files are where docs/api.md says: <run>/tensorboard/seed-<N>/{standard,branches/<label>}/
+    files = sorted(p.relative_to(tracked).parent.as_posix() for p in tracked.rglob("events.out.tfevents.*"))
+    assert files == ["tensorboard/seed-0/branches/gradcam", "tensorboard/seed-0/standard"]
+
+
+def test_a_train_without_a_control_says_so_as_a_plan(tracked):
+    # this study plans gradcam alone: its verdict says no control was planned, not that none
+    # finished (which would read as a failure)
+    verdict = json.loads((tracked / "summary.json").read_text())["verdict"]
+    said = " ".join([*verdict["opening"], *verdict["caveats"]])
+    assert "plans no control branch" in said and "finished" not in said
+    assert "No comparison matrix: the study plans no control branch" in (tracked / "report.html").read_text()
+
+
 def test_the_samples_figure_is_logged_at_the_branchs_end(tracked):
     from PIL import Image
 

@@ -156,3 +156,22 @@ def test_secondary_findings_are_labelled_exploratory_and_stay_out_of_the_opening
     assert any("gradcam beats" in s for s in rob.sentences)
     n = len([c for c in st.family("secondary") if c.p is not None])
     assert f"Holm over {n} secondary comparisons" in rob.sentences[0]
+
+
+def test_one_method_without_an_effect_does_not_differ():
+    # with a single method the sentence names it; it must say it does NOT differ (a Holm p of
+    # 0.9 once read "gradcam differs from random erasing beyond chance (closest: ...)")
+    cols = make_table(np.random.default_rng(3), seeds=4, subjects=16, slices=2, sets=("test",),
+                      branches=("gradcam", "random", "none"), effect=None, sd_seed=0.3)
+    st = study_statistics(Table(cols), branches=["gradcam"], controls=["random", "none"],
+                          sets=["test"], metrics=["dsc"], n_boot=100,
+                          primary=PrimaryEndpoint(set="test", metric="dsc", controls=("random",)))
+    [c] = st.family("primary")
+    assert not c.significant
+    head = verdict(st, titles=TITLES).opening[0]
+    m = re.search(rf"gradcam does not differ from random erasing \(random\) beyond chance "
+                  rf"\({NUM} points, 95% CI {NUM} to {NUM}, Holm p = ([\d.]+)\)", head)
+    assert m, head
+    d = _digits(c)
+    assert _num(m[1]) == round(c.diff, d) and float(m[4]) == pytest.approx(c.p_holm, abs=0.006)
+    assert "gradcam differs" not in head

@@ -1,4 +1,8 @@
-"""The forest plot: every branch's paired difference against every control, with its CI."""
+"""The forest plot of the primary set: each method's paired difference against each control,
+with its CI (every set's numbers are in the comparison matrix, :mod:`ada_core.report.matrix`).
+
+Sized to show at its natural width on a 1280 px page, so its labels (10 pt at 110 dpi) are
+about 15 px."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from ada_core.runfolder import RunSummary
 from ada_core.report._figure import ReportFigure, new_figure
-from ada_core.report._format import MINUS, holm_significant, ordered_sets, set_title, unit
+from ada_core.report._format import MINUS, holm_significant, set_title, unit
 
 __all__ = ["forest_figure"]
 
@@ -20,8 +24,12 @@ def _xlabel(metric: str, higher_is_better: bool) -> str:
     return f"paired difference in {name} ({unit(metric)})\npositive = branch better{better}"
 
 
+_TICK = 10  # points: 15 px at the page's 110 dpi
+
+
 def forest_figure(summary: RunSummary) -> ReportFigure | None:
-    """One panel per compared metric, one row per (set, branch, control); None without any.
+    """One panel per compared metric, one row per (branch, control) on the primary set (the
+    reported set without a declared primary endpoint); None without any.
 
     Each row is the mean paired difference (oriented so that positive = the branch is better)
     with its CI; rows whose Holm-corrected p is below 1 - level are filled and red.
@@ -30,14 +38,14 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
     if stats is None or not stats.comparisons:
         return None
     index = {(c.set, c.branch, c.control, c.metric): c for c in stats.comparisons}
-    sets = ordered_sets(summary, stats.sets)
+    sets = [stats.primary.set if stats.primary is not None else summary.report_set]
     pairs = [(b, c) for b in stats.branches for c in stats.controls]
     rows = [(s, b, c) for s in sets for b, c in pairs
             if any((s, b, c, m) in index for m in stats.metrics)]  # fmt: skip
     metrics = [m for m in stats.metrics if any(k[3] == m for k in index)]
     if not rows or not metrics:
         return None
-    fig = new_figure(4.2 * len(metrics) + 1.6, max(2.8, 1.3 + 0.24 * len(rows)))
+    fig = new_figure(min(11.0, 2.6 + 2.8 * len(metrics)), max(3.0, 1.6 + 0.34 * len(rows)))
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     drawn_sig = drawn_not = False
     for ax, metric in zip(axes, metrics, strict=True):
@@ -45,7 +53,9 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
         for y, (s, b, ctl) in enumerate(rows):
             c = index.get((s, b, ctl, metric))
             if c is None or c.diff is None:
-                ax.text(0, y, "n/a", ha="center", va="center", fontsize=7, color=_NOT)
+                why = "undefined" if c is not None else "not compared"
+                ax.text(0, y, f"n/a: {why}", ha="center", va="center", fontsize=_TICK,
+                        color=_NOT)  # fmt: skip
                 continue
             hib = c.higher_is_better
             sig = holm_significant(c)
@@ -59,13 +69,14 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
         for y in range(1, len(rows)):
             if rows[y][0] != rows[y - 1][0]:
                 ax.axhline(y - 0.5, color="#cccccc", lw=0.7, zorder=0)
-        ax.set_xlabel(_xlabel(metric, hib), fontsize=9)
-        ax.set_title(metric.upper(), fontsize=10)
+        ax.set_xlabel(_xlabel(metric, hib), fontsize=_TICK)
+        ax.set_title(metric.upper(), fontsize=_TICK + 1)
+        ax.tick_params(axis="x", labelsize=_TICK)
         ax.grid(axis="x", alpha=0.3)
-    labels = [f"{set_title(s)}: {b} {MINUS} {c}" for s, b, c in rows]
-    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    labels = [f"{b} {MINUS} {c}" for _, b, c in rows]
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=_TICK)
     axes[0].set_ylim(len(rows) - 0.5, -0.5)
-    axes[0].set_ylabel("set: branch \u2212 control")
+    axes[0].set_ylabel(f"branch \u2212 control on {set_title(sets[0])}", fontsize=_TICK)
     handles = []
     if drawn_sig:
         label = f"Holm p < {1 - stats.level:.2g}"
@@ -73,14 +84,15 @@ def forest_figure(summary: RunSummary) -> ReportFigure | None:
     if drawn_not:
         handles.append(Line2D([], [], marker="o", color=_NOT, mfc="white",
                               label="not significant after Holm"))  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    title = "Paired differences against the controls"
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=_TICK,
+               frameon=False)  # fmt: skip
+    title = f"Paired differences against the controls on {set_title(sets[0])}"
     return ReportFigure("forest", title, _caption(summary, rows, index), fig)
 
 
 def _caption(summary: RunSummary, rows, index) -> str:
     stats = summary.statistics
-    cs = list(index.values())
+    cs = [c for (s, b, ctl, _), c in index.items() if (s, b, ctl) in set(rows)]
     methods = sorted({c.ci.method for c in cs if c.ci is not None})
     family = sorted({c.family_size for c in cs})
     per_set = []
@@ -95,9 +107,9 @@ def _caption(summary: RunSummary, rows, index) -> str:
         f"and person), oriented so that positive = the branch is better (for HSD: the "
         f"control's HSD minus the branch's), with its {stats.level:.0%} CI "
         f"({'; '.join(methods) or 'none computable'}). The vertical line marks no difference. "
-        f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "
-        f"{len(cs) - untested} tested; Holm family of {', '.join(map(str, family))}); grey "
-        f"open: not significant."
+        + (f"Red filled: Holm-corrected p < {1 - stats.level:.2g} ({n_sig} of the "
+           f"{len(cs) - untested} tested; Holm family of {', '.join(map(str, family))}); grey "
+           f"open: not significant." if len(cs) > untested else "None could be tested.")
     )
     if untested:
         text += f" {untested} without a p value (see the comparisons table)."

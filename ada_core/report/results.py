@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from ada_core.quantities import FAILING_FLOOR
 from ada_core.runfolder import RunSummary, SetRecord
 from ada_core.report._format import (
     CHANGE_SETS,
@@ -23,11 +22,11 @@ from ada_core.report._format import (
     set_title,
     unit,
 )
+from ada_core.report.matrix import short_reason
 from ada_core.report.tables import Cell, Table
-from ada_core.stats import Estimate
+from ada_core.stats import Comparison, Estimate
 
-__all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table",
-           "persons_table"]
+__all__ = ["branch_table", "comparison_table", "convergence_table", "estimate_tables", "iou_table"]
 
 _CSV_QUANTITIES = ("mean", "ci_low", "ci_high", "n_persons", "n_undefined")
 
@@ -64,10 +63,23 @@ def _why_no_ci(e: Estimate) -> str:
     return f"[n/a]: no interval could be computed ({e.interval})"
 
 
+def _no_ci(e: Estimate) -> str:
+    """Why ``e`` has no interval, in a few words (its note says it in full)."""
+    if e.mean is None:
+        return "undefined"
+    if "every person's" in e.note:
+        return "no variation"
+    if e.n_seeds == 1 and e.n_persons == 1:
+        return "1 seed \u00d7 1 person"
+    return "no interval"
+
+
 def _best(ests: Sequence[Estimate | None]) -> set[int]:
+    """The cells holding a column's best mean: only cells with an interval count (a value
+    without one is no evidence of anything), and a column where they all tie has none."""
     vals = [(i, round(e.mean, 2)) for i, e in enumerate(ests)
-            if e is not None and e.mean is not None]  # fmt: skip
-    if not vals:
+            if e is not None and e.mean is not None and e.ci is not None]  # fmt: skip
+    if not vals or (len(vals) > 1 and len({v for _, v in vals}) == 1):
         return set()
     hib = next(e for e in ests if e is not None).higher_is_better
     target = max(v for _, v in vals) if hib else min(v for _, v in vals)
@@ -89,10 +101,14 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
         csv_row: list[object] = [rec.name, label, ref.n_seeds, ref.n_persons, ref.n_slices]
         for j, e in enumerate(ests):
             if e is None:
-                cells.append(Cell("n/a", note="not estimated on this set"))
+                cells.append(Cell("n/a: not estimated", note="not estimated on this set"))
                 csv_row += [None] * 5
                 continue
-            text = fmt(e.mean) + (f" {fmt_ci(e.ci.low, e.ci.high)}" if e.ci else " [n/a]")
+            if e.mean is None:
+                text = "n/a: undefined on every slice"
+            else:
+                text = fmt(e.mean) + (f" {fmt_ci(e.ci.low, e.ci.high)}" if e.ci else
+                                      f" [n/a: {_no_ci(e)}]")  # fmt: skip
             note = e.note or ("" if e.ci or e.mean is None else _why_no_ci(e))
             if (e.n_seeds, e.n_persons) != (ref.n_seeds, ref.n_persons):
                 text += " \u2020"
@@ -106,7 +122,8 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
         hsd = ests[metrics.index("hsd")] if "hsd" in metrics else None
         cells += [Cell(_n(ref.n_seeds, ref.n_persons)), Cell(str(ref.n_slices))]
         if "hsd" in metrics:
-            cells.append(Cell("n/a" if hsd is None else f"{hsd.n_undefined} of {hsd.n_slices}"))
+            cells.append(Cell("n/a: HSD not estimated" if hsd is None else
+                              f"{hsd.n_undefined} of {hsd.n_slices}"))  # fmt: skip
         rows.append(tuple(cells))
         csv_rows.append(tuple(csv_row))
     header = ["branch", *(metric_header(m, rec.name) for m in metrics), "seeds \u00d7 persons",
@@ -130,10 +147,15 @@ def _estimate_table(summary: RunSummary, rec: SetRecord, index) -> Table | None:
     absent = [m.upper() for m in METRICS if m not in metrics]
     if absent:
         caption.append(f"{', '.join(absent)} not estimated on this set.")
-    caption += [_sentence(f"{n.rstrip('.')} ({', '.join(who)})") for n, who in notes.items()]
+    n_cells = sum(e is not None for row in grid for e in row)
+    for n, who in notes.items():
+        cells = "every cell" if len(who) == n_cells else ", ".join(who)
+        caption.append(_sentence(f"{n.rstrip('.')} ({cells})"))
     title = set_title(rec.name) + (" (reported set)" if rec.name == summary.report_set else "")
     return Table(f"estimates-{rec.name}", title, tuple(caption), tuple(header), tuple(rows),
-                 tuple(csv_header), tuple(csv_rows), "the best value of each column")  # fmt: skip
+                 tuple(csv_header), tuple(csv_rows),
+                 "the best value of each column among the cells with an interval (none where "
+                 "they all tie)")  # fmt: skip
 
 
 def estimate_tables(summary: RunSummary) -> list[Table]:
@@ -143,6 +165,14 @@ def estimate_tables(summary: RunSummary) -> list[Table]:
     names = ordered_sets(summary, list(by_name))
     tables = [_estimate_table(summary, by_name[n], index) for n in names]
     return [t for t in tables if t is not None]
+
+
+def _why_no_seeds(c: Comparison) -> str:
+    if c.needed_note.startswith("seeds alone"):
+        return "n/a: seeds alone cannot"
+    if c.needed_note.startswith("more than"):
+        return "n/a: > 10000"
+    return f"n/a: {short_reason(c) or 'not projected'}"
 
 
 def comparison_table(summary: RunSummary) -> Table | None:
@@ -158,7 +188,11 @@ def comparison_table(summary: RunSummary) -> Table | None:
     for c in cs:
         sig = holm_significant(c)
         diff = fmt(c.diff, signed=True) + (f" {fmt_ci(c.ci.low, c.ci.high)}" if c.ci else "")
-        need = str(c.seeds_needed) if c.seeds_needed is not None else "n/a"
+        why = short_reason(c)
+        na = f"n/a: {why or 'not computed'}"
+        need = str(c.seeds_needed) if c.seeds_needed is not None else _why_no_seeds(c)
+        dz = fmt(c.effect_size) if c.effect_size is not None else \
+            ("n/a: < 3 persons" if c.n_persons < 3 else na if why else "n/a: no variation")
         for n in (c.note, c.needed_note):
             if n:
                 notes[n] = None
@@ -168,10 +202,10 @@ def comparison_table(summary: RunSummary) -> Table | None:
             Cell(f"{c.metric.upper()} ({unit(c.metric)})", numeric=False),
             Cell(f"{first} \u2212 {second}", numeric=False, note=c.orientation),
             Cell(diff, strong=sig, note=c.note),
-            Cell(fmt_p(c.p)),
-            Cell(fmt_p(c.p_holm), strong=sig),
-            Cell(fmt(c.effect_size)),
-            Cell(fmt(c.mde)),
+            Cell(fmt_p(c.p) if c.p is not None else na, note=c.note),
+            Cell(fmt_p(c.p_holm) if c.p_holm is not None else na, strong=sig),
+            Cell(dz),
+            Cell(fmt(c.mde) if c.mde is not None else na),
             Cell(need, note=c.needed_note),
             Cell(_n(c.n_seeds, c.n_persons)),
         ))
@@ -225,7 +259,7 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
         per = "; ".join(f"{n}: {'never' if h is None else h}"
                         for n, h in zip(names, rec.epochs_to_target, strict=False))  # fmt: skip
         mean = (fmt(sum(means) / len(means)) + (f" [{fmt(min(means))}, {fmt(max(means))}]"
-                if len(means) > 1 else "")) if means else "n/a"  # fmt: skip
+                if len(means) > 1 else "")) if means else "n/a: no ADA epoch recorded"  # fmt: skip
         rows.append((Cell(rec.label, numeric=False),
                      Cell(f"{len(hits)} of {len(rec.epochs_to_target)}"),
                      Cell(per, numeric=False), Cell(mean)))  # fmt: skip
@@ -248,9 +282,9 @@ def convergence_table(summary: RunSummary, best_dsc: float | None) -> Table | No
 
 
 def iou_table(summary: RunSummary) -> Table | None:
-    """The IoU matrix of Figure 4 as a table."""
+    """The IoU matrix of Figure 4 as a table; None with fewer than two methods (no pair)."""
     iou = summary.iou
-    if iou is None or not iou.names:
+    if iou is None or len(iou.names) < 2:
         return None
     rows = tuple((Cell(a, numeric=False), *(Cell(fmt(v)) for v in row))
                  for a, row in zip(iou.names, iou.matrix, strict=True))  # fmt: skip
@@ -279,54 +313,3 @@ def branch_table(summary: RunSummary) -> Table:
                  ("branch", "method", "kind", "status", "replicates done", "what is missing"),
                  tuple(rows), ("label", "method", "kind", "control", "status", "replicates_done",
                                "replicates", "note"), tuple(csv_rows), "not finished")  # fmt: skip
-
-
-def persons_table(summary: RunSummary) -> Table | None:
-    """Every person: site, fold, part, scans and slices, and its DSC per branch on the report
-    set (mean over seeds +- their SD). Bold: a person that fails in every branch."""
-    if not summary.persons:
-        return None
-    scores = {(sc.fold, sc.person, sc.branch): sc for sc in summary.person_scores}
-    branches = [b.label for b in summary.branches
-                if any(sc.branch == b.label for sc in summary.person_scores)]  # fmt: skip
-    failing = {(sc.fold, sc.person) for sc in summary.person_scores if sc.failing}
-    rows, csv_rows = [], []
-    for fold, parts in summary.persons.items():
-        for part in ("train", "val", "test"):
-            for p in parts.get(part, []):
-                bad = (fold, p.person) in failing
-                cells = [Cell(p.person, numeric=False, strong=bad,
-                              note="fails in every branch" if bad else ""),
-                         Cell(", ".join(p.sites), numeric=False), Cell(fold or "\u2013",
-                         numeric=False), Cell(part, numeric=False), Cell(str(len(p.subjects))),
-                         Cell(str(p.slices))]  # fmt: skip
-                vals = []
-                for b in branches:
-                    sc = scores.get((fold, p.person, b))
-                    if sc is None or sc.mean is None:
-                        why = "not on the report set" if sc is None else "undefined in every seed"
-                        cells.append(Cell("\u2013", note=why))
-                        vals.append(None)
-                        continue
-                    sd = "" if sc.sd is None else f" \u00b1 {fmt(sc.sd)}"
-                    cells.append(Cell(f"{fmt(sc.mean)}{sd}", strong=bad))
-                    vals.append(sc.mean)
-                rows.append(tuple(cells))
-                csv_rows.append((p.person, ";".join(p.sites), fold, part, len(p.subjects),
-                                 p.slices, bad, *vals))  # fmt: skip
-    n_test = sum(len(parts.get("test", [])) for parts in summary.persons.values())
-    set_ = summary.report_set
-    caption = (
-        f"Every person of the study with its part in each fold ({n_test} on the report set "
-        f"'{set_}'), its scans (sessions, raters) and slices.",
-        f"Per branch: DSC (%) of the person on '{set_}', the mean over seeds of its person mean, "
-        "\u00b1 the SD over seeds.",
-        f"Bold: a person that fails in every branch (DSC below {FAILING_FLOOR:g} or below half the other "
-        "persons' median in each branch); the verdict names it.",
-    )
-    return Table("persons", "Persons and sites", caption,
-                 ("person", "site", "fold", "part", "scans", "slices", *branches), tuple(rows),
-                 ("person", "sites", "fold", "part", "scans", "slices", "failing",
-                  *(f"dsc_{b}" for b in branches)), tuple(csv_rows),
-                 "fails in every branch")  # fmt: skip
-

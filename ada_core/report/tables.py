@@ -52,12 +52,14 @@ class Cell:
         strong: drawn bold: the best value of its column, or a Holm-significant comparison.
         note: a tooltip (why a number is missing, or a differing n).
         numeric: right-aligned, in a tabular figure font.
+        shade: a CSS background colour (a heat-map cell), or ''.
     """
 
     text: str
     strong: bool = False
     note: str = ""
     numeric: bool = True
+    shade: str = ""
 
 
 def _csv_value(v: object) -> object:
