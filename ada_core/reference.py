@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ada_core.config import ExperimentConfig
-from ada_core.fieldtags import field_conditions, field_tag
+from ada_core.fieldtags import field_conditions, field_rule, field_tag
 from ada_core.registry import Registry
 
 __all__ = ["config_reference"]
@@ -61,11 +61,14 @@ def _sub_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 def _applies(field: Any, prefix: str) -> str:
     """``Only when `data.split.test = 'fraction'`; set otherwise, it is refused.``"""
-    conditions = field_conditions(field)
-    if not conditions:
+    parts = [f"`{c.text(prefix)}`" for c in field_conditions(field)]
+    rule = field_rule(field)
+    if rule is not None:
+        parts.append(rule[0])
+    if not parts:
         return ""
-    text = " and ".join(f"`{c.text(prefix)}`" for c in conditions)
-    return f" **Only when {text}**; set otherwise, it is refused."
+    when = " (checked when the run starts)" if rule is not None and rule[1] == "run" else ""
+    return f" **Only when {' and '.join(parts)}**; set otherwise, it is refused{when}."
 
 
 def _table(model: type[BaseModel], inherited: str | None, tags: bool = True,
