@@ -158,7 +158,8 @@ def config_reference(registry: Registry) -> str:
         "file runs under torchrun and alone, so only the run's start can tell: `ada compare` "
         "/ `ada train` refuse a set one there, before anything is written, with the same "
         "message; `ada config validate` cannot know and accepts it. A run's own `config.toml` "
-        "and `config.json` list these keys only where the user set them.",
+        "and `config.json` list these keys only where the user set them (a `config.toml` of an "
+        "older ADA lists every key: remove these two with `--set '~KEY'` to run it alone).",
         "",
         "`train.threads` (default 2) is torch's CPU thread count in every process that trains "
         "or scores (alone, each torchrun rank, each `--shard`), whatever the machine or "
