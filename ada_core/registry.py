@@ -213,7 +213,8 @@ class Registry:
         if "control_steps" not in t.model_fields_set:
             return None
         choices = typing.get_args(type(t).model_fields["control_steps"].annotation)
-        other = t.model_copy(update={"control_steps": next(c for c in choices if c != t.control_steps)})
+        flipped = next(c for c in choices if c != t.control_steps)
+        other = t.model_copy(update={"control_steps": flipped})
         for spec in config.attributors:
             cls = self.attributors.get(spec.name)
             params = self.attributors.config(spec.name, spec.params)

@@ -155,7 +155,7 @@ def test_config_show_lists_every_component_parameter_with_its_default(tmp_path, 
     path = _small(tmp_path)
     code, out, _ = run(capsys, "config", "show", str(path), "--json",
                        "--set", "attributors[0].params.layer=decoder1",
-                       "--set", "data.params.gm_jitter_mm=0.5")  # else cue_anchor has no effect  # fmt: skip
+                       "--set", "data.params.gm_jitter_mm=0.5")  # cue_anchor needs it  # fmt: skip
     assert code == 0
     shown = json.loads(out)
     from ada_core.plugins import load_plugins

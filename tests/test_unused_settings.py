@@ -459,14 +459,16 @@ def test_rules_the_registry_or_the_run_checks_are_written_only_where_set():
     assert "padding" not in to_toml(off) and parse_config(tomllib.loads(to_toml(off))) == off
 
 
-def test_compare_refuses_a_launch_setting_that_validate_cannot_know(cli_config, capsys, monkeypatch):
+def test_compare_refuses_a_launch_setting_that_validate_cannot_know(cli_config, capsys,
+                                                                     monkeypatch):  # fmt: skip
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert main(["config", "validate", str(cli_config), "--set", "train.wait_timeout_h=2"]) == 0
     capsys.readouterr()
     assert main(["compare", str(cli_config), "--set", "train.wait_timeout_h=2"]) == 2
     err = capsys.readouterr().err
     assert ("train.wait_timeout_h is set but this run is one process (no torchrun, no --shard); "
-            "start it with torchrun or as --shard I/N to use it, or remove train.wait_timeout_h") in err
+            "start it with torchrun or as --shard I/N to use it, or remove "
+            "train.wait_timeout_h") in err
     assert not (cli_config.parent / "tiny").exists()
 
 

@@ -282,7 +282,8 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     target, conv = convergence({k: v for k, v in curves.items() if v}) if any(curves.values()) else (None, [])
     summary = RunSummary(
         name=study.name, mode=study.mode, complete=all(j.status == "done" for j in jobs),
-        provenance=provenance(study.device, [j.threads for j in jobs]), seeds=study.seeds, folds=study.folds,
+        provenance=provenance(study.device, [j.threads for j in jobs]), seeds=study.seeds,
+        folds=study.folds,
         schedule=study.schedule, evaluation=study.evaluation, slices=study.slices,
         persons=study.persons, branches=branches, jobs=jobs, sets=sets, report_set=report_set,
         statistics=stats, other_estimates=others, verdict=sentences,

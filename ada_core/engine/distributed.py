@@ -230,8 +230,9 @@ def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: floa
 
     Raises:
         ConfigError: ``--shard`` under torchrun; ``train.ddp`` without torchrun or with
-            ``--shard``; a key of ``given`` without effect outside torchrun; a malformed ``--shard`` or rank environment; ``train.device`` naming
-            one CUDA device for every rank; more local ranks than CUDA devices.
+            ``--shard``; a key of ``given`` without effect outside torchrun; a malformed
+            ``--shard`` or rank environment; ``train.device`` naming one CUDA device for
+            every rank; more local ranks than CUDA devices.
     """
     check_processes(shard, ddp=ddp, given=given)
     world = _env_int("WORLD_SIZE")

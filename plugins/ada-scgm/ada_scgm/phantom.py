@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, tags, used_unless, used_when
+from ada_core import (ComponentConfig, DataError, SegDataset, Subject, Volume, tags, used_unless,
+                      used_when)
 
 __all__ = ["PhantomConfig", "PhantomDataset", "generate"]
 

@@ -16,7 +16,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from ada_core import ComponentConfig, ConfigError, DataError, SegModel, Unused, closest, suggest, used_if
+from ada_core import (ComponentConfig, ConfigError, DataError, SegModel, Unused, closest, suggest,
+                      used_if)
 from ada_unet._guided import GuidedReport, make_relus_distinct
 from ada_unet._sizing import PAD_DESCRIPTION, PadMode, crop_output, fit_input
 
@@ -56,15 +57,17 @@ class SmpModelConfig(ComponentConfig):
     def _inactive(self) -> list[Unused]:
         if self.decoder_channels is None and "decoder_channels" not in self.model_fields_set:
             return []
-        accepted = _arguments(smp_architectures()[self.arch])
+        archs = smp_architectures()
+        accepted = _arguments(archs[self.arch])
         if "decoder_channels" in accepted:
             return []
-        takers = sorted(n for n, c in smp_architectures().items() if "decoder_channels" in _arguments(c))
+        takers = sorted(n for n, c in archs.items() if "decoder_channels" in _arguments(c))
         return [Unused("decoder_channels", None,
                        why=f"{{prefix}}arch = {self.arch!r} has no decoder_channels argument "
                            f"(its arguments: {', '.join(sorted(accepted - _RESERVED))}; set "
                            "them through {prefix}arch_options)",
-                       fix=f"set {{prefix}}arch to one that takes it ({', '.join(takers)})")]  # fmt: skip
+                       fix=f"set {{prefix}}arch to one that takes it "
+                           f"({', '.join(takers)})")]  # fmt: skip
 
     @field_validator("arch")
     @classmethod
