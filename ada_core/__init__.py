@@ -39,6 +39,8 @@ _EXPORTS = {
     "ExperimentConfig": "ada_core.config",
     "load_config": "ada_core.config",
     "tags": "ada_core.fieldtags",
+    "Unused": "ada_core.fieldtags",
+    "used_if": "ada_core.fieldtags",
     "used_unless": "ada_core.fieldtags",
     "used_when": "ada_core.fieldtags",
     "hookimpl": "ada_core.hookspecs",
@@ -79,7 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
         closest,
         suggest,
     )
-    from ada_core.fieldtags import tags, used_unless, used_when
+    from ada_core.fieldtags import Unused, tags, used_if, used_unless, used_when
     from ada_core.hookspecs import hookimpl
     from ada_core.interfaces import (
         Attributor,

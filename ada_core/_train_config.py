@@ -9,9 +9,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ada_core.fieldtags import Settings, affects, tags, used_unless, used_when
+from ada_core.fieldtags import Settings, affects, tags, used_if, used_unless, used_when
 
-__all__ = ["TrainConfig"]
+__all__ = ["CUDA_ONLY", "TrainConfig"]
+
+#: Fields that act only on CUDA: refused with ``device = 'cpu'``; with ``device = 'auto'`` on a
+#: machine without CUDA a set one is named in a warning when the run starts (the same file
+#: runs on a GPU machine and on a laptop; see docs/config.md).
+CUDA_ONLY = ("amp", "channels_last", "fused_adam")
+_CUDA = used_unless("device", "cpu")
+_CUDA_NOTE = (" With device = 'auto' on a machine without CUDA, a set value is named in a "
+              "warning when the run starts.")
 
 class TrainConfig(Settings):
     """Algorithm 1's schedule, optimisation, checkpoint rule and evaluation (paper defaults)."""
@@ -54,12 +62,12 @@ class TrainConfig(Settings):
         json_schema_extra=affects("none"),
     )
     amp: bool = Field(
-        True, description="bf16 autocast on CUDA (ignored on CPU).",
-        json_schema_extra=affects("standard"),
+        True, description="bf16 autocast on CUDA." + _CUDA_NOTE,
+        json_schema_extra=affects("standard") | _CUDA,
     )
     channels_last: bool = Field(
-        True, description="channels_last memory format on CUDA.",
-        json_schema_extra=affects("standard"),
+        True, description="channels_last memory format on CUDA." + _CUDA_NOTE,
+        json_schema_extra=affects("standard") | _CUDA,
     )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune",
                      "max-autotune-no-cudagraphs"] = Field(
@@ -67,12 +75,21 @@ class TrainConfig(Settings):
         "'reduce-overhead' (CUDA graphs: fewest kernel launches), 'max-autotune' (also tunes "
         "kernels; slow to compile). 'off': eager. Compiled kernels round differently, so "
         "results change (they are not bit-exact with eager). Meant for CUDA; it works, slowly "
-        "to compile, on the CPU. See docs/performance.md.",
+        "to compile, on the CPU (so it applies there too). See docs/performance.md.",
         json_schema_extra=affects("standard"),
     )  # fmt: skip
     fused_adam: bool = Field(
         True, description="Adam's fused CUDA kernel (one launch per step for all parameters "
-        "instead of several per tensor); ignored on CPU.",
+        "instead of several per tensor)." + _CUDA_NOTE,
+        json_schema_extra=affects("standard") | _CUDA,
+    )
+    threads: int = Field(
+        2, ge=1, description="CPU threads of torch's operators (torch.set_num_threads) in every "
+        "process that trains or scores, whatever the machine or OMP_NUM_THREADS: on the CPU "
+        "the thread count changes how sums are split, hence the last bits of every result, so "
+        "it is part of every key and recorded in each job's done.json and the summary's "
+        "provenance. 2 fits a laptop and one process per core pair; more speeds large CPU "
+        "runs but gives other numbers.",
         json_schema_extra=affects("standard"),
     )
     ddp: bool = Field(
@@ -81,13 +98,14 @@ class TrainConfig(Settings):
         "processes, gradients all-reduced) instead of giving each process its own jobs. For "
         "data sets much larger than SCGM; `batch_size` must divide by the number of "
         "processes, which is part of the key. See docs/distributed.md.",
-        json_schema_extra=affects("standard"),
+        json_schema_extra=affects("standard") | used_if("the run is started by torchrun", "run"),
     )
     wait_timeout_h: float = Field(
         72.0, gt=0, allow_inf_nan=False, description="Hours a branch run by one process "
         "(torchrun rank or --shard) waits for its standard phase, run by another, before it "
         "gives up (and how long a torchrun process waits for the others at the end).",
-        json_schema_extra=affects("none"),
+        json_schema_extra=affects("none")
+        | used_if("the run has several processes (torchrun or --shard)", "run"),
     )
     eval_batch_size: int = Field(
         64, ge=1, description="Batch size for attribution and evaluation.",
@@ -154,7 +172,8 @@ class TrainConfig(Settings):
         "the same epochs on the conventional data (N images per epoch, the paper's design); "
         "'matched' shows the conventional data twice per epoch, the optimiser steps of an ADA "
         "branch (2N images). Both can be in one study: label one of them.",
-        json_schema_extra=affects("none"),
+        json_schema_extra=affects("none") | used_if(
+            "an attributor takes it: the `none` control without `params.steps`", "registry"),
     )
     tensorboard: bool = Field(
         False, description="Also log each trained job's losses, validation metrics per epoch "

@@ -155,7 +155,7 @@ def run(
     from ada_core.engine.distributed import check_processes
 
     build_plan(cfg, registry, mode=mode, source=source)  # every check before the log file
-    check_processes(shard, ddp=cfg.train.ddp)
+    check_processes(shard, ddp=cfg.train.ddp, given=cfg.train.model_fields_set)
     with run_log(run_dir, verbose) as log_file:
         log.info("ada %s %s", mode, source)
         # The engine reports status with print(); those lines are log records here.

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from ada_core.errors import InputError
-from ada_core.fieldtags import Settings, tags, used_unless, used_when
+from ada_core.fieldtags import Settings, Unused, tags, used_if, used_unless, used_when
 
 __all__ = ["AugmentConfig", "AugmentParams", "Augmenter", "apply_params", "sample_params"]
 
@@ -74,8 +74,28 @@ class AugmentConfig(Settings):
         "border",
         description="How pixels sampled outside the image are filled: 'border' (nearest edge "
         "value, Keras' fill_mode='nearest'), 'zeros' or 'reflection'.",
-        json_schema_extra=_ON,
+        json_schema_extra=tags(_ON, used_if(
+            "a transform moves pixels: `p_affine` > 0 with a rotation, shift or scale other "
+            "than 1, or `p_elastic` > 0 with `elastic_alpha` > 0")),
     )
+
+    def moves_pixels(self) -> bool:
+        """Whether some transform samples pixels from elsewhere (else ``padding`` is unused:
+        the identity grid stays inside the image)."""
+        affine = self.p_affine > 0 and (self.rotation_deg > 0 or self.shift > 0
+                                        or tuple(self.scale) != (1.0, 1.0))  # fmt: skip
+        return affine or (self.p_elastic > 0 and self.elastic_alpha > 0)
+
+    def _inactive(self) -> list[Unused]:
+        if not self.enabled or self.moves_pixels():
+            return []  # (enabled = false is the used_when tag's to report)
+        affine = ("{prefix}p_affine = 0" if self.p_affine == 0 else
+                  "the affine transform is the identity ({prefix}rotation_deg = 0, "
+                  "{prefix}shift = 0, {prefix}scale = [1, 1])")  # fmt: skip
+        elastic = ("{prefix}p_elastic = 0" if self.p_elastic == 0 else "{prefix}elastic_alpha = 0")
+        return [Unused("padding", None, why=f"no transform moves a pixel: {affine} and {elastic}",
+                       fix="give {prefix}p_affine or {prefix}p_elastic a probability > 0 and "
+                           "its transform a motion")]  # fmt: skip
 
     @field_validator("scale")
     @classmethod

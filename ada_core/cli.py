@@ -89,6 +89,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from ada_core.tracking import check_tracking
 
     plan = build_plan(config, registry, source=str(args.config))
+    for note in plan.notes:
+        log.warning("%s: %s", args.config, note)
     check_tracking(config)
     if args.action == "validate":
         from ada_core.engine.study import check_data

@@ -24,6 +24,12 @@ configuration model, component ``Config`` included, derives from :class:`Setting
 validator does the check; the configuration reference shows each condition under its field.
 The condition's key is a field of the same model, or a dotted key from the top of the
 configuration (``"augment.enabled"``; core models only).
+
+A rule that no key = value condition states (``padding`` matters only while some transform
+moves pixels; a parameter that only some architectures take) is declared in words with
+:func:`used_if` and checked by the model's :meth:`Settings._inactive`, or, where only the
+registry or the run knows it, where that is known (``train.control_steps`` by the registry,
+``train.wait_timeout_h`` when the processes start); the message has the same form.
 """
 
 from __future__ import annotations
@@ -47,12 +53,14 @@ __all__ = [
     "dotted_loc",
     "affects",
     "field_conditions",
+    "field_rule",
     "field_tag",
     "tagged_settings",
     "tags",
     "unused_settings",
     "unused_lines",
     "untagged_fields",
+    "used_if",
     "used_unless",
     "used_when",
 ]
@@ -209,6 +217,23 @@ def used_unless(key: str, *values: Any) -> dict[str, Any]:
     return _condition(key, values, unless=True)
 
 
+def used_if(text: str, checked: Literal["config", "registry", "run"] = "config") -> dict[str, Any]:
+    """``json_schema_extra`` of a field whose condition is a rule in words (``text``, shown in
+    the configuration reference after "Only when"), checked by the model's
+    :meth:`Settings._inactive` (``checked="config"``), by the registry when the components are
+    known (``"registry"``) or when the run starts (``"run"``: how the processes were started)."""
+    if not text:
+        raise ValueError("used_if needs the rule in words")
+    return {"used_if": {"text": text, "checked": checked}}
+
+
+def field_rule(field: FieldInfo) -> tuple[str, str] | None:
+    """A field's :func:`used_if` rule as ``(text, checked)``, or None."""
+    extra = field.json_schema_extra
+    rule = extra.get("used_if") if isinstance(extra, dict) else None
+    return None if rule is None else (rule["text"], rule["checked"])  # type: ignore[index]
+
+
 def tags(*parts: dict[str, Any]) -> dict[str, Any]:
     """Merge ``affects(...)``, ``used_when(...)`` and ``used_unless(...)``; every condition
     must hold for the field to apply."""
@@ -246,18 +271,25 @@ def resolve(model: BaseModel, key: str) -> Any:
 @dataclass(frozen=True)
 class Unused:
     """A field that is set but has no effect: ``field`` (dotted from the model that reports
-    it), the first ``condition`` that is false, and that condition's key's ``value``."""
+    it), the first ``condition`` that is false, and that condition's key's ``value``; or, for
+    a :func:`used_if` rule (``condition`` None), ``why`` it has no effect and the ``fix`` that
+    gives it one, where ``{prefix}`` stands for where the reporting model sits."""
 
     field: str
-    condition: Condition
-    value: Any
+    condition: Condition | None
+    value: Any = None
+    why: str = ""
+    fix: str = ""
 
     def message(self, prefix: str = "") -> str:
         """``data.split.test_fraction is set but data.split.test = 'none'; set ... to use
         it, or remove data.split.test_fraction`` (``prefix``: where the reporting model sits)."""
-        c = self.condition
-        key = c.key if c.absolute else prefix + c.key
         field = prefix + self.field
+        c = self.condition
+        if c is None:
+            why, fix = (t.replace("{prefix}", prefix) for t in (self.why, self.fix))
+            return f"{field} is set but {why}; {fix} to use it, or remove {field}"
+        key = c.key if c.absolute else prefix + c.key
         return (f"{field} is set but {key} = {show(self.value)}; {c.wanted(key)} to use it, "
                 f"or remove {field}")  # fmt: skip
 
@@ -321,9 +353,12 @@ def unused_settings(model: BaseModel) -> list[Unused]:
 def active_data(model: BaseModel, root: BaseModel | None = None) -> dict[str, Any]:
     """``model`` as JSON data without the fields that have no effect (their condition is
     false; they hold their default, else they would have been refused), so that the data
-    reads back to an equal model however the fields were set."""
+    reads back to an equal model however the fields were set. A field whose
+    :func:`used_if` rule only the registry or the run's start can check is kept only where it
+    was set (written otherwise, a file for one process would refuse it under torchrun)."""
     root = root if root is not None else model
     data = model.model_dump(mode="json")
+    ruled = {u.field for u in model._inactive()} if isinstance(model, Settings) else set()
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         inactive = any(
@@ -331,7 +366,11 @@ def active_data(model: BaseModel, root: BaseModel | None = None) -> dict[str, An
             for c in field_conditions(field)
             if not c.absolute or getattr(type(root), "settings_root", False)
         )
-        if inactive:
+        rule = field_rule(field)
+        if rule is not None and rule[1] != "config":
+            # known to the registry or at the run's start only: kept where the user set it
+            inactive = inactive or name not in model.model_fields_set
+        if inactive or name in ruled:
             data.pop(name, None)
         elif isinstance(value, BaseModel):
             data[name] = active_data(value, root)
@@ -367,12 +406,24 @@ class Settings(BaseModel):
     #: True for the top of the configuration, where dotted condition keys are resolved.
     settings_root: ClassVar[bool] = False
 
+    def _inactive(self) -> list[Unused]:
+        """The fields, set or not, whose :func:`used_if` rule (``checked="config"``) is false;
+        a model with such fields overrides this (``why`` and ``fix`` name keys under
+        ``{prefix}``). The validator refuses those that were set; records leave them all out."""
+        return []
+
     @model_validator(mode="after")
     def _refuse_unused(self, info: ValidationInfo) -> Settings:
         context = info.context if isinstance(info.context, dict) else {}
         if context.get("unused_settings") == "allow":
             return self
-        unused = unused_settings(self)
+        extra = [u for u in self._inactive() if u.field in self.model_fields_set]
+        for u in extra:
+            rule = field_rule(type(self).model_fields[u.field])
+            if rule is None or rule[1] != "config":
+                raise TypeError(f"{type(self).__name__}._inactive reports {u.field!r}, which "
+                                "declares no used_if(..., checked='config') rule")  # fmt: skip
+        unused = unused_settings(self) + extra
         if unused:
             raise PydanticCustomError(
                 "unused_setting", "{text}",

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ada_core.config import ExperimentConfig
-from ada_core.fieldtags import field_conditions, field_tag
+from ada_core.fieldtags import field_conditions, field_rule, field_tag
 from ada_core.registry import Registry
 
 __all__ = ["config_reference"]
@@ -61,11 +61,14 @@ def _sub_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 def _applies(field: Any, prefix: str) -> str:
     """``Only when `data.split.test = 'fraction'`; set otherwise, it is refused.``"""
-    conditions = field_conditions(field)
-    if not conditions:
+    parts = [f"`{c.text(prefix)}`" for c in field_conditions(field)]
+    rule = field_rule(field)
+    if rule is not None:
+        parts.append(rule[0])
+    if not parts:
         return ""
-    text = " and ".join(f"`{c.text(prefix)}`" for c in conditions)
-    return f" **Only when {text}**; set otherwise, it is refused."
+    when = " (checked when the run starts)" if rule is not None and rule[1] == "run" else ""
+    return f" **Only when {' and '.join(parts)}**; set otherwise, it is refused{when}."
 
 
 def _table(model: type[BaseModel], inherited: str | None, tags: bool = True,
@@ -133,6 +136,39 @@ def config_reference(registry: Registry) -> str:
         "argument) it is refused with exit status 2, naming what is set, why it has no effect "
         "and the two ways to fix it, never silently ignored; `--set '~KEY'` removes a KEY the "
         "file sets. A field the config does not set is never refused.",
+        "",
+        "Where the condition depends on more than the config, it is checked where it is known:",
+        "",
+        "- **The device.** `train.amp`, `train.channels_last` and `train.fused_adam` act only "
+        "on CUDA: with `train.device = 'cpu'` a set one is refused (e.g. "
+        "`ada config validate configs/paper.toml --set train.device=cpu` names `train.amp` and "
+        "`train.channels_last`; fix with `--set '~train.amp'` or a CUDA device). With "
+        "`train.device = 'auto'` on a machine without CUDA they are *not* refused but named "
+        "in a warning by `ada config validate` and at the start of the run: 'auto' asks ADA "
+        "to adapt to the machine, so one file (such as configs/paper.toml) runs on a GPU "
+        "server as it is and is tried on a laptop without editing; the keys change nothing "
+        "on the CPU, and the run's keys record the device type, so nothing is mixed up. "
+        "`train.compile` is not CUDA-only: it compiles (and changes results) on the CPU too.",
+        "- **The components.** `train.control_steps` is the default of the `none` control's "
+        "`params.steps`; it is refused (when the registry checks the components, so by "
+        "`ada config validate` and `ada compare` alike) where no branch takes it: no `none` "
+        "control, or every one sets its own `steps`.",
+        "- **How the run was started.** `train.ddp` acts only under torchrun and "
+        "`train.wait_timeout_h` only with several processes (torchrun or `--shard`). The same "
+        "file runs under torchrun and alone, so only the run's start can tell: `ada compare` "
+        "/ `ada train` refuse a set one there, before anything is written, with the same "
+        "message; `ada config validate` cannot know and accepts it. A run's own `config.toml` "
+        "and `config.json` list these keys only where the user set them (a `config.toml` of an "
+        "older ADA lists every key: remove these two with `--set '~KEY'` to run it alone).",
+        "",
+        "`train.threads` (default 2) is torch's CPU thread count in every process that trains "
+        "or scores (alone, each torchrun rank, each `--shard`), whatever the machine or "
+        "`OMP_NUM_THREADS`: on the CPU the thread count changes how sums are split and so the "
+        "last bits of every result, and a fixed default makes a run bit-reproducible on "
+        "another machine. It is part of every job's key (it changes the standard phase), so "
+        "run folders written before it existed report their jobs as changed: rerun them, or "
+        "keep their results with `--force`. Each job's `done.json` and the summary's "
+        "provenance record the count that was used.",
         "",
         "## Top level",
         "",

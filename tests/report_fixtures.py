@@ -65,6 +65,7 @@ eval_batch_size = 32
 robustness_size = 8
 seeds = [0, 1]
 device = "cpu"
+threads = 1
 """
 
 

@@ -62,6 +62,7 @@ def tiny_config(
             **({"robustness_size": 8} if train.get("robustness", True) else {}),
             **({} if train.get("seeds") else {"seed": 0}),
             "device": "cpu",  # the checks recompute in float32 on the CPU
+            "threads": 1,  # the shared test machine's cores are not oversubscribed
             **train,
         },
     }

@@ -154,7 +154,8 @@ def test_global_flags_and_options_anywhere_on_the_line(tmp_path, capsys):
 def test_config_show_lists_every_component_parameter_with_its_default(tmp_path, capsys):
     path = _small(tmp_path)
     code, out, _ = run(capsys, "config", "show", str(path), "--json",
-                       "--set", "attributors[0].params.layer=decoder1")  # fmt: skip
+                       "--set", "attributors[0].params.layer=decoder1",
+                       "--set", "data.params.gm_jitter_mm=0.5")  # cue_anchor needs it  # fmt: skip
     assert code == 0
     shown = json.loads(out)
     from ada_core.plugins import load_plugins

@@ -107,7 +107,7 @@ CHANGES = [
     ("train.lr", 0.5, True, True),
     ("train.loss", "bce", True, True),
     ("train.checkpoint", "last", True, True),
-    ("train.amp", False, True, True),
+    ("train.threads", 2, True, True),  # CPU sums split otherwise (the tests' configs: 1)
     ("augment.rotation_deg", 1.0, True, True),
     ("model.params.width", 8, True, True),
     ("data.params.seed", 3, True, True),

@@ -237,3 +237,34 @@ def test_split_and_schedule_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="seeds must be unique"):
         parse_config(tiny_config(tmp_path, seeds=[3, 3]))
     assert not Path(tmp_path / "bad" / "seed-0").exists()
+
+
+def test_train_threads_hold_while_training_and_are_recorded(tmp_path):
+    """train.threads is torch's thread count in the process that trains (seen by an observer
+    during each epoch), recorded in done.json and the provenance, and the caller's is restored."""
+    seen: list[int] = []
+
+    class Threads:
+        def on_epoch(self, record):
+            seen.append(torch.get_num_threads())
+
+        def on_end(self, job):
+            pass
+
+    data = tiny_config(tmp_path, "threads", attributors=["none"], standard_epochs=1, cycles=1,
+                       ada_epochs=1, robustness=False, threads=1)  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        run = run_study(parse_config(data), load_plugins(), quiet=True,
+                        observe=lambda job: Threads()).run_dir  # fmt: skip
+        assert torch.get_num_threads() == 3  # the caller's again
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+    for done in run.rglob("done.json"):
+        assert json.loads(done.read_text())["threads"] == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["provenance"]["threads"] == [1]
+    key = json.loads((run / "seed-0" / "standard" / "key.json").read_text())
+    assert key["settings"]["settings"]["train"]["threads"] == 1  # part of every job's key

@@ -154,7 +154,8 @@ def test_the_walk_finds_the_conditional_fields_of_every_section():
             "data.split.test_seed", "data.split.val_site", "data.split.val_fraction",
             "data.split.seed", "evaluate[0].split", "evaluate[0].split.test_fraction",
             "train.seed", "train.average_last", "train.ada_epochs", "train.augment_ada_images",
-            "train.robustness_size", "augment.rotation_deg", "augment.elastic_sigma"} <= paths
+            "train.robustness_size", "augment.rotation_deg", "augment.elastic_sigma",
+            "train.amp", "train.channels_last", "train.fused_adam"} <= paths
 
 
 @pytest.mark.parametrize(("path", "holder", "name", "field", "outer"), CORE, ids=[c[0] for c in CORE])
@@ -203,7 +204,8 @@ WHERE = {"attributor": "attributors[0]", "mask": "mask", "model": "model", "data
 def test_the_walk_finds_conditional_component_parameters():
     found = {(k, c, n) for k, c, n, _ in COMPONENTS}
     assert {("attributor", "gradcam", "threshold"), ("dataset", "phantom", "cue_offset_mm"),
-            ("dataset", "scgm", "tie"), ("model", "unet-paper", "dropout_kind")} <= found
+            ("dataset", "scgm", "tie"), ("model", "unet-paper", "dropout_kind"),
+            ("dataset", "phantom", "cue_anchor")} <= found
 
 
 @pytest.mark.parametrize(("kind", "component", "name", "field"), COMPONENTS,
@@ -304,13 +306,17 @@ CLI_CASES = [
     ("augment.enabled=false", "augment.rotation_deg is set but augment.enabled = false"),
     ("attributors[0].params.target=all", "attributors[0].params.threshold is set but "
                                          "attributors[0].params.target = 'all'"),
+    ("train.device=cpu", "train.amp is set but train.device = 'cpu'"),
+    ("augment.p_affine=0", "augment.padding is set but no transform moves a pixel"),
+    ("train.control_steps=matched", "train.control_steps is set but no branch takes it"),
 ]
 
 
 @pytest.fixture
 def cli_config(tmp_path):
     data = tiny_config(tmp_path, attributors=[{"name": "gradcam", "params": {"threshold": 0.4}}])
-    data["augment"] = {"rotation_deg": 3.0}
+    data["augment"] = {"rotation_deg": 3.0, "p_elastic": 0.0, "padding": "zeros"}
+    data["train"].update(device="auto", amp=False)  # amp: refused with --set train.device=cpu
     return write_config(data, tmp_path / "c.toml")
 
 
@@ -340,3 +346,168 @@ def test_the_installed_command_refuses_without_a_traceback(cli_config):
 def test_shipped_configs_set_nothing_without_effect():
     for path in sorted(Path(__file__).parents[1].glob("configs/*.toml")):
         load_config(path)
+
+
+# ------------------------------------------------------ rules in words (used_if), issue 24
+
+#: Every field with a used_if rule: (where it sits, the overrides that make it have no
+#: effect, the overrides under which it has one, the value to set, the start of the message).
+RULES: dict[str, tuple[str, list[str], list[str], str, str]] = {
+    "augment.padding": ("config", ["augment.p_affine=0", "augment.p_elastic=0"],
+                        ["augment.p_affine=0"], '"zeros"', "no transform moves a pixel"),
+    "model.params.decoder_channels": (
+        "model", ['model.name="smp"', 'model.params.arch="FPN"'],
+        ['model.name="smp"', 'model.params.arch="Unet"', "model.params.encoder_depth=3"],
+        "[32, 16, 8]", "model.params.arch = 'FPN' has no decoder_channels argument"),
+    "train.control_steps": ("registry", ['attributors=["gradcam"]'],
+                            ['attributors=["gradcam", "none"]'], '"matched"', "no branch takes it"),
+    "train.ddp": ("run", [], [], "false", "this run is one process, not under torchrun"),
+    "train.wait_timeout_h": ("run", [], [], "1.0", "this run is one process"),
+}
+
+
+def _ruled_fields() -> set[str]:
+    from ada_core.fieldtags import field_rule
+
+    found = {p for p, _holder, name, field, _ in _all_fields() if field_rule(field)}
+    for kind, section in load_plugins().sections.items():
+        for entry in section:
+            for name, field in entry.cls.Config.model_fields.items():
+                if field_rule(field):
+                    found.add(f"{WHERE[kind]}.params.{name}")
+    return found
+
+
+def _all_fields(model: type[BaseModel] = ExperimentConfig, prefix: str = ""):
+    for name, field in model.model_fields.items():
+        yield prefix + name, model, name, field, ()
+        sub, is_list = _sub_model(field.annotation)
+        if sub is not None:
+            yield from _all_fields(sub, f"{prefix}{name}[0]." if is_list else f"{prefix}{name}.")
+
+
+def test_every_rule_in_words_has_its_case_here():
+    """A field that declares used_if gets a case in RULES; one that loses its tag fails here."""
+    assert _ruled_fields() == set(RULES)
+
+
+def _refusal(config, where: str) -> str:
+    from ada_core.engine.distributed import check_processes
+
+    with pytest.raises(ConfigError) as error:
+        if where in ("model", "registry"):
+            load_plugins().validate_experiment(config, "c.toml")
+        else:
+            check_processes(None, ddp=config.train.ddp, given=config.train.model_fields_set)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted(RULES))
+def test_a_rule_in_words_refuses_the_setting_where_it_has_no_effect(path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    where, off, on, value, why = RULES[path]
+    head = path.rpartition(".")[0]
+    expected = f"{path} is set but "
+    if where == "config":
+        with pytest.raises(ConfigError) as error:
+            load_config(None, [*off, f"{path}={value}"])
+        text = str(error.value)
+    else:
+        text = _refusal(load_config(None, [*off, f"{path}={value}"]), where)
+    assert expected in text and why in text and f"to use it, or remove {path}" in text, text
+    config = load_config(None, [*on, f"{path}={value}"])
+    if where in ("model", "registry"):
+        load_plugins().validate_experiment(config, "c.toml")
+    if where == "run":  # has an effect under torchrun: accepted there
+        from ada_core.engine.distributed import check_processes
+
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        check_processes(None, ddp=config.train.ddp, given=config.train.model_fields_set)
+    if not head.endswith("params"):  # accepted, and kept as set
+        assert path.rpartition(".")[2] in _holder_of(config, path).model_fields_set
+
+
+def test_control_steps_is_refused_when_every_none_control_sets_its_own_steps():
+    registry = load_plugins()
+    config = load_config(None, ['attributors=[{name = "none", params = {steps = "epochs"}}]',
+                                'train.control_steps="matched"'])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train\.control_steps is set but no branch takes it"):
+        registry.validate_experiment(config, "c.toml")
+    registry.validate_experiment(load_config(None, ['attributors=["none"]',
+                                                    'train.control_steps="matched"']), "c.toml")
+
+
+def test_wait_timeout_applies_to_shards_and_ddp_only_to_torchrun(monkeypatch):
+    from ada_core.engine.distributed import check_processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    check_processes("0/2", ddp=False, given={"wait_timeout_h"})  # a shard waits for another
+    with pytest.raises(ConfigError, match=r"train\.ddp is set but this run is --shard 0/2, not "
+                                          r"under torchrun; start it with torchrun"):
+        check_processes("0/2", ddp=False, given={"ddp"})
+
+
+def test_rules_the_registry_or_the_run_checks_are_written_only_where_set():
+    plain = to_toml(load_config(None, []))
+    assert "ddp" not in plain and "wait_timeout_h" not in plain and "control_steps" not in plain
+    assert parse_config(tomllib.loads(plain)).train.model_fields_set.isdisjoint(
+        {"ddp", "wait_timeout_h", "control_steps"})
+    kept = to_toml(load_config(None, ["train.wait_timeout_h=5"]))
+    assert "wait_timeout_h = 5.0" in kept
+    # padding without effect is left out of the record too (it reads back as the same config)
+    off = load_config(None, ["augment.p_affine=0", "augment.p_elastic=0"])
+    assert "padding" not in to_toml(off) and parse_config(tomllib.loads(to_toml(off))) == off
+
+
+def test_compare_refuses_a_launch_setting_that_validate_cannot_know(cli_config, capsys,
+                                                                     monkeypatch):  # fmt: skip
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["config", "validate", str(cli_config), "--set", "train.wait_timeout_h=2"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(cli_config), "--set", "train.wait_timeout_h=2"]) == 2
+    err = capsys.readouterr().err
+    assert ("train.wait_timeout_h is set but this run is one process (no torchrun, no --shard); "
+            "start it with torchrun or as --shard I/N to use it, or remove "
+            "train.wait_timeout_h") in err
+    assert not (cli_config.parent / "tiny").exists()
+
+
+# ----------------------------------------------------------------- settings for CUDA only
+
+
+def test_the_paper_config_on_the_cpu_names_its_cuda_settings_and_both_fixes(capsys):
+    paper = str(Path(__file__).parents[1] / "configs" / "paper.toml")
+    assert main(["config", "validate", paper, "--set", "train.device=cpu"]) == 2
+    err = capsys.readouterr().err
+    for key in ("train.amp", "train.channels_last"):
+        assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
+                f"'cpu' to use it, or remove {key}") in err, err
+    assert "--set '~KEY' removes a KEY that the file sets" in err
+    assert "train.fused_adam" not in err  # the file leaves it unset
+    load_config(paper, ["train.device=cpu", "~train.amp", "~train.channels_last"])
+
+
+def test_auto_on_a_machine_without_cuda_warns_and_names_the_keys():
+    import torch
+
+    from ada_core.engine.plan import cuda_only_notes
+
+    train = load_config(None, ["train.amp=true", "train.fused_adam=false"]).train
+    (note,) = cuda_only_notes(train, torch.device("cpu"))
+    assert note.startswith("train.amp, train.fused_adam are set but train.device = 'auto' "
+                           "resolves to the CPU on this machine")
+    assert "--set '~train.amp' --set '~train.fused_adam'" in note
+    assert cuda_only_notes(train, torch.device("cuda", 0)) == ()
+    assert cuda_only_notes(load_config(None, []).train, torch.device("cpu")) == ()  # none set
+
+
+def test_validate_warns_under_auto_without_cuda(cli_config, capsys, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("auto resolves to CUDA here; the note itself is tested above")
+    assert main(["config", "validate", str(cli_config)]) == 0
+    said = capsys.readouterr().err + caplog.text
+    # the file was written by to_toml, which lists every value: all three are set
+    assert ("train.amp, train.channels_last, train.fused_adam are set but train.device = "
+            "'auto' resolves to the CPU") in said

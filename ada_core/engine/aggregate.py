@@ -111,7 +111,7 @@ def _job_record(layout: RunLayout, job: StudyJob) -> tuple[JobRecord, str | None
     rec = {**base, "best_epoch": done.best.epoch, "best_cycle": done.best.cycle,
            "best_val_dsc": done.best.metrics.get("dsc_mean"), "selected": done.selected,
            "selected_epoch": done.selected_epoch, "epochs": done.epochs,
-           "seconds": done.seconds, "counters": done.counters}  # fmt: skip
+           "seconds": done.seconds, "counters": done.counters, "threads": done.threads}  # fmt: skip
     ev = p.eval(job.eval_key)
     if not ev.summary.is_file():
         return JobRecord(**rec, status="missing", error="trained, not yet scored"), None
@@ -285,7 +285,8 @@ def aggregate(run_dir: Path, *, n_boot: int = 2000) -> AggregateResult:
     target, conv = convergence({k: v for k, v in curves.items() if v}) if any(curves.values()) else (None, [])
     summary = RunSummary(
         name=study.name, mode=study.mode, complete=all(j.status == "done" for j in jobs),
-        provenance=provenance(study.device), seeds=study.seeds, folds=study.folds,
+        provenance=provenance(study.device, [j.threads for j in jobs]), seeds=study.seeds,
+        folds=study.folds,
         schedule=study.schedule, evaluation=study.evaluation, slices=study.slices,
         persons=study.persons, branches=branches, jobs=jobs, sets=sets, report_set=report_set,
         statistics=stats, other_estimates=others, verdict=sentences,

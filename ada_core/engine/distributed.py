@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -34,12 +34,14 @@ from ada_core.engine.jobs import Job
 from ada_core.runfolder import DoneRecord, FailedRecord, JobPaths, read_record
 from ada_core.engine.plan import RunPlan
 from ada_core.errors import AdaError, ConfigError, DataError
+from ada_core.fieldtags import Unused
 
 __all__ = [
     "Processes",
     "Remote",
     "StandardUnavailable",
     "check_processes",
+    "launch_unused",
     "assign",
     "failed_stamp",
     "job_cost",
@@ -167,9 +169,13 @@ def _env_int(name: str) -> int | None:
         raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def check_processes(shard: str | None, *, ddp: bool) -> None:
+def check_processes(shard: str | None, *, ddp: bool, given: Collection[str] = ()) -> None:
     """The checks of :func:`open_processes` that need no process group (for ``ada config
     validate`` and callers that must fail before writing anything).
+
+    ``given``: the ``[train]`` keys the user set (``model_fields_set``); one that has no effect
+    under how this run was started is refused, as any setting without effect (the config
+    alone cannot tell: the same file runs under torchrun and alone).
 
     Raises:
         ConfigError: as :func:`open_processes`.
@@ -191,9 +197,29 @@ def check_processes(shard: str | None, *, ddp: bool) -> None:
         )
     if shard is not None:
         parse_shard(shard)
+    unused = launch_unused(shard, given)
+    if unused:
+        lines = [f"  {u.message('train.')}" for u in unused]
+        raise ConfigError("\n".join(["settings without effect in how this run was started:",
+                                     *lines, "  (--set '~KEY' removes a KEY that the file sets)"]))
 
 
-def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: float) -> Processes:
+def launch_unused(shard: str | None, given: Collection[str]) -> list[Unused]:
+    """The ``[train]`` keys of ``given`` that have no effect in a process not under torchrun
+    (``shard``: its ``--shard``, or None when it runs alone)."""
+    alone = "this run is one process (no torchrun, no --shard)"
+    out = []
+    if "ddp" in given:
+        why = f"this run is {'--shard ' + shard if shard else 'one process'}, not under torchrun"
+        out.append(Unused("ddp", None, why=why, fix="start it with torchrun --nproc_per_node N"))
+    if "wait_timeout_h" in given and shard is None:
+        out.append(Unused("wait_timeout_h", None, why=alone,
+                          fix="start it with torchrun or as --shard I/N"))  # fmt: skip
+    return out
+
+
+def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: float,
+                   given: Collection[str] = ()) -> Processes:  # fmt: skip
     """Where this process stands: torchrun's environment, ``--shard``, or alone.
 
     Under torchrun (``WORLD_SIZE`` > 1) a run on CUDA makes ``cuda:LOCAL_RANK`` the current
@@ -204,10 +230,11 @@ def open_processes(shard: str | None, *, ddp: bool, device: str, timeout_h: floa
 
     Raises:
         ConfigError: ``--shard`` under torchrun; ``train.ddp`` without torchrun or with
-            ``--shard``; a malformed ``--shard`` or rank environment; ``train.device`` naming
-            one CUDA device for every rank; more local ranks than CUDA devices.
+            ``--shard``; a key of ``given`` without effect outside torchrun; a malformed
+            ``--shard`` or rank environment; ``train.device`` naming one CUDA device for
+            every rank; more local ranks than CUDA devices.
     """
-    check_processes(shard, ddp=ddp)
+    check_processes(shard, ddp=ddp, given=given)
     world = _env_int("WORLD_SIZE")
     if world is not None and world > 1:
         rank, local = _env_int("RANK"), _env_int("LOCAL_RANK")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from ada_core.augment import AugmentConfig
+from ada_core._train_config import CUDA_ONLY
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
 from ada_core.engine.loop import Runtime
@@ -142,6 +143,8 @@ class RunPlan:
     config_json: dict[str, Any]
     analysis: AnalysisRecord
     model_spec: dict[str, Any] = field(default_factory=dict)
+    #: Warnings for the start of the run: settings that have no effect on this machine only.
+    notes: tuple[str, ...] = ()
 
     def branch(self, label: str) -> Branch:
         return next(b for b in self.branches if b.label == label)
@@ -170,6 +173,23 @@ def resolve_device(spec: str) -> torch.device:
                 "device(s)"
             )
     return device
+
+
+def cuda_only_notes(train: Any, device: torch.device) -> tuple[str, ...]:
+    """A warning naming the CUDA-only settings the user set when ``train.device`` (not 'cpu':
+    that is refused with the config) resolved to the CPU: ``'auto'`` on a machine without
+    CUDA. Not refused: the same file is meant to run on a GPU machine as it is."""
+    if device.type != "cpu":
+        return ()
+    keys = [f"train.{k}" for k in CUDA_ONLY if k in train.model_fields_set]
+    if not keys:
+        return ()
+    removes = " ".join(f"--set '~{k}'" for k in keys)
+    return (f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} set but train.device = "
+            f"{train.device!r} resolves to the CPU on this machine, where "
+            f"{'it has' if len(keys) == 1 else 'they have'} no effect; run on a CUDA machine "
+            f"to use {'it' if len(keys) == 1 else 'them'}, or "
+            f"remove {'it' if len(keys) == 1 else 'them'} ({removes})",)
 
 
 def _branch(
@@ -356,4 +376,5 @@ def build_plan(
         config_json=active_data(config),  # without the fields that have no effect: reads back
         analysis=_analysis(config, branches, [e.label for e in eval_sets], source),
         model_spec=config.model.model_dump(mode="json"),
+        notes=cuda_only_notes(t, device),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+import torch
 
 from ada_core._version import __version__
 from ada_core.config import ExperimentConfig
@@ -59,6 +61,8 @@ from ada_core.runfolder import (
     write_rows,
 )
 from ada_core.runfolder._io import atomic_write
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "JobObserver",
@@ -153,7 +157,8 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
         key=job.key, epochs=outcome.epochs,
         best=BestRecord(epoch=best.epoch, cycle=best.cycle, metrics=best.metrics),
         selected=outcome.selected, selected_epoch=outcome.selected_epoch,
-        seconds=outcome.seconds, counters=outcome.counters))  # fmt: skip
+        seconds=outcome.seconds, counters=outcome.counters,
+        threads=torch.get_num_threads()))  # fmt: skip
 
 
 def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
@@ -280,9 +285,19 @@ def run_study(
         RunLockedError: another process holds the run folder.
     """
     t = config.train
-    procs = open_processes(shard, ddp=t.ddp, device=t.device, timeout_h=t.wait_timeout_h)
+    # Every process that trains or scores (alone, a torchrun rank, a shard) runs here: its
+    # thread count is the config's, not the machine's, so CPU results do not depend on it.
+    # Restored after, for the caller (a notebook) that set its own.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(t.threads)
+    procs = None
     try:
+        procs = open_processes(shard, ddp=t.ddp, device=t.device, timeout_h=t.wait_timeout_h,
+                               given=t.model_fields_set)  # fmt: skip
         plan = for_process(build_plan(config, registry, mode=mode, source=source), procs, t)
+        if procs.leader:
+            for note in plan.notes:
+                log.warning("%s", note)
         with RunLock(RunLayout(plan.run_dir), shared=procs.kind != "single"):
             data = load_data(plan, procs)
             jobs = plan_jobs(plan, data.replicates, data.fingerprint)
@@ -292,7 +307,9 @@ def run_study(
                              remote=remote, wait_s=t.wait_timeout_h * 3600)  # fmt: skip
             return _finish(plan, procs, failed, len(states))
     finally:
-        procs.close()
+        if procs is not None:
+            procs.close()
+        torch.set_num_threads(threads)
 
 
 def _finish(plan: RunPlan, procs: Processes, failed: list[str], n_jobs: int) -> StudyResult:

@@ -117,6 +117,9 @@ class DoneRecord(Record):
     selected_epoch: int | None
     seconds: float
     counters: dict[str, int] = Field(default_factory=dict)
+    threads: int | None = Field(None, description="torch.get_num_threads() of the process that "
+                                "trained it, at the end (train.threads); None: written before "
+                                "ADA recorded it.")
 
 
 class FailedRecord(Record):

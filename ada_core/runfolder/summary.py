@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,8 @@ class JobRecord(BaseModel):
     selected_epoch: int | None = None
     epochs: int | None = None
     seconds: float | None = None
+    threads: int | None = Field(None, description="torch's CPU threads of the process that "
+                                "trained it (done.json).")
     counters: dict[str, int] = Field(default_factory=dict)
 
 
@@ -154,6 +157,9 @@ class Provenance(BaseModel):
     platform: str
     device: str
     git_commit: str | None = None
+    threads: list[int] = Field(default_factory=list, description="torch's CPU threads "
+                               "(train.threads) of the processes that trained the jobs, from "
+                               "their done.json; empty for runs older than this record.")
 
 
 class RunSummary(BaseModel):
@@ -226,8 +232,9 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def provenance(device: str) -> Provenance:
-    """Date, versions (ADA, its plugins, torch, captum, Python), platform, device, git commit."""
+def provenance(device: str, threads: Sequence[int | None] = ()) -> Provenance:
+    """Date, versions (ADA, its plugins, torch, captum, Python), platform, device, git commit,
+    and the distinct thread counts the jobs were trained with (``threads``, one per job)."""
     versions = {"python": platform.python_version()}
     for dist in ("torch", "captum", "numpy", "scipy", "pydantic", "pluggy"):
         try:
@@ -244,4 +251,5 @@ def provenance(device: str) -> Provenance:
         platform=platform.platform(),
         device=device,
         git_commit=_git_commit(),
+        threads=sorted({t for t in threads if t is not None}),
     )

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, used_when
+from ada_core import (ComponentConfig, DataError, SegDataset, Subject, Volume, tags, used_unless,
+                      used_when)
 
 __all__ = ["PhantomConfig", "PhantomDataset", "generate"]
 
@@ -67,7 +68,7 @@ class PhantomConfig(ComponentConfig):
         "gm", description="What cue_offset_mm is measured from: 'gm', the middle of the (jittered) "
         "GM butterfly, so the cue tells where the GM is; 'cord', the cord centre. Without GM "
         "jitter the two coincide.",
-        json_schema_extra=_CUE,
+        json_schema_extra=tags(_CUE, used_unless("gm_jitter_mm", 0)),
     )
     cue_offset_mm: tuple[float, float] = Field(
         (-7.0, 5.0), description="Cue centre from its anchor (cue_anchor), (rows, cols) in mm, "

@@ -16,7 +16,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from ada_core import ComponentConfig, ConfigError, DataError, SegModel, closest, suggest
+from ada_core import (ComponentConfig, ConfigError, DataError, SegModel, Unused, closest, suggest,
+                      used_if)
 from ada_unet._guided import GuidedReport, make_relus_distinct
 from ada_unet._sizing import PAD_DESCRIPTION, PadMode, crop_output, fit_input
 
@@ -48,10 +49,25 @@ class SmpModelConfig(ComponentConfig):
     encoder: str = Field("resnet18", description="Encoder name from smp.encoders.get_encoder_names(), or 'tu-<timm model name>'.")
     encoder_depth: int = Field(5, ge=1, le=5, description="Encoder stages used (the total stride is 2**encoder_depth for most architectures); some architectures need 3 or more.")
     encoder_weights: str | None = Field(None, description="None (random initialisation, no network access) or the path of a local .pt/.pth/.safetensors state dict, either of the encoder or of the whole model; a 3-channel first conv is summed to 1 channel.")
-    decoder_channels: tuple[int, ...] | None = Field(None, description="Decoder channels for architectures that take them (Unet: one per encoder stage); None keeps smp's default.")
+    decoder_channels: tuple[int, ...] | None = Field(None, description="Decoder channels for architectures that take them (Unet: one per encoder stage); None keeps smp's default.", json_schema_extra=used_if("`arch` takes a decoder_channels argument (Unet, UnetPlusPlus, MAnet, DeepLabV3, ...)"))
     arch_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments of the smp architecture (e.g. decoder_attention_type='scse'), checked against its signature.")
     pad: PadMode = Field("error", description=PAD_DESCRIPTION)
     guided_safe: bool = Field(True, description="Give every ReLU call its own non-inplace nn.ReLU module (needed by Guided Backprop / Guided GradCam); False keeps smp's modules as built.")
+
+    def _inactive(self) -> list[Unused]:
+        if self.decoder_channels is None and "decoder_channels" not in self.model_fields_set:
+            return []
+        archs = smp_architectures()
+        accepted = _arguments(archs[self.arch])
+        if "decoder_channels" in accepted:
+            return []
+        takers = sorted(n for n, c in archs.items() if "decoder_channels" in _arguments(c))
+        return [Unused("decoder_channels", None,
+                       why=f"{{prefix}}arch = {self.arch!r} has no decoder_channels argument "
+                           f"(its arguments: {', '.join(sorted(accepted - _RESERVED))}; set "
+                           "them through {prefix}arch_options)",
+                       fix=f"set {{prefix}}arch to one that takes it "
+                           f"({', '.join(takers)})")]  # fmt: skip
 
     @field_validator("arch")
     @classmethod
@@ -170,6 +186,12 @@ def _check_output_shape(model: SmpModel, probe: Tensor) -> None:
         )
 
 
+def _arguments(cls: type[nn.Module]) -> set[str]:
+    """The keyword arguments an smp architecture's constructor takes."""
+    params = inspect.signature(cls.__init__).parameters
+    return {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"self"}
+
+
 def _build_net(cfg: SmpModelConfig) -> nn.Module:
     """The smp model of ``cfg``: 1 input channel, 1 class, no activation, no download."""
     from segmentation_models_pytorch.base.model import SegmentationModel
@@ -181,19 +203,12 @@ def _build_net(cfg: SmpModelConfig) -> nn.Module:
             f"model 'smp': architecture {cfg.arch!r} has its own forward, which this wrapper "
             "does not know; pick another architecture or write a SegModel plugin for it"
         )
-    params = inspect.signature(cls.__init__).parameters
-    accepted = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"self"}
+    accepted = _arguments(cls)
     kwargs: dict[str, Any] = dict(
         encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth, encoder_weights=None,
         in_channels=1, classes=1, activation=None,
     )
-    if cfg.decoder_channels is not None:
-        if "decoder_channels" not in accepted:
-            raise ConfigError(
-                f"model 'smp': architecture {cfg.arch!r} has no decoder_channels argument; "
-                "remove model.params.decoder_channels or set it through arch_options "
-                f"(its arguments: {', '.join(sorted(accepted - _RESERVED))})"
-            )
+    if cfg.decoder_channels is not None:  # the config refuses it where the arch has none
         kwargs["decoder_channels"] = list(cfg.decoder_channels)
     for key, value in cfg.arch_options.items():
         if key in _RESERVED or key not in accepted:
