@@ -473,6 +473,8 @@ def test_the_engine_does_not_import_the_report():
 def test_the_checkpoint_rule_selects_the_weights_that_are_scored(tmp_path, rule):
     data = tiny_config(tmp_path, rule, attributors=["vanilla"], standard_epochs=3, cycles=1,
                        ada_epochs=3, robustness=False, checkpoint=rule,
+                       # last.prev.pt below is the epoch before last only with a save per epoch
+                       checkpoint_every=1,
                        **({"average_last": 2} if rule == "average" else {}))  # fmt: skip
     run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
     config, reg, _, val, _ = _slices(run)

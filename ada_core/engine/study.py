@@ -156,7 +156,7 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
         seconds=outcome.seconds, counters=outcome.counters))  # fmt: skip
 
 
-def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
+def _score(plan: RunPlan, job: Job, data: StudyData, quiet: bool = True) -> None:
     p = job.paths
     ev = p.eval(job.eval_key(plan))
     if ev.summary.is_file():  # written last: the job is scored (inspect checked its rows)
@@ -167,7 +167,8 @@ def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
     model.load_state_dict(read_weights(p.selected(done.selected), runtime.device).model)
     parts = data.parts[job.replicate.fold]
     s = plan.schedule
-    scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime)
+    scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime,
+                              label=job.label, quiet=quiet)  # fmt: skip
     blocks = [x.rows() for x in scored] + (convergence_blocks(p) if job.branch is not None else [])
     report = parts["test"] if len(parts["test"]) else parts["val"]
     image = report.images.mean(0)[0].cpu().numpy()
@@ -239,7 +240,7 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
                 if observer is not None:
                     observer.on_end(job.paths)
             if leader:
-                _score(plan, job, data)
+                _score(plan, job, data, quiet)
         except StorageError:
             raise  # a full disk is not the job's failure: stop, naming the file
         except caught as e:
