@@ -26,7 +26,13 @@ from torch import nn
 
 from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
-from ada_core.engine.cycle import CycleData, average_weights, cycle_data, write_convergence
+from ada_core.engine.cycle import (
+    CycleData,
+    Saliency,
+    average_weights,
+    cycle_data,
+    write_convergence,
+)
 from ada_core.engine.keys import derive_seed
 from ada_core.engine.loop import Runtime, evaluate_slices, train_epoch
 from ada_core.engine.losses import make_loss
@@ -49,7 +55,7 @@ from ada_core.runfolder import (
     write_weights,
 )
 
-__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "run_phase"]
+__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "fresh_state", "run_phase"]
 
 #: Validation metric that picks the best epoch (higher is better).
 SELECT = "dsc_mean"
@@ -91,6 +97,8 @@ class Phase:
         start: the job whose ``last.pt`` the phase starts from (a branch: its standard phase).
         meta: written into every weights checkpoint (model spec, preprocessing, label, seed),
             so a checkpoint rebuilds its network without the config file (``ada predict``).
+        first_saliency: the first cycle's saliency when the seed's shared pass computed it
+            from the same start weights (None: the cycle attributes itself).
     """
 
     label: str
@@ -103,6 +111,7 @@ class Phase:
     repeat: int = 1
     start: JobPaths | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    first_saliency: Saliency | None = None
 
     @property
     def epochs(self) -> int:
@@ -169,15 +178,23 @@ def _new_state(
     return TrainState(model, optimizer, generators, runtime.train_module(model))
 
 
-def _open(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
-          runtime: Runtime, resume: bool) -> TrainState:  # fmt: skip
-    """The state the phase starts or continues from: fresh, its start's ``last.pt``, or its
-    own ``last.pt`` when resuming (falling back to ``last.prev.pt`` when that is damaged)."""
+def fresh_state(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
+                runtime: Runtime) -> TrainState:  # fmt: skip
+    """The state a phase starts from when it has nothing of its own yet: new weights, or its
+    start's ``last.pt``; its attributor seeded."""
     state = _new_state(new_model, phase.seed, schedule, runtime)
     if phase.attributor is not None:
         phase.attributor.set_seed(derive_seed(phase.seed, "attributor", phase.label))
     if phase.start is not None:
         state.restore(read_training_state(phase.start.last, runtime.device), runtime)
+    return state
+
+
+def _open(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
+          runtime: Runtime, resume: bool) -> TrainState:  # fmt: skip
+    """The state the phase starts or continues from: fresh, its start's ``last.pt``, or its
+    own ``last.pt`` when resuming (falling back to ``last.prev.pt`` when that is damaged)."""
+    state = fresh_state(phase, new_model, schedule, runtime)
     p = phase.paths
     if resume and (p.last.is_file() or p.previous(p.last).is_file()):
         saved = read_training_state(p.last, runtime.device, job=p)
