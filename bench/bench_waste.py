@@ -14,7 +14,8 @@ epochs so that its predictions look like a study's), on the CPU (one thread by d
 
 Every pair is checked to compute the same values before timing (equal rows, equal maps).
 
-    python bench/bench_waste.py [--quick] [--threads N]
+    python bench/bench_waste.py            # a few minutes on a shared CPU
+    python bench/bench_waste.py --quick    # 8 test slices, 2 repeats (make bench)
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    reps = 3 if args.quick else 7
-    reg, model, train, test = setup(40, 16, 4 if args.quick else 12)
+    reps = 2 if args.quick else 7
+    reg, model, train, test = setup(40, 8 if args.quick else 16, 2 if args.quick else 12)
     records = robustness_case(model, test, reps)
     records.append(validation_case(model, test, reps))
     records.append(checkpoint_case(reg, reps))
