@@ -73,8 +73,8 @@ class Progress:
         if log.isEnabledFor(level):
             rate = (now - self._start) / max(1, self.done - self._first)
             eta = f", ETA {_duration(rate * (self.total - self.done))}" if self.done < self.total else ""
-            fields = " ".join(f"{k} {v}" for k, v in shown.items())
-            log.log(level, "%s: %s %d/%d %s (%.1f s/%s%s)", self.desc, self.unit, self.done,
+            fields = "".join(f" {k} {v}" for k, v in shown.items())
+            log.log(level, "%s: %s %d/%d%s (%.1f s/%s%s)", self.desc, self.unit, self.done,
                     self.total, fields, rate, self.unit, eta)  # fmt: skip
 
     def note(self, text: str) -> None:
