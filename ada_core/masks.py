@@ -60,11 +60,50 @@ def _score_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _window_sums(x: Tensor, size: int, stride: int) -> Tensor:
-    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` -> ``(B, H', W')``."""
-    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+def _along(x: Tensor, size: int, dim: int, op) -> Tensor:  # noqa: ANN001 - a torch binary op
+    """``op``-reduction of every run of ``size`` consecutive elements along ``dim``, in
+    ``O(log size)`` whole-tensor ops: runs of 1, 2, 4, ... elements are combined pairwise and
+    ``size``'s binary digits pick which of them make up each run (exact for ``or``; a sum
+    would round differently from a cumulative sum, and run slower than one on floats)."""
+    n = x.shape[dim] - size + 1
+    out, runs, span, k, offset = None, x, 1, size, 0
+    while True:
+        if k & 1:
+            part = runs.narrow(dim, offset, n)
+            out = part if out is None else op(out, part)
+            offset += span
+        k >>= 1
+        if not k:
+            return out
+        m = runs.shape[dim] - span
+        runs = op(runs.narrow(dim, 0, m), runs.narrow(dim, span, m))
+        span *= 2
+
+
+def _window_any(x: Tensor, size: int, stride: int) -> Tensor:
+    """Whether each ``size x size`` window of bool ``x`` ``(B, H, W)`` holds a True pixel: two
+    :func:`_along` passes on bytes, ~8x faster than a float integral image of the counts."""
+    return _along(_along(x, size, -2, torch.logical_or), size, -1, torch.logical_or)[
+        :, ::stride, ::stride
+    ]
+
+
+def _integral_windows(padded: Tensor, size: int, stride: int) -> Tensor:
+    """Sums of every ``size x size`` window of ``padded[:, 1:, 1:]`` -> ``(B, H', W')``
+    (``padded`` ``(B, H + 1, W + 1)``, its first row and column 0; overwritten).
+
+    The integral image's row sums come from one cumulative sum over each flattened image
+    minus the total before the row: ~3x faster on the CPU than a cumulative sum along the
+    rows (short runs along the contiguous axis). Its rounding grows with the image's
+    ``sum |x|``, as the tie tolerance does (module docstring, step 3).
+    """
+    b, h, w = padded.shape
+    flat = padded.reshape(b, h * w).cumsum(-1).reshape(b, h, w)
+    flat[:, 1:] -= flat[:, :-1, -1:].clone()  # the image's total before each row
+    s = flat.cumsum(-2)
     z, st = size, stride
-    return s[:, z::st, z::st] - s[:, :-z:st, z::st] - s[:, z::st, :-z:st] + s[:, :-z:st, :-z:st]
+    rows = s[:, z::st] - s[:, :-z:st]
+    return rows[:, :, z::st] - rows[:, :, :-z:st]
 
 
 def _check_window_inputs(
@@ -129,20 +168,21 @@ def _window_boxes(
 ) -> Tensor:
     """:func:`window_boxes` for inputs already validated."""
     dtype = _score_dtype(saliency.device)
-    gt = ground_truth[:, 0] != 0
-    sal = saliency[:, 0].to(dtype, copy=True)
-    if gt_policy != "ignore":
-        sal.masked_fill_(gt, 0)
-    score = _window_sums(sal, size, stride)
+    b, _, h, w = saliency.shape
+    outside = ground_truth[:, 0] == 0
+    padded = saliency.new_zeros(b, h + 1, w + 1, dtype=dtype)
+    sal = padded[:, 1:, 1:]
+    sal.copy_(saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside)
     # Integral-image rounding errors scale with the magnitudes summed, not with the signed
     # total (which cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
-    tol = _TIE_RTOL * sal.abs().sum((-2, -1))[:, None]
+    tol = _TIE_RTOL * torch.linalg.vector_norm(sal, 1, dim=(-2, -1))[:, None]
+    score = _integral_windows(padded, size, stride)
     if gt_policy == "ignore":
         allowed = torch.ones_like(score, dtype=torch.bool)
     else:
-        # Counts of at most H*W are exact in float32.
-        gt_count = _window_sums(gt.float(), size, stride)
-        allowed = gt_count < size * size - 0.5 if gt_policy == "restore" else gt_count < 0.5
+        # restore: a window with a pixel outside the ground truth; avoid: one without any in it
+        allowed = _window_any(outside, size, stride) if gt_policy == "restore" else \
+            ~_window_any(~outside, size, stride)  # fmt: skip
     b, nh, nw = score.shape
     score = score.reshape(b, -1)
     allowed = allowed.reshape(b, -1)
@@ -151,11 +191,11 @@ def _window_boxes(
     neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=score.device)
     boxes = torch.full((b, regions, 2), -1, dtype=torch.long, device=score.device)
     for k in range(regions):  # a loop over regions only (few), never over images or windows
-        masked = torch.where(allowed, score, neg_inf)
+        masked = score.masked_fill(~allowed, neg_inf)
         best = masked.amax(1, keepdim=True)
-        # argmax of a bool picks the first True: the first window (row-major) within tolerance.
-        idx = (allowed & (masked >= best - tol)).to(torch.uint8).argmax(1)
-        found = allowed.any(1)
+        found = allowed.any(1)  # where not, best is -inf and idx is ignored
+        # argmax of 0/1 bytes picks the first 1: the first window (row-major) within tolerance.
+        idx = (masked >= best - tol).view(torch.uint8).argmax(1)
         rc = torch.stack([win_r[idx], win_c[idx]], 1)
         boxes[:, k] = torch.where(found[:, None], rc, torch.full_like(rc, -1))
         if k + 1 < regions:

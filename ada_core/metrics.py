@@ -50,9 +50,10 @@ import torch
 from torch import Tensor
 
 from ada_core.errors import InputError
-from ada_core.surface import directed_sets, distance_dtype, hd95_directed_max, hsd_hd95
+from ada_core.surface import directed_sets, distance_dtype, hd95_directed_max, hsd, hsd_hd95
 
 __all__ = [
+    "DISTANCES",
     "EmptyPolicy",
     "HausdorffMode",
     "concat_metrics",
@@ -65,6 +66,8 @@ __all__ = [
 
 HausdorffMode = Literal["boundary", "legacy"]
 EmptyPolicy = Literal["nan", "bounded"]
+#: The surface-distance metrics of :func:`segmentation_metrics`, which its ``distances`` selects.
+DISTANCES = ("hsd", "hd95", "hd95_monai")
 
 
 def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:
@@ -185,6 +188,7 @@ def segmentation_metrics(
     hausdorff: HausdorffMode = "boundary",
     empty_policy: EmptyPolicy = "nan",
     chunk: int = 256,
+    distances: Sequence[str] = DISTANCES,
 ) -> dict[str, Tensor]:
     """Per-slice metrics.
 
@@ -195,15 +199,22 @@ def segmentation_metrics(
         hausdorff: ``"boundary"`` (mm surface distance) or ``"legacy"`` (see module docstring).
         empty_policy: ``"nan"`` or ``"bounded"`` (see module docstring).
         chunk: slices per distance computation (bounds memory).
+        distances: which of ``hsd``, ``hd95``, ``hd95_monai`` to compute (the others are left
+            out of the result): the boundary search is skipped when none is asked for, the
+            percentile sort when only ``hsd`` is. Each value is the same as with all three.
 
     Returns:
-        ``(B,)`` float64 tensors ``dsc``, ``tpr``, ``tnr``, ``ppv`` (percent), ``hsd``, ``hd95``,
-        ``hd95_monai`` (mm), and ``(B,)`` bool ``pred_empty``, ``target_empty``; on the inputs'
-        device.
+        ``(B,)`` float64 tensors ``dsc``, ``tpr``, ``tnr``, ``ppv`` (percent), the asked
+        ``hsd``, ``hd95``, ``hd95_monai`` (mm), and ``(B,)`` bool ``pred_empty``,
+        ``target_empty``; on the inputs' device.
     """
     owner = "segmentation_metrics"
     _check_masks(pred, target, owner)
     _check_options(hausdorff, empty_policy, owner)
+    unknown = [d for d in distances if d not in DISTANCES]
+    if isinstance(distances, str) or unknown:
+        raise InputError(f"{owner}: distances must be a list of {list(DISTANCES)}, got "
+                         f"{distances!r}")  # fmt: skip
     b, _, h, w = pred.shape
     dt = distance_dtype(pred.device)
     sp = _check_spacing(spacing, b, 2, owner).to(pred.device, dt)
@@ -211,22 +222,37 @@ def segmentation_metrics(
     c = _counts(p, t, (1, 2))
     pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
     out = _ratios(c, (c["fp"] + c["fn"]) == 0, empty_policy)
-    hsd, hd95, monai = [], [], []
-    for s in range(0, b, max(1, chunk)):
-        e = s + max(1, chunk)
-        d_pt, d_tp = directed_sets(p[s:e], t[s:e], sp[s:e])
-        a, q = hsd_hd95(d_pt, d_tp)
-        hsd.append(a)
-        hd95.append(q)
-        monai.append(hd95_directed_max(d_pt, d_tp))
-    out["hsd"], out["hd95"], out["hd95_monai"] = torch.cat(hsd), torch.cat(hd95), torch.cat(monai)
-    if hausdorff == "legacy":
+    wanted = [d for d in DISTANCES if d in distances]
+    out.update(_distances(p, t, sp, wanted, hausdorff == "legacy", chunk))
+    if hausdorff == "legacy" and "hsd" in wanted:
         out["hsd"] = legacy_hausdorff(pred, target)
     diagonal = ((sp * torch.tensor([h - 1, w - 1], dtype=dt, device=sp.device)) ** 2).sum(1).sqrt()
-    for key in ("hsd", "hd95", "hd95_monai"):
+    for key in wanted:
         out[key] = _bound_distance(out[key], pred_empty & target_empty, diagonal, empty_policy)
     out["pred_empty"], out["target_empty"] = pred_empty, target_empty
     return out
+
+
+def _distances(p: Tensor, t: Tensor, sp: Tensor, wanted: list[str], legacy: bool,
+               chunk: int) -> dict[str, Tensor]:  # fmt: skip
+    """The ``wanted`` boundary distances of bool ``(B, H, W)`` masks, chunk by chunk."""
+    search = [d for d in wanted if not (legacy and d == "hsd")]
+    if not search:
+        return {}
+    parts: dict[str, list[Tensor]] = {d: [] for d in search}
+    for s in range(0, p.shape[0], max(1, chunk)):
+        e = s + max(1, chunk)
+        d_pt, d_tp = directed_sets(p[s:e], t[s:e], sp[s:e])
+        if "hd95" in parts:
+            a, q = hsd_hd95(d_pt, d_tp)
+            parts["hd95"].append(q)
+        elif "hsd" in parts:
+            a = hsd(d_pt, d_tp)
+        if "hsd" in parts:
+            parts["hsd"].append(a)
+        if "hd95_monai" in parts:
+            parts["hd95_monai"].append(hd95_directed_max(d_pt, d_tp))
+    return {d: torch.cat(v) for d, v in parts.items()}
 
 
 def volume_metrics(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ada_core.errors import InputError, suggest
 
-__all__ = ["KEY_COLUMNS", "METRICS", "PAPER_METRICS", "ROW_KEY", "Metric", "metric", "metric_names"]
+__all__ = ["COMPARED_METRICS", "KEY_COLUMNS", "METRICS", "PAPER_METRICS", "ROW_KEY", "Metric", "metric", "metric_names"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 #: The paper's table columns, in order.
 PAPER_METRICS = tuple(name for name, m in METRICS.items() if m.paper)
+#: Metrics the statistics compare between branches (the secondary family), with the primary.
+COMPARED_METRICS = ("dsc", "hsd", "fail")
 
 #: The columns every results table has before its metrics, in file order.
 KEY_COLUMNS = ("seed", "fold", "branch", "set", "person", "subject", "site", "slice")

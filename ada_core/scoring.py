@@ -10,29 +10,37 @@ millimetres, and PPV is 0. DSC and TPR are 0 by their definitions already.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import Tensor
 
-from ada_core.metrics import segmentation_metrics
+from ada_core.metrics import DISTANCES, segmentation_metrics
 
 __all__ = ["score_slices"]
 
 
-def score_slices(pred: Tensor, target: Tensor, spacing: Tensor | Sequence[float]) -> dict[str, Tensor]:
+def score_slices(pred: Tensor, target: Tensor, spacing: Tensor | Sequence[float],
+                 metrics: Collection[str] | None = None) -> dict[str, Tensor]:  # fmt: skip
     """:func:`~ada_core.metrics.segmentation_metrics` with the failure rule (module docstring).
+
+    Args:
+        metrics: the metrics a caller reads (None: every one). The counts (DSC, TPR, TNR, PPV,
+            fail) cost nothing and are always there; a surface distance not named is left out,
+            so its boundary search (or percentile sort) is not paid for. A value does not
+            depend on which others were asked for.
 
     Returns:
         The same ``(B,)`` tensors, and ``fail`` (float64, 0 or 100).
     """
-    out = segmentation_metrics(pred, target, spacing)
+    wanted = DISTANCES if metrics is None else tuple(d for d in DISTANCES if d in metrics)
+    out = segmentation_metrics(pred, target, spacing, distances=wanted)
     missed = out["pred_empty"] & ~out["target_empty"]
     h, w = pred.shape[-2:]
-    sp = torch.as_tensor(spacing, dtype=out["hsd"].dtype, device=out["hsd"].device)
+    sp = torch.as_tensor(spacing, dtype=out["dsc"].dtype, device=out["dsc"].device)
     sp = sp.expand(pred.shape[0], 2) if sp.ndim == 1 else sp
     diagonal = ((sp * torch.tensor([h - 1, w - 1], dtype=sp.dtype, device=sp.device)) ** 2).sum(1).sqrt()
-    for key in ("hsd", "hd95", "hd95_monai"):
+    for key in wanted:
         out[key] = torch.where(missed, diagonal, out[key])
     out["ppv"] = torch.where(missed, torch.zeros_like(out["ppv"]), out["ppv"])
     out["fail"] = missed.to(out["dsc"].dtype) * 100.0

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["directed_sets", "distance_dtype", "hsd_hd95"]
+__all__ = ["directed_sets", "distance_dtype", "hd95_directed_max", "hsd", "hsd_hd95"]
 
 #: Largest number of (boundary pixel, line or pixel) candidates held at once in the search:
 #: small enough that the temporaries stay in cache and in the allocator's free lists (on CPU,
@@ -287,11 +287,20 @@ def hd95_directed_max(d_pt: Tensor, d_tp: Tensor) -> Tensor:
     return torch.where(undefined, torch.full_like(both, float("nan")), both)
 
 
-def hsd_hd95(d_pt: Tensor, d_tp: Tensor) -> tuple[Tensor, Tensor]:
-    """HSD and HD95 per row from padded directed distances; NaN when undefined."""
+def _pooled(d_pt: Tensor, d_tp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     pooled = torch.cat([d_pt, d_tp], 1)
     undefined = torch.isinf(pooled).any(1) | torch.isnan(pooled).all(1)
     hsd = torch.nan_to_num(pooled, nan=float("-inf")).amax(1)
+    return pooled, undefined, torch.where(undefined, torch.full_like(hsd, float("nan")), hsd)
+
+
+def hsd(d_pt: Tensor, d_tp: Tensor) -> Tensor:
+    """HSD per row from padded directed distances; NaN when undefined (no percentile sort)."""
+    return _pooled(d_pt, d_tp)[2]
+
+
+def hsd_hd95(d_pt: Tensor, d_tp: Tensor) -> tuple[Tensor, Tensor]:
+    """HSD and HD95 per row from padded directed distances; NaN when undefined."""
+    pooled, undefined, hsd_ = _pooled(d_pt, d_tp)
     hd95 = torch.nanquantile(pooled.masked_fill(torch.isinf(pooled), 0.0), 0.95, dim=1)
-    nan = torch.full_like(hsd, float("nan"))
-    return torch.where(undefined, nan, hsd), torch.where(undefined, nan, hd95)
+    return hsd_, torch.where(undefined, torch.full_like(hd95, float("nan")), hd95)

@@ -473,6 +473,8 @@ def test_the_engine_does_not_import_the_report():
 def test_the_checkpoint_rule_selects_the_weights_that_are_scored(tmp_path, rule):
     data = tiny_config(tmp_path, rule, attributors=["vanilla"], standard_epochs=3, cycles=1,
                        ada_epochs=3, robustness=False, checkpoint=rule,
+                       # last.prev.pt below is the epoch before last only with a save per epoch
+                       checkpoint_every=1,
                        **({"average_last": 2} if rule == "average" else {}))  # fmt: skip
     run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
     config, reg, _, val, _ = _slices(run)
@@ -498,3 +500,92 @@ def test_the_checkpoint_rule_selects_the_weights_that_are_scored(tmp_path, rule)
         key = next(p for p in (folder / "eval").iterdir())
         scored = json.loads((key / "summary.json").read_text())
         assert scored["sets"]["val"]["dsc_mean"] == pytest.approx(dsc[~dsc.isnan()].mean().item(), abs=1e-3)
+
+
+# --------------------------------------------------------------------------- waste removed
+# The measured speed-ups (issue 21) change no number: each is compared with the path it
+# replaced, run in the same test, bit for bit.
+
+_SPEED_METHODS = ["gradcam", "vanilla", "input_x_gradient", "guided_backprop", "guided_gradcam",
+                  "random", "none"]  # fmt: skip
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(run / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_speed_ups_leave_results_csv_bit_identical(tmp_path, monkeypatch):
+    """Shared first-cycle pass, last.pt every 4 epochs, epochs validated without surface
+    distances, robustness scored on the reported metrics only: against each branch
+    attributing alone, last.pt every epoch and every metric everywhere."""
+    from ada_core.engine import phase as phase_mod
+    from ada_core.engine import plan as plan_mod
+    from ada_core.engine import study as study_mod
+    from ada_core.quantities import METRICS
+
+    def config(name, every):
+        return parse_config(tiny_config(tmp_path, name, attributors=_SPEED_METHODS, test=True,
+                                        standard_epochs=5, cycles=2, ada_epochs=3,
+                                        checkpoint_every=every))  # fmt: skip
+
+    real, shared = study_mod.shared_first_cycle, []
+
+    def spy(*args):
+        shared.append(real(*args))
+        return shared[-1]
+
+    monkeypatch.setattr(study_mod, "shared_first_cycle", spy)
+    fast = run_study(config("fast", 4), load_plugins(), quiet=True).run_dir
+    assert len(shared) == 1 and len(shared[0]) == 5  # every deterministic method, one pass
+    monkeypatch.setattr(study_mod, "shared_first_cycle", lambda *args: {})
+    monkeypatch.setattr(phase_mod, "EPOCH_METRICS", tuple(METRICS))
+    monkeypatch.setattr(plan_mod, "COMPARED_METRICS", tuple(METRICS))
+    ref = run_study(config("ref", 1), load_plugins(), quiet=True).run_dir
+    got, want = _rows(fast), _rows(ref)
+    assert len(got) == len(want) > 0
+    skipped = {m for m in METRICS if m not in plan_mod.PAPER_METRICS + ("fail",)}
+    assert skipped == {"hd95", "hd95_monai"}
+    for g, w in zip(got, want, strict=True):
+        if g["set"] in ("robustness", "robustness_near"):
+            assert all(g[m] == "" for m in skipped) and any(w[m] != "" for m in skipped) or \
+                all(w[m] == "" for m in skipped)  # fmt: skip
+            g = {k: v for k, v in g.items() if k not in skipped}
+            w = {k: v for k, v in w.items() if k not in skipped}
+        assert g == w
+    for job in ["standard", *(f"branches/{b}" for b in _SPEED_METHODS)]:
+        a, b = metrics_rows(fast / "seed-0" / job), metrics_rows(ref / "seed-0" / job)
+        assert [r["loss"] for r in a] == [r["loss"] for r in b], job
+        assert [r["counters"] for r in a] == [r["counters"] for r in b], job
+        for key in ("dsc_mean", "tpr_mean", "fail_mean"):
+            assert [r["metrics"][key] for r in a] == [r["metrics"][key] for r in b], job
+        assert "hsd_mean" not in a[0]["metrics"]  # one record schema, whatever was computed
+        x, y = load_checkpoint(fast / "seed-0" / job / "last.pt"), load_checkpoint(ref / "seed-0" / job / "last.pt")
+        assert x["epoch"] == y["epoch"] and all(torch.equal(v, y["model"][k]) for k, v in x["model"].items())
+        if job != "standard" and not job.endswith("none"):
+            k1, k2 = (load_checkpoint(r / "seed-0" / job / "cycle1.pt") for r in (fast, ref))
+            assert torch.equal(k1["keep"], k2["keep"]) and torch.equal(k1["ada_images"], k2["ada_images"])
+    # a branch has 6 epochs: fast wrote last.pt at 4 and 6, the reference at every one
+    assert load_checkpoint(fast / "seed-0/branches/vanilla/last.prev.pt")["epoch"] == 4
+    assert load_checkpoint(ref / "seed-0/branches/vanilla/last.prev.pt")["epoch"] == 5
+
+
+def test_the_shared_first_cycle_pass_equals_each_branch_alone_bit_for_bit():
+    """attribute_all on the U-Net from one state: every deterministic method's maps equal
+    its own attribute() call exactly (the engine relies on it), batch by batch."""
+    from ada_core.attribution import attribute_all
+
+    reg = load_plugins()
+    torch.manual_seed(0)
+    model = reg.models.build("unet-paper", {"width": 4, "depth": 2})
+    images = torch.randn(10, 1, 32, 32)
+    masks = (torch.rand(10, 1, 32, 32) > 0.7).float()
+    names = [m for m in _SPEED_METHODS if m not in ("random", "none")]
+    together = attribute_all({n: reg.attributors.build(n) for n in names}, model, images, masks,
+                             batch_size=4)  # fmt: skip
+    for n in names:
+        alone = reg.attributors.build(n)
+        ref = torch.cat([alone.attribute(model, images[s:s + 4], masks[s:s + 4]) for s in (0, 4, 8)])
+        assert torch.equal(together[n], ref), n

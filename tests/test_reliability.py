@@ -140,18 +140,39 @@ def test_unchanged_finished_jobs_are_reused_and_new_branches_added(tmp_path, cap
 
 
 def test_corrupt_standard_checkpoint_is_repaired_from_the_previous_one(tmp_path, capsys):
-    data = quick(tmp_path, standard_epochs=2)
+    data = quick(tmp_path, standard_epochs=2, checkpoint_every=1)
     run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
     last = run / "seed-0" / "standard" / "last.pt"
     good = torch.load(last, weights_only=True)["model"]
     last.write_bytes(last.read_bytes()[:100])
     capsys.readouterr()
     with pytest.warns(UserWarning, match="previous checkpoint"):
-        run_study(parse_config(quick(tmp_path, standard_epochs=2, attributors=("vanilla", "none", "gradcam"))),
+        run_study(parse_config(quick(tmp_path, standard_epochs=2, checkpoint_every=1,
+                                     attributors=("vanilla", "none", "gradcam"))),
                   load_plugins(), quiet=True)  # fmt: skip
-    assert "training its last epoch again from last.prev.pt" in capsys.readouterr().out
+    assert "training its last epoch(s) again from last.prev.pt" in capsys.readouterr().out
     repaired = torch.load(last, weights_only=True)["model"]
     assert all(torch.equal(good[k], repaired[k]) for k in good)
+
+
+def test_a_corrupt_only_checkpoint_is_repaired_by_training_the_phase_again(tmp_path, capsys):
+    # standard_epochs < checkpoint_every: the phase wrote one last.pt, at its end, and no
+    # previous version; the repair trains the whole phase again from its seed
+    data = quick(tmp_path, standard_epochs=3, checkpoint_every=5)
+    run = run_study(parse_config(data), load_plugins(), quiet=True).run_dir
+    folder = run / "seed-0" / "standard"
+    assert not (folder / "last.prev.pt").exists()
+    good = torch.load(folder / "last.pt", weights_only=True)
+    (folder / "last.pt").write_bytes(b"torn")
+    capsys.readouterr()
+    run_study(parse_config(quick(tmp_path, standard_epochs=3, checkpoint_every=5,
+                                 attributors=("vanilla", "none", "gradcam"))),
+              load_plugins(), quiet=True)  # fmt: skip
+    assert "training the phase again from its start" in capsys.readouterr().out
+    assert (folder / "last.damaged.pt").read_bytes() == b"torn"  # kept, never deleted
+    repaired = torch.load(folder / "last.pt", weights_only=True)
+    assert repaired["epoch"] == good["epoch"] == 3
+    assert all(torch.equal(good["model"][k], repaired["model"][k]) for k in good["model"])
 
 
 def test_unreadable_selected_checkpoint_is_found_before_any_training(tmp_path):

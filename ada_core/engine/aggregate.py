@@ -23,6 +23,7 @@ import torch
 from ada_core.engine.text import format_summary
 from ada_core.errors import DataError
 from ada_core.masks import erased_iou_matrix
+from ada_core.quantities import COMPARED_METRICS
 from ada_core.runfolder import (
     BranchRecord,
     ConvergenceRecord,
@@ -53,7 +54,7 @@ from ada_core.verdict import Verdict, verdict
 __all__ = ["AggregateResult", "aggregate", "convergence", "reanalyse"]
 
 #: Metrics compared between branches (the secondary family); every metric is estimated.
-COMPARED = ("dsc", "hsd", "fail")
+COMPARED = COMPARED_METRICS
 _DESCRIPTIONS = {
     "val": "validation part: selected the checkpoint (its numbers are biased upwards)",
     "test": "held-out test part (never used for selection)",

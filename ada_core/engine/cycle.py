@@ -8,6 +8,7 @@ are exactly those the branch trained on.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,10 +35,21 @@ from ada_core.runfolder import (
 if TYPE_CHECKING:
     from ada_core.engine.phase import Phase, TrainState
 
-__all__ = ["SAMPLES", "CycleData", "average_weights", "compute_keep", "cycle_data", "write_convergence"]
+__all__ = ["SAMPLES", "CycleData", "Saliency", "average_weights", "compute_keep", "cycle_data",
+           "write_convergence"]
 
 #: Training images whose saliency, keep mask and ADA image the report shows.
 SAMPLES = 4
+
+
+@dataclass
+class Saliency:
+    """A branch's first-cycle saliency, computed for it by the shared pass of its seed
+    (:mod:`ada_core.engine.firstcycle`): ``maps`` ``(N, 1, H, W)`` of every training image,
+    and the attributor's counters that pass added."""
+
+    maps: Tensor
+    counters: Counter[str]
 
 
 def compute_keep(
@@ -47,6 +59,7 @@ def compute_keep(
     data: SliceSet,
     batch_size: int,
     ddp: DataParallel | None = None,
+    given: Saliency | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Keep masks ``(N, 1, H, W)`` of every image of ``data`` for the current model, and the
     saliency of the first :data:`SAMPLES` images (for the report).
@@ -55,19 +68,23 @@ def compute_keep(
     Under DDP the batches are shared out over the ranks and the masks gathered (the same
     batches as one process, so the same masks), unless the attributor carries state from
     batch to batch (a random stream: a non-empty ``state_dict()``); then every rank attributes
-    every batch, which keeps that state the same on every rank.
+    every batch, which keeps that state the same on every rank. ``given``: the saliency of
+    this model already computed (the shared first-cycle pass); the masks are built from it
+    batch by batch as from the attributor's own.
     """
+    if given is not None:
+        attributor.counters.update(given.counters)
 
     def one(sl: slice) -> tuple[Tensor, Tensor | None]:
         x, y = data.images[sl], data.masks[sl]
-        saliency = attributor.attribute(model, x, y)
+        saliency = attributor.attribute(model, x, y) if given is None else given.maps[sl]
         return mask.build(saliency, y), saliency[:SAMPLES].cpu() if sl.start == 0 else None
 
     def shipped(sl: slice) -> tuple[Tensor, Tensor | None]:
         keep, head = one(sl)
         return keep.bool().cpu(), head  # keep masks are 0/1: sent as bool
 
-    if ddp is None or attributor.state_dict():
+    if ddp is None or given is not None or attributor.state_dict():
         parts = [one(sl) for sl in batch_slices(len(data), batch_size)]
     else:
         gathered = ddp.map_batches(len(data), batch_size, shipped, counted=(attributor, mask))
@@ -116,9 +133,10 @@ def cycle_data(
     if resumed_inside:  # the cycle's masks are on disk: attributing again could differ
         keep = read_keep(job, cycle, train.images.device)
     else:
-        keep, head = compute_keep(
-            phase.attributor, phase.mask, state.model, train, schedule.eval_batch_size, runtime.ddp
-        )
+        given = phase.first_saliency if cycle == 1 else None
+        keep, head = compute_keep(phase.attributor, phase.mask, state.model, train,
+                                  schedule.eval_batch_size, runtime.ddp, given)  # fmt: skip
+        phase.first_saliency = None  # used once
         if runtime.leader:
             write_keep(job, cycle, keep)
     for component in (phase.attributor, phase.mask):

@@ -5,7 +5,9 @@ Sets (``set`` column of ``results.csv``):
 - ``val``: the validation part, which selected the checkpoint (biased upwards; labelled so);
 - ``test``: the held-out test part, when the split has one (never used for selection);
 - ``robustness``: Algorithm 2 on the reported part (test, else validation): every ``Z x Z``
-  square zeroed in turn; a slice's value is the mean over its occluded copies;
+  square zeroed in turn, ``eval_batch_size`` copies per forward; a slice's value is the mean
+  over its occluded copies. Only the metrics the study reports on it are computed
+  (:attr:`Evaluation.metrics <ada_core.engine.plan.Evaluation>`); the others are NaN;
 - ``robustness_near``: the change against the same checkpoint's un-occluded metric, averaged
   over the squares that touch the ground truth dilated by ``margin_mm`` (negative DSC = worse);
 - ``context``: the paper's Figure 1 probe: every pixel farther than ``context_margin_mm`` from
@@ -25,11 +27,12 @@ from torch import Tensor
 from ada_core.data import SliceSet
 from ada_core.engine.loop import Runtime, evaluate_slices, predict
 from ada_core.engine.plan import Evaluation
+from ada_core.engine.runlog import Progress, Silent
 from ada_core.interfaces import SegModel
 from ada_core.metrics import summarize
 from ada_core.scoring import score_slices
 from ada_core.quantities import METRICS
-from ada_core.robustness import iter_occlusions
+from ada_core.robustness import iter_occlusions, num_occlusions
 from ada_core.runfolder import (
     ConvergenceFile,
     JobPaths,
@@ -50,7 +53,9 @@ class ScoredSet:
         self.subject = list(data.subject)
         self.site = list(data.site)
         self.slice = data.slice_index.cpu().tolist()
-        self.values = {m: values[m].double().cpu() for m in METRICS}
+        nan = torch.full((len(data),), math.nan, dtype=torch.float64)
+        # A metric the set does not compute (see Evaluation.metrics) is NaN: not estimated.
+        self.values = {m: values[m].double().cpu() if m in values else nan for m in METRICS}
         self.positions: Positions | None = None
 
     def summary(self) -> dict[str, float]:
@@ -78,7 +83,7 @@ def neighbourhood(masks: Tensor, spacing: Tensor, margin_mm: float) -> Tensor:
 
 def _robustness(
     model: SegModel, data: SliceSet, clean: dict[str, Tensor], ev: Evaluation, bs: int,
-    runtime: Runtime,
+    runtime: Runtime, progress: Progress | Silent,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], Positions]:  # fmt: skip
     n = len(data)
     z = ev.size
@@ -87,21 +92,22 @@ def _robustness(
     near = neighbourhood(data.masks, data.spacing, ev.margin_mm).float()
     # cell (i, j) of image k touches the neighbourhood iff its square holds a pixel of it
     near_cells = F.max_pool2d(near, z, z, ceil_mode=True)[:, 0].bool().cpu()
-    sums = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
-    counts = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
-    near_sums = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
-    near_counts = {m: torch.zeros(n, dtype=torch.float64) for m in METRICS}
+    metrics = ev.metrics
+    sums = {m: torch.zeros(n, dtype=torch.float64) for m in metrics}
+    counts = {m: torch.zeros(n, dtype=torch.float64) for m in metrics}
+    near_sums = {m: torch.zeros(n, dtype=torch.float64) for m in metrics}
+    near_counts = {m: torch.zeros(n, dtype=torch.float64) for m in metrics}
     pos_sum = torch.zeros(grid[0] * grid[1], dtype=torch.float64)
     pos_change = torch.zeros_like(pos_sum)
     pos_n = torch.zeros_like(pos_sum)
     for batch in iter_occlusions(data.images, data.masks, z, bs):
         pred = predict(model, batch.images, bs, runtime)
         idx = batch.image_index.to(data.spacing.device)
-        out = score_slices(pred, batch.masks, data.spacing[idx])
+        out = score_slices(pred, batch.masks, data.spacing[idx], metrics)
         img = batch.image_index.cpu()
         r, c = batch.position[:, 0].cpu(), batch.position[:, 1].cpu()
         touches = near_cells[img, r // z, c // z]
-        for m in METRICS:
+        for m in metrics:
             v = out[m].double().cpu()
             ok = ~torch.isnan(v)
             sums[m].index_add_(0, img[ok], v[ok])
@@ -117,8 +123,10 @@ def _robustness(
         pos_sum.index_add_(0, cell[ok], dsc[ok])
         pos_change.index_add_(0, cell[ok], change[ok])
         pos_n.index_add_(0, cell[ok], torch.ones_like(dsc[ok]))
-    rob = {m: sums[m] / counts[m] for m in METRICS}  # 0/0 -> NaN: nothing defined
-    near_change = {m: near_sums[m] / near_counts[m] for m in METRICS}
+        progress.update()
+    progress.close()
+    rob = {m: sums[m] / counts[m] for m in metrics}  # 0/0 -> NaN: nothing defined
+    near_change = {m: near_sums[m] / near_counts[m] for m in metrics}
     def cells(t: Tensor) -> list[list[float | None]]:
         return [[None if v != v else v for v in row] for row in t.reshape(grid).tolist()]
 
@@ -146,6 +154,9 @@ def score_checkpoint(
     ev: Evaluation,
     batch_size: int,
     runtime: Runtime,
+    *,
+    label: str = "",
+    quiet: bool = True,
 ) -> list[ScoredSet]:
     """Every evaluation set of one checkpoint (see the module docstring).
 
@@ -154,6 +165,8 @@ def score_checkpoint(
         parts: ``{"val": ..., "test": ...}`` of the replicate's fold (test may be empty).
         extra: label -> extra evaluation set.
         ev: the evaluation settings.
+        label: how the progress of the robustness set (its batches) names the job.
+        quiet: no progress bar (log lines instead, as for training).
     """
     scored = []
     for name in ("val", "test"):
@@ -162,7 +175,10 @@ def score_checkpoint(
     report = scored[-1]
     data = parts[report.name]
     if ev.robustness:
-        rob, near, positions = _robustness(model, data, report.values, ev, batch_size, runtime)
+        n = num_occlusions(len(data), *data.images.shape[-2:], ev.size)
+        bar = Progress(-(-n // batch_size), f"{label} robustness".strip(), quiet, unit="batch")
+        rob, near, positions = _robustness(model, data, report.values, ev, batch_size, runtime,
+                                           bar)  # fmt: skip
         s = ScoredSet("robustness", data, rob)
         s.positions = positions
         scored.append(s)

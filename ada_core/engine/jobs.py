@@ -5,7 +5,8 @@ and writes nothing else. Before any work, :func:`inspect` sorts every planned jo
 folder holds:
 
 - ``new``; ``finished`` (reused); ``repair`` (finished, but its ``last.pt`` is damaged and its
-  previous version is not: the last epoch is trained again, with the same result);
+  previous version is not, or there is none: the epochs since that version, or the whole
+  phase, are trained again, with the same result);
 - ``interrupted`` or ``failed``: continued only with ``--resume`` (or started afresh with
   ``--force``);
 - ``rescore``: finished, but its scored rows are damaged: scored again with ``--resume``;
@@ -149,6 +150,10 @@ def _state(job: Job) -> JobState:
             return JobState(job, "failed", str(e))
     if p.last.is_file() or p.previous(p.last).is_file():
         return JobState(job, "interrupted")
+    if p.metrics.is_file() and p.metrics.stat().st_size > 0:
+        # epochs trained before its first last.pt (train.checkpoint_every): resuming trains
+        # them again from the phase's start, with the same result
+        return JobState(job, "interrupted")
     return JobState(job, "new")
 
 
@@ -170,12 +175,19 @@ def _check_finished(js: JobState, plan: RunPlan) -> None:
         try:
             read_training_state(p.last)
         except DataError as e:
+            prev = p.previous(p.last)
+            if not prev.is_file():  # one last.pt so far (train.checkpoint_every): from the start
+                os.replace(p.last, p.damaged(p.last))
+                print(f"{js.job.title}: {e}; kept as {p.damaged(p.last).name}, training the "
+                      "phase again from its start (the same result)", flush=True)  # fmt: skip
+                js.state = "repair"
+                return
             try:
-                read_training_state(p.previous(p.last))
+                read_training_state(prev)
             except DataError:
                 js.state, js.detail = "broken", str(e)
                 return
-            print(f"{js.job.title}: {e}; training its last epoch again from last.prev.pt",
+            print(f"{js.job.title}: {e}; training its last epoch(s) again from last.prev.pt",
                   flush=True)  # fmt: skip
             js.state = "repair"
             return

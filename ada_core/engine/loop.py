@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -181,18 +181,20 @@ def predict(model: SegModel, images: Tensor, batch_size: int, runtime: Runtime) 
 
 
 def evaluate_slices(
-    model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime
-) -> dict[str, Tensor]:
+    model: SegModel, data: SliceSet, batch_size: int, runtime: Runtime,
+    metrics: Collection[str] | None = None,
+) -> dict[str, Tensor]:  # fmt: skip
     """Per-slice metrics (:func:`~ada_core.scoring.score_slices`) of ``model`` on
     ``data``, on the CPU.
 
-    Under DDP every rank must call it: the batches are shared out and the per-slice metrics
-    gathered, the same on every rank.
+    ``metrics``: what the caller reads (None: every metric; see ``score_slices``). Under DDP
+    every rank must call it: the batches are shared out and the per-slice metrics gathered,
+    the same on every rank.
     """
 
     def one(sl: slice) -> dict[str, Tensor]:
         pred = predict(model, data.images[sl], batch_size, runtime)
-        return score_slices(pred, data.masks[sl], data.spacing[sl])
+        return score_slices(pred, data.masks[sl], data.spacing[sl], metrics)
 
     if runtime.ddp is None:
         parts = [one(sl) for sl in batch_slices(len(data), batch_size)]

@@ -4,9 +4,11 @@ A phase trains a list of cycles ``(cycle, epochs)`` over a typed :class:`TrainSt
 cycle first builds its training data (:func:`~ada_core.engine.cycle.cycle_data`): the
 conventional images (the standard phase and the keep-training control, shown twice per epoch
 for the step-matched control), or the conventional images plus their ADA copies. Then it
-trains its epochs; after every epoch it validates, records the epoch in ``metrics.jsonl``,
-keeps the best-validation weights and writes ``last.pt`` (everything needed to continue
-exactly, the previous version kept). The files are the job folder's
+trains its epochs; after every epoch it validates (DSC and the other counts; the surface
+distances only where a convergence file keeps them), records the epoch in ``metrics.jsonl``,
+keeps the best-validation weights and, every ``checkpoint_every`` epochs and at the phase's
+end, writes ``last.pt`` (everything needed to continue exactly, the previous version kept; a
+resumed phase trains the epochs after it again). The files are the job folder's
 (:class:`~ada_core.runfolder.JobPaths`), written through :mod:`ada_core.runfolder`.
 """
 
@@ -24,7 +26,13 @@ from torch import nn
 
 from ada_core.augment import Augmenter
 from ada_core.data import SliceSet
-from ada_core.engine.cycle import CycleData, average_weights, cycle_data, write_convergence
+from ada_core.engine.cycle import (
+    CycleData,
+    Saliency,
+    average_weights,
+    cycle_data,
+    write_convergence,
+)
 from ada_core.engine.keys import derive_seed
 from ada_core.engine.loop import Runtime, evaluate_slices, train_epoch
 from ada_core.engine.losses import make_loss
@@ -33,7 +41,7 @@ from ada_core.engine.runlog import Progress, Silent
 from ada_core.engine.state import capture_rng, restore_rng, tensor_digest
 from ada_core.errors import AdaError
 from ada_core.interfaces import Attributor, MaskBuilder, SegModel
-from ada_core.metrics import summarize
+from ada_core.metrics import DISTANCES, summarize
 from ada_core.runfolder import (
     EpochLog,
     EpochRecord,
@@ -47,10 +55,14 @@ from ada_core.runfolder import (
     write_weights,
 )
 
-__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "run_phase"]
+__all__ = ["Best", "Phase", "PhaseFailed", "PhaseOutcome", "TrainState", "fresh_state", "run_phase"]
 
 #: Validation metric that picks the best epoch (higher is better).
 SELECT = "dsc_mean"
+#: What each epoch's validation computes: selection and the convergence figure read DSC; the
+#: other counts (TPR, TNR, PPV, fail) come with it at no cost. The surface distances are
+#: computed only on the epochs whose per-slice values a convergence file keeps.
+EPOCH_METRICS = ("dsc",)
 
 
 class PhaseFailed(AdaError):
@@ -85,6 +97,8 @@ class Phase:
         start: the job whose ``last.pt`` the phase starts from (a branch: its standard phase).
         meta: written into every weights checkpoint (model spec, preprocessing, label, seed),
             so a checkpoint rebuilds its network without the config file (``ada predict``).
+        first_saliency: the first cycle's saliency when the seed's shared pass computed it
+            from the same start weights (None: the cycle attributes itself).
     """
 
     label: str
@@ -97,6 +111,7 @@ class Phase:
     repeat: int = 1
     start: JobPaths | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    first_saliency: Saliency | None = None
 
     @property
     def epochs(self) -> int:
@@ -163,15 +178,23 @@ def _new_state(
     return TrainState(model, optimizer, generators, runtime.train_module(model))
 
 
-def _open(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
-          runtime: Runtime, resume: bool) -> TrainState:  # fmt: skip
-    """The state the phase starts or continues from: fresh, its start's ``last.pt``, or its
-    own ``last.pt`` when resuming (falling back to ``last.prev.pt`` when that is damaged)."""
+def fresh_state(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
+                runtime: Runtime) -> TrainState:  # fmt: skip
+    """The state a phase starts from when it has nothing of its own yet: new weights, or its
+    start's ``last.pt``; its attributor seeded."""
     state = _new_state(new_model, phase.seed, schedule, runtime)
     if phase.attributor is not None:
         phase.attributor.set_seed(derive_seed(phase.seed, "attributor", phase.label))
     if phase.start is not None:
         state.restore(read_training_state(phase.start.last, runtime.device), runtime)
+    return state
+
+
+def _open(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
+          runtime: Runtime, resume: bool) -> TrainState:  # fmt: skip
+    """The state the phase starts or continues from: fresh, its start's ``last.pt``, or its
+    own ``last.pt`` when resuming (falling back to ``last.prev.pt`` when that is damaged)."""
+    state = fresh_state(phase, new_model, schedule, runtime)
     p = phase.paths
     if resume and (p.last.is_file() or p.previous(p.last).is_file()):
         saved = read_training_state(p.last, runtime.device, job=p)
@@ -187,6 +210,13 @@ def _open(phase: Phase, new_model: Callable[[], SegModel], schedule: Schedule,
             optimizer=tensor_digest(state.optimizer.state_dict()),
             rng=tensor_digest(capture_rng(state.generators, runtime.device))))  # fmt: skip
     return state
+
+
+def _summary(per_slice: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The epoch's validation summary: the same keys every epoch (surface distances left out,
+    also on the epochs that computed them for a convergence file)."""
+    kept = {k: v for k, v in per_slice.items() if k not in DISTANCES}
+    return {k: float(v) for k, v in summarize(kept).items()}
 
 
 def _better(metrics: dict[str, float], best: Best | None) -> bool:
@@ -257,8 +287,10 @@ class _Run:
                 f"{self.phase.label}: the training loss became {loss} in cycle {cycle}, epoch "
                 f"{epoch}; stopped, the last good checkpoint (epoch {st.epoch}) is kept. Lower "
                 "train.lr or check the data", cycle=cycle, epoch=epoch)  # fmt: skip
-        per_slice = evaluate_slices(st.model, self.val, s.eval_batch_size, self.rt)
-        self.metrics = {k: float(v) for k, v in summarize(per_slice).items()}
+        kept = self.phase.kind != "standard" and epoch in s.convergence_at
+        per_slice = evaluate_slices(st.model, self.val, s.eval_batch_size, self.rt,
+                                    None if kept else EPOCH_METRICS)  # fmt: skip
+        self.metrics = _summary(per_slice)
         st.epoch = epoch
         step_s = time.perf_counter() - t1
         st.seconds += step_s
@@ -285,7 +317,9 @@ class _Run:
                 write_convergence(p, epoch, per_slice, self.val)
             if self.average_from is not None and epoch >= self.average_from:
                 write_weights(p, p.avg(epoch), Weights(st.model.state_dict()))
-            write_training_state(p, st.checkpoint(self.rt, self.phase))
+            if epoch % self.s.checkpoint_every == 0 or epoch == self.phase.epochs:
+                # a resumed job trains the epochs since this one again (the same result)
+                write_training_state(p, st.checkpoint(self.rt, self.phase))
         self.bar.update(cycle=cycle, loss=record.loss, dsc=self.metrics.get(SELECT, math.nan))
 
     def finish(self) -> PhaseOutcome:
@@ -293,8 +327,8 @@ class _Run:
         st, p, s, phase = self.state, self.phase.paths, self.s, self.phase
         self.bar.close()
         if st.best is None:  # no epochs: the start weights are the phase's result
-            metrics = summarize(evaluate_slices(st.model, self.val, s.eval_batch_size, self.rt))
-            st.best = Best(0, 0, {k: float(v) for k, v in metrics.items()})
+            st.best = Best(0, 0, _summary(evaluate_slices(st.model, self.val, s.eval_batch_size,
+                                                          self.rt, EPOCH_METRICS)))  # fmt: skip
             if self.leader:
                 write_weights(p, p.best, st.weights(phase.meta, 0, 0))
                 write_training_state(p, st.checkpoint(self.rt, phase))

@@ -25,7 +25,7 @@ from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError, suggest
 from ada_core.fieldtags import active_data, tagged_settings
 from ada_core.interfaces import Attributor, MaskBuilder, SegDataset, SegModel
-from ada_core.quantities import METRICS
+from ada_core.quantities import COMPARED_METRICS, METRICS, PAPER_METRICS
 from ada_core.registry import Registry
 from ada_core.runfolder import AnalysisRecord
 from ada_core.splits import SplitConfig
@@ -58,6 +58,8 @@ class Schedule:
     save_ada_images: bool
     convergence_at: tuple[int, ...]
     eval_batch_size: int
+    #: ``last.pt`` every this many epochs of a phase, and at its last epoch.
+    checkpoint_every: int = 1
 
     @property
     def branch_epochs(self) -> int:
@@ -73,6 +75,9 @@ class Evaluation:
     margin_mm: float
     context_margin_mm: float | None
     fill: float
+    #: What the robustness sets compute: the paper's table columns, the compared metrics and
+    #: the primary metric (what the summary and the report show); the rest stay NaN there.
+    metrics: tuple[str, ...] = tuple(METRICS)
 
 
 @dataclass(frozen=True)
@@ -343,8 +348,12 @@ def build_plan(
         save_ada_images=t.save_ada_images,
         convergence_at=convergence,
         eval_batch_size=t.eval_batch_size,
+        checkpoint_every=t.checkpoint_every,
     )
-    evaluation = Evaluation(t.robustness, z, t.robustness_margin_mm, t.context_margin_mm, mask.fill)
+    analysis = _analysis(config, branches, [e.label for e in eval_sets], source)
+    reported = tuple(dict.fromkeys([*PAPER_METRICS, *COMPARED_METRICS, analysis.primary_metric]))
+    evaluation = Evaluation(t.robustness, z, t.robustness_margin_mm, t.context_margin_mm, mask.fill,
+                            reported)  # fmt: skip
     standard = tagged_settings(config, "standard")
     branch = tagged_settings(config, "branch")
     branch.pop("attributors", None)  # each branch's key holds only its own entry
@@ -371,10 +380,11 @@ def build_plan(
             **tagged_settings(config, "eval"),
             "robustness_size": z,
             "fill": mask.fill,
+            "robustness_metrics": list(reported),
         },
         config_toml=to_toml(config, head),
         config_json=active_data(config),  # without the fields that have no effect: reads back
-        analysis=_analysis(config, branches, [e.label for e in eval_sets], source),
+        analysis=analysis,
         model_spec=config.model.model_dump(mode="json"),
         notes=cuda_only_notes(t, device),
     )

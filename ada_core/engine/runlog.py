@@ -40,22 +40,26 @@ class Progress:
         initial: epochs already done (a resumed phase).
         stream: where a bar is drawn; ``sys.stderr`` when None.
         interval: seconds between INFO epoch lines.
+        unit: what is counted (``"epoch"``; the robustness scoring counts ``"batch"``).
     """
 
     def __init__(self, total: int, desc: str, quiet: bool, initial: int = 0,
-                 stream: TextIO | None = None, interval: float = 30.0) -> None:  # fmt: skip
+                 stream: TextIO | None = None, interval: float = 30.0,
+                 unit: str = "epoch") -> None:  # fmt: skip
         self.total, self.desc, self.done, self.interval = total, desc, initial, interval
+        self.unit = unit
         stream = sys.stderr if stream is None else stream
         self.bar = None
         self._start = time.monotonic()
         self._first = initial
         self._last_line = -math.inf
         if not quiet and _is_terminal(stream):
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="ep",
+            self.bar = tqdm(total=total, initial=initial, desc=desc,
+                            unit="ep" if unit == "epoch" else unit,
                             dynamic_ncols=True, leave=True, file=stream)  # fmt: skip
 
     def update(self, **postfix: Any) -> None:
-        """One epoch finished; ``postfix`` (cycle, loss, dsc) is shown beside the count."""
+        """One epoch (unit) finished; ``postfix`` (cycle, loss, dsc) is shown beside the count."""
         self.done += 1
         shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}
         if self.bar is not None:
@@ -69,9 +73,9 @@ class Progress:
         if log.isEnabledFor(level):
             rate = (now - self._start) / max(1, self.done - self._first)
             eta = f", ETA {_duration(rate * (self.total - self.done))}" if self.done < self.total else ""
-            fields = " ".join(f"{k} {v}" for k, v in shown.items())
-            log.log(level, "%s: epoch %d/%d %s (%.1f s/epoch%s)", self.desc, self.done,
-                    self.total, fields, rate, eta)  # fmt: skip
+            fields = "".join(f" {k} {v}" for k, v in shown.items())
+            log.log(level, "%s: %s %d/%d%s (%.1f s/%s%s)", self.desc, self.unit, self.done,
+                    self.total, fields, rate, self.unit, eta)  # fmt: skip
 
     def note(self, text: str) -> None:
         """A line for the log (above the bar when there is one)."""

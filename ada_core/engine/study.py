@@ -37,6 +37,7 @@ from ada_core.engine.distributed import (
     wait_for_standard,
 )
 from ada_core.engine.evaluation import convergence_blocks, score_checkpoint
+from ada_core.engine.firstcycle import shared_first_cycle
 from ada_core.engine.jobs import Job, JobState, plan_jobs, prepare_folder
 from ada_core.engine.phase import Phase, PhaseFailed, run_phase
 from ada_core.engine.plan import RunPlan, build_plan
@@ -135,11 +136,11 @@ ObserverFactory = Callable[[Job], "JobObserver | None"]
 
 
 def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
-           observer: JobObserver | None = None) -> None:  # fmt: skip
+           observer: JobObserver | None = None, phase: Phase | None = None) -> None:  # fmt: skip
     job = js.job
     parts = data.parts[job.replicate.fold]
     outcome = run_phase(
-        _phase(plan, job),
+        _phase(plan, job) if phase is None else phase,
         parts["train"],
         parts["val"],
         plan.schedule,
@@ -161,7 +162,7 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
         threads=torch.get_num_threads()))  # fmt: skip
 
 
-def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
+def _score(plan: RunPlan, job: Job, data: StudyData, quiet: bool = True) -> None:
     p = job.paths
     ev = p.eval(job.eval_key(plan))
     if ev.summary.is_file():  # written last: the job is scored (inspect checked its rows)
@@ -172,7 +173,8 @@ def _score(plan: RunPlan, job: Job, data: StudyData) -> None:
     model.load_state_dict(read_weights(p.selected(done.selected), runtime.device).model)
     parts = data.parts[job.replicate.fold]
     s = plan.schedule
-    scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime)
+    scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime,
+                              label=job.label, quiet=quiet)  # fmt: skip
     blocks = [x.rows() for x in scored] + (convergence_blocks(p) if job.branch is not None else [])
     report = parts["test"] if len(parts["test"]) else parts["val"]
     image = report.images.mean(0)[0].cpu().numpy()
@@ -198,6 +200,32 @@ def _fail(job: Job, error: BaseException, where: str, write: bool = True) -> str
     return message
 
 
+class _SharedFirstCycle:
+    """The branch phases of each replicate, built when its first branch is about to train,
+    with their first-cycle saliency from one shared pass (:mod:`ada_core.engine.firstcycle`)."""
+
+    def __init__(self, plan: RunPlan, states: list[JobState], data: StudyData) -> None:
+        self.plan, self.states, self.data = plan, states, data
+        self.phases: dict[JobPaths, Phase] = {}
+        self.done: set[JobPaths] = set()  # standard phases whose branches were prepared
+
+    def phase(self, js: JobState) -> Phase | None:
+        job = js.job
+        if job.branch is None or not self.plan.runtime.leader:
+            return None
+        std = job.paths.standard
+        if std not in self.done:
+            self.done.add(std)
+            mine = [(s, _phase(self.plan, s.job)) for s in self.states
+                    if s.job.branch is not None and s.job.paths.standard == std]  # fmt: skip
+            train = self.data.parts[job.replicate.fold]["train"]
+            given = shared_first_cycle(self.plan, mine, train)
+            for s, ph in mine:
+                ph.first_saliency = given.get(ph.paths)
+                self.phases[s.job.paths] = ph
+        return self.phases.pop(job.paths, None)
+
+
 def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bool,
             debug: bool = False, observe: ObserverFactory | None = None,
             remote: dict[JobPaths, Remote] | None = None, wait_s: float = 0.0) -> list[str]:  # fmt: skip
@@ -216,6 +244,7 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
     failed: list[str] = []
     broken_standard: set[JobPaths] = set()
     unavailable: dict[JobPaths, str] = {}
+    shared = _SharedFirstCycle(plan, states, data)
     for js in states:
         job = js.job
         std = job.paths.standard
@@ -240,11 +269,11 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
                 with job_lock(job.paths) if leader else contextlib.nullcontext():
                     if leader:  # a killed run's temporaries, never another's
                         remove_stale_temporaries(job.folder, job.paths.root)
-                    _train(plan, js, data, quiet, observer)
+                    _train(plan, js, data, quiet, observer, shared.phase(js))
                 if observer is not None:
                     observer.on_end(job.paths)
             if leader:
-                _score(plan, job, data)
+                _score(plan, job, data, quiet)
         except StorageError:
             raise  # a full disk is not the job's failure: stop, naming the file
         except caught as e:
