@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ada_core.fieldtags import Settings, affects, tags, used_if, used_unless, used_when
 
@@ -99,6 +99,19 @@ class TrainConfig(Settings):
         "data sets much larger than SCGM; `batch_size` must divide by the number of "
         "processes, which is part of the key. See docs/distributed.md.",
         json_schema_extra=affects("standard") | used_if("the run is started by torchrun", "run"),
+    )
+    ensemble: bool = Field(
+        False, description="Train the branches of a seed together as one batched ensemble "
+        "(torch.func: the branches' weights stacked, one vmapped step for all): each branch "
+        "keeps its own weights, Adam state, data order, augmentation and dropout streams and "
+        "ADA cycles, and writes its own job folder and checkpoints as before (resume, report "
+        "and predict are unchanged). Branches whose epochs hold as many images train together "
+        "(the ADA branches' 2N; the `none` control's N apart, unless its steps are 'matched'). "
+        "Results equal branch-by-branch training to float rounding, not bit for bit, so it is "
+        "part of the branch key when true. The model may draw random numbers only in "
+        "nn.Dropout modules (checked when the run is planned). Not with `ddp`, `compile`, "
+        "torchrun or --shard. See docs/performance.md.",
+        json_schema_extra=affects("branch") | used_unless("cycles", 0),
     )
     wait_timeout_h: float = Field(
         72.0, gt=0, allow_inf_nan=False, description="Hours a branch run by one process "
@@ -208,6 +221,18 @@ class TrainConfig(Settings):
         if epochs is not None and any(e < 1 for e in epochs):
             raise ValueError(f"ADA epochs are counted from 1, got {epochs}")
         return None if epochs is None else sorted(set(epochs))
+
+    @model_validator(mode="after")
+    def _ensemble_alone(self) -> TrainConfig:
+        if self.ensemble and self.ddp:
+            raise ValueError("train.ensemble = true and train.ddp = true cannot be combined: an "
+                             "ensemble trains a seed's branches in one process, DDP one job "
+                             "over several; set one of them to false")  # fmt: skip
+        if self.ensemble and self.compile != "off":
+            raise ValueError(f"train.ensemble = true cannot be combined with train.compile = "
+                             f"{self.compile!r} (the vmapped ensemble step is not compiled); "
+                             "set train.compile = 'off' or train.ensemble = false")  # fmt: skip
+        return self
 
     @property
     def study_seeds(self) -> list[int]:

@@ -252,6 +252,15 @@ class _Run:
 
     def cycle(self, cycle: int, first: int, last: int, train: SliceSet) -> None:
         """Build the cycle's data and train its epochs ``first..last`` not yet done."""
+        data, prep_s, counters = self.prepare(cycle, first, train)
+        for epoch in range(max(first, self.state.epoch + 1), last + 1):
+            extra = prep_s if epoch == first else 0.0
+            self.epoch(cycle, epoch, data, extra, dict(counters) if epoch == first else {})
+        self.cycle_done(cycle)
+
+    def prepare(self, cycle: int, first: int,
+                train: SliceSet) -> tuple[CycleData, float, Counter[str]]:  # fmt: skip
+        """The cycle's training data, the seconds it took and the components' counters."""
         st = self.state
         t0 = time.perf_counter()
         counters: Counter[str] = Counter()
@@ -264,9 +273,9 @@ class _Run:
         self.counters.update(counters)
         prep_s = time.perf_counter() - t0
         st.seconds += prep_s
-        for epoch in range(max(first, st.epoch + 1), last + 1):
-            extra = prep_s if epoch == first else 0.0
-            self.epoch(cycle, epoch, data, extra, dict(counters) if epoch == first else {})
+        return data, prep_s, counters
+
+    def cycle_done(self, cycle: int) -> None:
         if self.quiet and self.phase.kind != "standard":
             self.bar.note(f"cycle {cycle} done, val DSC {self.metrics.get(SELECT, math.nan):.2f}")
 
@@ -281,7 +290,14 @@ class _Run:
                              augmenter=self.augmenter if s.augment.enabled else None,
                              runtime=self.rt, augment_mask=data.augment_mask)  # fmt: skip
         loss = float(loss_t)  # host-device sync point: once per epoch
-        train_s = time.perf_counter() - t1
+        self.trained(cycle, epoch, data, loss, time.perf_counter() - t1, extra_s, counters)
+
+    def trained(self, cycle: int, epoch: int, data: CycleData, loss: float, train_s: float,
+                extra_s: float, counters: dict[str, int]) -> None:  # fmt: skip
+        """After an epoch's training (alone, or in an ensemble): check the loss, validate,
+        log, keep the best and the last state."""
+        st, s = self.state, self.s
+        t1 = time.perf_counter()
         if not math.isfinite(loss):
             raise PhaseFailed(
                 f"{self.phase.label}: the training loss became {loss} in cycle {cycle}, epoch "
@@ -292,7 +308,7 @@ class _Run:
                                     None if kept else EPOCH_METRICS)  # fmt: skip
         self.metrics = _summary(per_slice)
         st.epoch = epoch
-        step_s = time.perf_counter() - t1
+        step_s = train_s + time.perf_counter() - t1
         st.seconds += step_s
         record = EpochRecord(phase=self.phase.kind, branch=None if self.phase.kind == "standard"
                              else self.phase.label, seed=self.phase.seed, cycle=cycle,

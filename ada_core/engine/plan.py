@@ -21,6 +21,7 @@ from ada_core.augment import AugmentConfig
 from ada_core._train_config import CUDA_ONLY
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
+from ada_core.engine.ensemble import check_model
 from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError, suggest
 from ada_core.fieldtags import active_data, tagged_settings
@@ -150,6 +151,8 @@ class RunPlan:
     model_spec: dict[str, Any] = field(default_factory=dict)
     #: Warnings for the start of the run: settings that have no effect on this machine only.
     notes: tuple[str, ...] = ()
+    #: train.ensemble: the branches of a replicate train as one batched ensemble.
+    ensemble: bool = False
 
     def branch(self, label: str) -> Branch:
         return next(b for b in self.branches if b.label == label)
@@ -299,6 +302,12 @@ def build_plan(
         model.check_input_size(*size)
     except Exception as e:
         raise ConfigError(f"{source}: model {config.model.name!r}: {e}") from None
+    ensemble = t.ensemble and t.cycles > 0
+    if ensemble:
+        try:
+            check_model(model, size, config.model.name)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     specs = list(config.attributors) if mode == "compare" else list(config.attributors[:1])
     branches = tuple(_branch(sp, i, config, registry, model) for i, sp in enumerate(specs))
 
@@ -357,6 +366,8 @@ def build_plan(
     standard = tagged_settings(config, "standard")
     branch = tagged_settings(config, "branch")
     branch.pop("attributors", None)  # each branch's key holds only its own entry
+    if not t.ensemble:  # the keys of branch-by-branch studies stay those before the setting
+        branch.get("train", {}).pop("ensemble", None)
     head = f"resolved configuration of run {config.name!r}" + (f" (from {source})" if source else "")
     return RunPlan(
         name=config.name,
@@ -387,4 +398,5 @@ def build_plan(
         analysis=analysis,
         model_spec=config.model.model_dump(mode="json"),
         notes=cuda_only_notes(t, device),
+        ensemble=ensemble,
     )

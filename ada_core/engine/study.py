@@ -36,10 +36,11 @@ from ada_core.engine.distributed import (
     open_processes,
     wait_for_standard,
 )
+from ada_core.engine.ensemble_run import EnsembleJobs, check_processes
 from ada_core.engine.evaluation import convergence_blocks, score_checkpoint
 from ada_core.engine.firstcycle import shared_first_cycle
 from ada_core.engine.jobs import Job, JobState, plan_jobs, prepare_folder
-from ada_core.engine.phase import Phase, PhaseFailed, run_phase
+from ada_core.engine.phase import Phase, PhaseFailed, PhaseOutcome, run_phase
 from ada_core.engine.plan import RunPlan, build_plan
 from ada_core.engine.preflight import for_process, load_data, preflight
 from ada_core.errors import AdaError
@@ -146,12 +147,19 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
         plan.schedule,
         plan.runtime,
         plan.new_model,
-        resume=js.state in ("interrupted", "failed", "repair"),
+        resume=_resumes(js),
         quiet=quiet,
         observers=() if observer is None else (observer.on_epoch,),
     )
-    if not plan.runtime.leader:
-        return
+    if plan.runtime.leader:
+        _done(job, outcome)
+
+
+def _resumes(js: JobState) -> bool:
+    return js.state in ("interrupted", "failed", "repair")
+
+
+def _done(job: Job, outcome: PhaseOutcome) -> None:
     p = job.paths
     best = outcome.best
     write_record(p.done, p.root, DoneRecord(
@@ -245,6 +253,9 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
     broken_standard: set[JobPaths] = set()
     unavailable: dict[JobPaths, str] = {}
     shared = _SharedFirstCycle(plan, states, data)
+    together = None if not plan.ensemble else EnsembleJobs(
+        plan, states, data, quiet=quiet, phase_of=lambda s: shared.phase(s) or _phase(plan, s.job),
+        done=_done, observe=observe, caught=caught)  # fmt: skip
     for js in states:
         job = js.job
         std = job.paths.standard
@@ -264,7 +275,9 @@ def execute(plan: RunPlan, states: list[JobState], data: StudyData, *, quiet: bo
         try:
             if leader:
                 prepare_folder(js)
-            if js.state != "finished":
+            if js.state != "finished" and together is not None and job.branch is not None:
+                together.train(js)
+            elif js.state != "finished":
                 observer = None if observe is None or not leader else observe(job)
                 with job_lock(job.paths) if leader else contextlib.nullcontext():
                     if leader:  # a killed run's temporaries, never another's
@@ -324,6 +337,8 @@ def run_study(
         procs = open_processes(shard, ddp=t.ddp, device=t.device, timeout_h=t.wait_timeout_h,
                                given=t.model_fields_set)  # fmt: skip
         plan = for_process(build_plan(config, registry, mode=mode, source=source), procs, t)
+        if plan.ensemble:
+            check_processes(procs.kind)
         if procs.leader:
             for note in plan.notes:
                 log.warning("%s", note)
