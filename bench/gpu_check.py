@@ -141,6 +141,8 @@ def merge(out: Path) -> dict:
     figures = json.loads((out / "engine.json").read_text())
     figures["suite"] = json.loads((out / "suite.json").read_text())
     figures["demo"] = json.loads((out / "demo.json").read_text())
+    if (out / "ensemble.json").is_file():  # bench_ensemble.py: train.ensemble's epoch
+        figures["ensemble"] = json.loads((out / "ensemble.json").read_text())
     for key in ("ada_cycle_fraction", "seed_minutes"):
         if not figures[key] > 0:
             raise SystemExit(f"gpu_check: {key} = {figures[key]!r}, expected a positive number")
@@ -175,7 +177,8 @@ def main(argv: list[str]) -> None:
         print("summary seconds:", round(figures["seconds"], 1))
     elif cmd == "merge":
         figures = merge(Path(rest[0]))
-        print(json.dumps({k: figures[k] for k in ("raw_step_img_s", "ada_cycle_fraction", "seed_minutes")}))
+        keys = ("raw_step_img_s", "ada_cycle_fraction", "seed_minutes", "ensemble")
+        print(json.dumps({k: figures[k] for k in keys if k in figures}))
     else:
         raise SystemExit(f"gpu_check.py: unknown step {cmd!r}")
 

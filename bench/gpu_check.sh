@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: the suite's CUDA tests, the engine bench's raw step per numeric mode, the ADA
-# cycle as a fraction of it, the steady-state minutes per seed of the paper protocol and the
+# cycle as a fraction of it, the steady-state minutes per seed of the paper protocol, the
+# train.ensemble epoch against branch by branch (aggregate img/s at batch 16) and the
 # 3-seed demo on CUDA, in under 8 minutes; every figure lands in $OUT/gpu_check.json.
 #
 #   OUT=/tmp/x bash bench/gpu_check.sh            # on a CUDA machine
@@ -59,6 +60,13 @@ if [ "$SMOKE" = 1 ]; then
 else
     "$PY" bench/bench_engine.py --full --device cuda --modes fp32,bf16_cl,compile --repeat 2 \
         --json "$OUT/engine.json"
+fi
+
+echo "== train.ensemble: a seed's ADA branches as one batched epoch against one by one"
+if [ "$SMOKE" = 1 ]; then
+    "$PY" bench/bench_ensemble.py --quick --train 4 --branches 2 --reps 1 --json "$OUT/ensemble.json"
+else
+    "$PY" bench/bench_ensemble.py --paper --device cuda --batch 16 --reps 3 --json "$OUT/ensemble.json"
 fi
 
 echo "== demo on $DEVICE"
