@@ -8,6 +8,7 @@ and a whole study trained branch by branch.
 from __future__ import annotations
 
 import copy
+import json
 
 import pandas as pd
 import pytest
@@ -180,13 +181,14 @@ def test_a_study_trained_as_ensemble_equals_the_branch_by_branch_study(tmp_path,
         assert files == {p.name for p in (ens / "seed-0" / job).iterdir()}, job
     key = lambda run, job: load_key(run / "seed-0" / job)  # noqa: E731
     assert key(ref, "standard") == key(ens, "standard")
-    assert key(ref, "branches/gradcam") != key(ens, "branches/gradcam")
+    assert key(ref, "branches/gradcam")["key"] != key(ens, "branches/gradcam")["key"]
+    # false: the branch key is the one from before the setting existed
+    assert "ensemble" not in key(ref, "branches/gradcam")["settings"]["settings"]["train"]
+    assert key(ens, "branches/gradcam")["settings"]["settings"]["train"]["ensemble"] is True
 
 
 def load_key(job):
-    import json
-
-    return json.loads((job / "key.json").read_text())["key"]
+    return json.loads((job / "key.json").read_text())
 
 
 def test_an_interrupted_ensemble_resumes_to_the_same_weights(tmp_path, monkeypatch):
