@@ -29,8 +29,8 @@ import json
 import math
 
 import torch
-
 from _timing import compare
+
 from ada_core.augment import AugmentConfig, Augmenter
 from ada_core.config import ComponentSpec
 from ada_core.data import PreprocessConfig, load_slices

@@ -13,9 +13,8 @@ import json
 import pandas as pd
 import pytest
 import torch
-from torch import nn
-
 from studykit import load_pt, metrics_rows, tiny_config
+from torch import nn
 
 from ada_core.augment import AugmentConfig, Augmenter
 from ada_core.config import parse_config
@@ -179,7 +178,7 @@ def test_a_study_trained_as_ensemble_equals_the_branch_by_branch_study(tmp_path,
     for job in ("standard", *(f"branches/{x}" for x in ("gradcam", "vanilla", "random", "none"))):
         files = {p.name for p in (ref / "seed-0" / job).iterdir()}
         assert files == {p.name for p in (ens / "seed-0" / job).iterdir()}, job
-    key = lambda run, job: load_key(run / "seed-0" / job)  # noqa: E731
+    key = lambda run, job: load_key(run / "seed-0" / job)
     assert key(ref, "standard") == key(ens, "standard")
     assert key(ref, "branches/gradcam")["key"] != key(ens, "branches/gradcam")["key"]
     # false: the branch key is the one from before the setting existed

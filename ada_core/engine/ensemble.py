@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ada_core.augment import AugmentParams, Augmenter, apply_params, sample_params
+from ada_core.augment import Augmenter, AugmentParams, apply_params, sample_params
 from ada_core.engine.loop import Runtime
 from ada_core.errors import ConfigError
 
@@ -143,7 +143,7 @@ def check_model(model: nn.Module, size: tuple[int, int], name: str) -> None:
     try:
         with torch.no_grad():
             stacked(x, None, train=True, buffers=scratch)
-    except Exception as e:  # vmap's refusals are RuntimeErrors and ValueErrors of many kinds
+    except Exception as e:  # noqa: BLE001 - vmap refuses with errors of many kinds
         why = ("it draws random numbers outside nn.Dropout modules, which would give every "
                "branch the same draws" if "randomness" in str(e) else f"vmap failed: {e}")
         raise ConfigError(

@@ -28,6 +28,7 @@ import torch
 from ada_core.data import SliceSet
 from ada_core.engine import ensemble
 from ada_core.engine.cycle import CycleData
+from ada_core.engine.jobs import prepare_folder
 from ada_core.engine.loop import Runtime
 from ada_core.engine.phase import Phase, PhaseOutcome, _open, _Run
 from ada_core.engine.plan import Schedule
@@ -187,7 +188,8 @@ class _Group:
                 return
             loss_of = {id(m): loss for m, loss in zip(self.live, losses, strict=True)}
 
-            def trained(m: _Member, epoch: int = epoch) -> None:
+            def trained(m: _Member, epoch: int = epoch, loss_of: dict = loss_of,
+                        train_s: float = train_s) -> None:  # fmt: skip
                 at_first = epoch == first
                 m.run.trained(cycle, epoch, m.data, loss_of[id(m)], train_s,
                               m.prep_s if at_first else 0.0, m.counters if at_first else {})  # fmt: skip
@@ -264,8 +266,6 @@ class EnsembleJobs:
         Raises:
             The error that stopped this job (one of ``caught``).
         """
-        from ada_core.engine.jobs import prepare_folder
-
         if js.job.paths not in self.results:
             std = js.job.paths.standard
             members = [s for s in self.states if s.job.branch is not None and s.state != "finished"
