@@ -6,8 +6,9 @@
 
 The block (between ``<!-- demo:begin -->`` and ``<!-- demo:end -->``) says the environment the
 numbers came from (ADA, torch, the thread count the run recorded, platform, device, date),
-quotes the verdict's opening and gives per branch the DSC on the reported set, the robustness
-sets and the extra evaluation sets, each as 'mean [CI]' to one decimal. Everything is read
+quotes the verdict's opening, gives per branch the DSC on the reported set, the robustness
+sets and the extra evaluation sets, each as 'mean [CI]' to one decimal, then the exploratory
+comparison with the smallest p and the erased-region IoU of every pair of methods. Everything is read
 from ``summary.json`` (the run's ``RunSummary``) and ``config.json``; nothing is recomputed.
 Results depend on the torch version and thread count, so the block always says both.
 """
@@ -20,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+from ada_core.quantities import metric
 from ada_core.runfolder import RunLayout, read_summary
 
 BEGIN, END = "<!-- demo:begin -->", "<!-- demo:end -->"
@@ -75,6 +77,39 @@ def dsc_table(summary) -> list[str]:
     return lines
 
 
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", MINUS)
+
+
+def closest(summary) -> list[str]:
+    """The secondary (exploratory) comparison with the smallest p, with its Holm p."""
+    stats = summary.statistics
+    cs = [c for c in (stats.comparisons if stats else ()) if c.family == "secondary"
+          and c.p is not None and c.diff is not None and c.ci is not None]  # fmt: skip
+    if not cs:
+        return ["No exploratory comparison has a p-value."]
+    c = min(cs, key=lambda c: (c.p, c.branch, c.control, c.set, c.metric))
+    m = metric(c.metric)
+    return [f"The exploratory comparison with the smallest p: {c.branch} against {c.control} "
+            f"on {c.set} {m.label}, {_signed(c.diff)} {m.diff_unit} (95% CI {_signed(c.ci.low)} "
+            f"to {_signed(c.ci.high)}), p = {c.p:.3f} before correction, Holm p = "
+            f"{c.p_holm:.2f} in the secondary family of {c.family_size} comparisons."]
+
+
+def iou_pairs(summary) -> list[str]:
+    """Every pair of methods' mean first-cycle erased-region IoU, largest first."""
+    iou = summary.iou
+    if iou is None or len(iou.names) < 2:
+        return ["No erased-region IoU: it needs at least two ADA branches."]
+    n = len(iou.names)
+    pairs = sorted(((iou.matrix[i][j], iou.names[i], iou.names[j]) for i in range(n)
+                    for j in range(i + 1, n) if iou.matrix[i][j] is not None),
+                   key=lambda t: (-t[0], t[1], t[2]))  # fmt: skip
+    return [f"First-cycle erased-region IoU (mean over {iou.n_replicates} replicate(s), "
+            f"{iou.n_images} training images in all), every pair of methods, largest first: "
+            + ", ".join(f"{a}–{b} {v:.2f}" for v, a, b in pairs) + "."]
+
+
 def block(run: Path) -> str:
     """The generated block, markers included."""
     summary = read_summary(run)
@@ -88,7 +123,7 @@ def block(run: Path) -> str:
             + ", the robustness sets (robustness_near: the change against the un-occluded "
             "DSC), the context probe and the extra evaluation sets:")  # fmt: skip
     body = [BEGIN, environment(summary, config), "", *quote, "", what, "", *dsc_table(summary),
-            END]  # fmt: skip
+            "", *closest(summary), "", *iou_pairs(summary), END]  # fmt: skip
     return "\n".join(body) + "\n"
 
 

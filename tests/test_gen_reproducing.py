@@ -96,3 +96,27 @@ def test_check_passes_on_the_same_numbers_and_names_a_changed_one(held_out_run, 
     assert gen.main([str(held_out_run), "--check"]) == 1
     out = capsys.readouterr().out
     assert f"- {changed}" in out and f"+ {row}" in out
+
+
+def test_the_closest_exploratory_comparison_and_every_iou_pair(held_out_run):
+    gen = _script()
+    summary = json.loads((held_out_run / "summary.json").read_text())
+    lines = _between(gen.block(held_out_run), gen.BEGIN, gen.END)
+    sec = [c for c in summary["statistics"]["comparisons"]
+           if c["family"] == "secondary" and c["p"] is not None and c["ci"] is not None]  # fmt: skip
+    [line] = [x for x in lines if x.startswith("The exploratory comparison")]
+    best = min(sec, key=lambda c: c["p"])
+    assert f": {best['branch']} against {best['control']} on {best['set']} " in line
+    values = [_num(v) for v in re.findall(r"[+\u2212]\d+\.\d\d", line)]
+    assert np.allclose(values, [best["diff"], best["ci"]["low"], best["ci"]["high"]], atol=0.005 + 1e-9)
+    assert f"p = {best['p']:.3f}" in line and f"Holm p = {best['p_holm']:.2f}" in line
+    assert f"family of {best['family_size']} comparisons" in line
+    iou = summary["iou"]
+    [line] = [x for x in lines if x.startswith("First-cycle erased-region IoU")]
+    shown = re.findall(r"(\w+)\u2013(\w+) (\d\.\d\d)", line)
+    n = len(iou["names"])
+    assert len(shown) == n * (n - 1) // 2
+    for a, b, v in shown:
+        i, j = iou["names"].index(a), iou["names"].index(b)
+        assert i < j and abs(float(v) - iou["matrix"][i][j]) <= 0.005 + 1e-9
+    assert [float(v) for *_, v in shown] == sorted((float(v) for *_, v in shown), reverse=True)
