@@ -5,6 +5,7 @@ Re-exported by :mod:`ada_core.config`; every field carries its tag (:mod:`ada_co
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -57,7 +58,8 @@ class TrainConfig(Settings):
         json_schema_extra=affects("none"),
     )
     device: str = Field(
-        "auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'. Runs on "
+        "auto", description="'auto' (CUDA when available), 'cpu' ('cpu:N' is read as 'cpu'), "
+        "'cuda', 'cuda:N'. Runs on "
         "CPU and CUDA draw different random streams, so the device type is part of every key.",
         json_schema_extra=affects("none"),
     )
@@ -201,6 +203,12 @@ class TrainConfig(Settings):
         if dupes:
             raise ValueError(f"seeds must be unique, {dupes} repeat(s)")
         return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _one_cpu(cls, device: str) -> str:
+        # 'cpu:N' is the one CPU: spelled 'cpu', the CUDA-only fields' condition sees it too
+        return "cpu" if re.fullmatch(r"cpu(:\d+)?", device) else device
 
     @field_validator("convergence_at")
     @classmethod

@@ -307,6 +307,7 @@ CLI_CASES = [
     ("attributors[0].params.target=all", "attributors[0].params.threshold is set but "
                                          "attributors[0].params.target = 'all'"),
     ("train.device=cpu", "train.amp is set but train.device = 'cpu'"),
+    ("train.device=cpu:0", "train.amp is set but train.device = 'cpu'"),
     ("augment.p_affine=0", "augment.padding is set but no transform moves a pixel"),
     ("train.control_steps=matched", "train.control_steps is set but no branch takes it"),
 ]
@@ -475,16 +476,19 @@ def test_compare_refuses_a_launch_setting_that_validate_cannot_know(cli_config, 
 # ----------------------------------------------------------------- settings for CUDA only
 
 
-def test_the_paper_config_on_the_cpu_names_its_cuda_settings_and_both_fixes(capsys):
+@pytest.mark.parametrize("cpu", ["cpu", "cpu:0", "cpu:3"])  # any index is the one CPU
+def test_the_paper_config_on_the_cpu_names_its_cuda_settings_and_both_fixes(capsys, cpu):
     paper = str(Path(__file__).parents[1] / "configs" / "paper.toml")
-    assert main(["config", "validate", paper, "--set", "train.device=cpu"]) == 2
+    assert main(["config", "validate", paper, "--set", f"train.device={cpu}"]) == 2
     err = capsys.readouterr().err
     for key in ("train.amp", "train.channels_last"):
         assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
                 f"'cpu' to use it, or remove {key}") in err, err
     assert "--set '~KEY' removes a KEY that the file sets" in err
     assert "train.fused_adam" not in err  # the file leaves it unset
-    load_config(paper, ["train.device=cpu", "~train.amp", "~train.channels_last"])
+    config = load_config(paper, [f"train.device={cpu}", "~train.amp", "~train.channels_last"])
+    assert config.train.device == "cpu"
+    assert load_config(None, ["train.device=cuda:1"]).train.device == "cuda:1"  # left as written
 
 
 def test_auto_on_a_machine_without_cuda_warns_and_names_the_keys():
