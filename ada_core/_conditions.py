@@ -15,13 +15,16 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 __all__ = [
+    "MASK_USES",
     "Condition",
     "Unused",
     "field_conditions",
     "field_rule",
+    "field_uses",
     "resolve",
     "show",
     "tags",
+    "used_for",
     "used_if",
     "used_unless",
     "used_when",
@@ -113,6 +116,39 @@ def used_if(text: str, checked: Literal["config", "registry", "run"] = "config")
     if not text:
         raise ValueError("used_if needs the rule in words")
     return {"used_if": {"text": text, "checked": checked}}
+
+
+#: What a run uses its mask builder for, as :func:`used_for` names it, and the rule in words.
+MASK_USES: dict[str, str] = {
+    "erase": "a branch erases (an attributor other than the `none` control) with `train.cycles` "
+             "not 0",
+    "robustness_square": "the robustness square takes its side from the builder "
+                         "(`train.robustness = true`, `train.robustness_size` unset)",
+    "context_fill": "the context probe fills with the builder's fill value "
+                    "(`train.context_margin_mm` set)",
+}  # fmt: skip
+
+
+def used_for(*uses: str) -> dict[str, Any]:
+    """``json_schema_extra`` of a mask builder's parameter that applies only while the run
+    uses the builder for one of ``uses`` (keys of :data:`MASK_USES`): ``used_for("erase")``;
+    the size that is also the robustness square's: ``used_for("erase", "robustness_square")``.
+    The registry checks it (a :func:`used_if` rule with ``checked="registry"``); a mask
+    parameter without it applies whenever the run uses the builder at all."""
+    unknown = [u for u in uses if u not in MASK_USES]
+    if not uses or unknown:
+        raise ValueError(f"used_for needs uses from {sorted(MASK_USES)}, got {list(uses)}")
+    rule = used_if(", or ".join(MASK_USES[u] for u in uses), "registry")
+    rule["used_if"]["uses"] = list(uses)
+    return rule
+
+
+def field_uses(field: FieldInfo) -> tuple[str, ...] | None:
+    """The :func:`used_for` uses of a mask builder's parameter, or None when it declares none."""
+    extra = field.json_schema_extra
+    rule = extra.get("used_if") if isinstance(extra, dict) else None
+    uses = rule.get("uses") if isinstance(rule, dict) else None
+    return None if uses is None else tuple(uses)
 
 
 def field_rule(field: FieldInfo) -> tuple[str, str] | None:

@@ -43,19 +43,23 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ada_core._conditions import (
+    MASK_USES,
     Condition,
     Unused,
     field_conditions,
     field_rule,
+    field_uses,
     resolve,
     show,
     tags,
+    used_for,
     used_if,
     used_unless,
     used_when,
 )
 
 __all__ = [
+    "MASK_USES",
     "TAGS",
     "Condition",
     "Settings",
@@ -67,11 +71,13 @@ __all__ = [
     "field_conditions",
     "field_rule",
     "field_tag",
+    "field_uses",
     "tagged_settings",
     "tags",
     "unused_settings",
     "unused_lines",
     "untagged_fields",
+    "used_for",
     "used_if",
     "used_unless",
     "used_when",

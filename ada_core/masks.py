@@ -37,6 +37,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ada_core.errors import ConfigError, InputError
+from ada_core.fieldtags import used_for
 from ada_core.interfaces import ComponentConfig, MaskBuilder
 
 __all__ = [
@@ -256,19 +257,30 @@ def window_keep_mask(
 
 
 class WindowConfig(ComponentConfig):
-    size: int = Field(20, ge=1, description="Side Z of the square window to erase, in pixels.")
-    stride: int = Field(1, ge=1, description="Step between candidate windows, in pixels.")
+    size: int = Field(
+        20, ge=1, description="Side Z of the square window to erase, in pixels (also the "
+        "robustness square's side when train.robustness_size is unset).",
+        json_schema_extra=used_for("erase", "robustness_square"),
+    )
+    stride: int = Field(
+        1, ge=1, description="Step between candidate windows, in pixels.",
+        json_schema_extra=used_for("erase"),
+    )
     regions: int = Field(
-        1, ge=1, description="Number of non-overlapping windows to erase, chosen greedily."
+        1, ge=1, description="Number of non-overlapping windows to erase, chosen greedily.",
+        json_schema_extra=used_for("erase"),
     )
     gt_policy: GtPolicy = Field(
         "restore",
         description="Ground truth handling: 'restore' never erases ground-truth pixels; "
         "'avoid' only considers windows that touch no ground truth; 'ignore' treats it as "
         "background.",
+        json_schema_extra=used_for("erase"),
     )
     fill: float = Field(
-        0.0, allow_inf_nan=False, description="Value written into the erased pixels (finite)."
+        0.0, allow_inf_nan=False, description="Value written into the erased pixels (finite), "
+        "and by the context probe beyond train.context_margin_mm.",
+        json_schema_extra=used_for("erase", "context_fill"),
     )
 
 

@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from ada_core.cli import main
 from ada_core.config import ExperimentConfig, apply_overrides, load_config, parse_config, to_toml
 from ada_core.errors import ConfigError, PluginError
-from ada_core.fieldtags import Condition, active_data, field_conditions, used_when
+from ada_core.fieldtags import MASK_USES, Condition, active_data, field_conditions, field_uses, used_when
 from ada_core.interfaces import Attributor, ComponentConfig
 from ada_core.plugins import load_plugins
 from ada_core.registry import Registry
@@ -204,6 +204,7 @@ WHERE = {"attributor": "attributors[0]", "mask": "mask", "model": "model", "data
 def test_the_walk_finds_conditional_component_parameters():
     found = {(k, c, n) for k, c, n, _ in COMPONENTS}
     assert {("attributor", "gradcam", "threshold"), ("dataset", "phantom", "cue_offset_mm"),
+            ("dataset", "phantom", "cue_radius_mm"), ("dataset", "phantom", "cue_missing_sites"),
             ("dataset", "scgm", "tie"), ("model", "unet-paper", "dropout_kind"),
             ("dataset", "phantom", "cue_anchor")} <= found
 
@@ -310,6 +311,9 @@ CLI_CASES = [
     ("train.device=cpu:0", "train.amp is set but train.device = 'cpu'"),
     ("augment.p_affine=0", "augment.padding is set but no transform moves a pixel"),
     ("train.control_steps=matched", "train.control_steps is set but no branch takes it"),
+    ("attributors=[\"none\"]", "mask.params.stride is set but no branch erases"),
+    ("data.params.cue_probability=0", "data.params.cue_radius_mm is set but "
+                                      "data.params.cue_probability = 0.0"),
 ]
 
 
@@ -317,6 +321,8 @@ CLI_CASES = [
 def cli_config(tmp_path):
     data = tiny_config(tmp_path, attributors=[{"name": "gradcam", "params": {"threshold": 0.4}}])
     data["augment"] = {"rotation_deg": 3.0, "p_elastic": 0.0, "padding": "zeros"}
+    data["mask"]["params"]["stride"] = 1  # refused with --set 'attributors=["none"]'
+    data["data"]["params"]["cue_radius_mm"] = 1.5  # refused with cue_probability = 0
     data["train"].update(device="auto", amp=False)  # amp: refused with --set train.device=cpu
     return write_config(data, tmp_path / "c.toml")
 
@@ -374,7 +380,7 @@ def _ruled_fields() -> set[str]:
     for kind, section in load_plugins().sections.items():
         for entry in section:
             for name, field in entry.cls.Config.model_fields.items():
-                if field_rule(field):
+                if field_rule(field) and field_uses(field) is None:  # used_for: MASK_FIELDS
                     found.add(f"{WHERE[kind]}.params.{name}")
     return found
 
@@ -515,3 +521,121 @@ def test_validate_warns_under_auto_without_cuda(cli_config, capsys, caplog):
     # the file was written by to_toml, which lists every value: all three are set
     assert ("train.amp, train.channels_last, train.fused_adam are set but train.device = "
             "'auto' resolves to the CPU") in said
+
+
+# --------------------------------------------- what only the components tell (the registry)
+
+#: Overrides (in a file's data; None cannot be written in TOML) that make each mask use false
+#: or true, the others left at the defaults (which have all three).
+USE_OFF = {"erase": {"attributors": ["none"]}, "robustness_square": {"train": {"robustness_size": 8}},
+           "context_fill": {"train": {"context_margin_mm": None}}}  # fmt: skip
+USE_ON = {"erase": {"attributors": ["random"]}}
+
+
+def _mask_fields():
+    for entry in load_plugins().masks:
+        for name, field in entry.cls.Config.model_fields.items():
+            yield entry.cls.name, name, field
+
+
+MASK_FIELDS = list(_mask_fields())
+
+
+def _with(*parts: dict) -> dict:
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def test_the_window_declares_what_each_parameter_is_for():
+    uses = {name: field_uses(field) for builder, name, field in MASK_FIELDS if builder == "window"}
+    assert uses == {"size": ("erase", "robustness_square"), "stride": ("erase",),
+                    "regions": ("erase",), "gt_policy": ("erase",),
+                    "fill": ("erase", "context_fill")}  # fmt: skip
+
+
+@pytest.mark.parametrize(("builder", "name", "field"), MASK_FIELDS,
+                         ids=[f"{b}.{n}" for b, n, _ in MASK_FIELDS])  # fmt: skip
+def test_a_mask_parameter_is_refused_when_the_run_uses_the_builder_for_nothing_it_serves(
+        builder, name, field):  # fmt: skip
+    registry = load_plugins()
+    uses = field_uses(field) or tuple(MASK_USES)
+    value = field.get_default(call_default_factory=True)
+    mask = {"mask": {"name": builder, "params": {name: value}}}
+    off = _with(*(USE_OFF[u] for u in uses), mask)
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(parse_config(off), "c.toml")
+    text = str(error.value)
+    assert f"mask.params.{name} is set but " in text and f"or remove mask.params.{name}" in text
+    for use in uses:  # any one use it serves gives it an effect
+        on = _with(*(USE_OFF[u] for u in uses if u != use), USE_ON.get(use, {}), mask)
+        registry.validate_experiment(parse_config(on), "c.toml")
+
+
+def test_the_mask_message_names_every_reason_and_the_first_fix():
+    config = parse_config({"attributors": ["none"], "train": {"robustness": False},
+                           "mask": {"name": "window", "params": {"size": 8}}})  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_plugins().validate_experiment(config, "c.toml")
+    assert ("mask.params.size is set but no branch erases (attributors: 'none'; the `none` "
+            "control erases nothing) and train.robustness = false; add an attributor that "
+            "erases (e.g. 'gradcam' or 'random') to attributors to use it, or remove "
+            "mask.params.size") in str(error.value)
+
+
+def test_the_mask_itself_is_refused_only_when_the_run_uses_it_for_nothing():
+    registry = load_plugins()
+    off = {"attributors": ["none"], "mask": {"name": "window"},
+           "train": {"robustness": False, "context_margin_mm": None}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"\n  mask is set but no branch erases .* or remove mask$"):
+        registry.validate_experiment(parse_config(off), "c.toml")
+    registry.validate_experiment(parse_config(_with(off, {"train": {"robustness": True}})), "c.toml")
+
+
+def test_random_erasing_uses_the_mask_and_the_none_control_does_not():
+    registry = load_plugins()
+    assert registry.attributors.get("random").erases and not registry.attributors.get("none").erases
+    sets = ['mask.name="window"', "mask.params.regions=2"]
+    registry.validate_experiment(load_config(None, ['attributors=["random"]', *sets]), "c.toml")
+    registry.validate_experiment(load_config(None, ['attributors=["none", "gradcam"]', *sets]),
+                                 "c.toml")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"mask\.params\.regions is set but no branch erases"):
+        registry.validate_experiment(load_config(None, ['attributors=["none"]', *sets]), "c.toml")
+
+
+def _first_plain_param(entry) -> str | None:
+    from ada_core.fieldtags import field_rule
+
+    for name, field in entry.cls.Config.model_fields.items():
+        if not field_conditions(field) and field_rule(field) is None and not field.is_required():
+            return name
+    return None
+
+
+ATTRIBUTOR_PARAMS = [(e.cls.name, p) for e in load_plugins().attributors
+                     if (p := _first_plain_param(e)) is not None]  # fmt: skip
+
+
+@pytest.mark.parametrize(("attributor", "param"), ATTRIBUTOR_PARAMS,
+                         ids=[a for a, _ in ATTRIBUTOR_PARAMS])  # fmt: skip
+def test_a_branch_parameter_is_refused_without_cycles(attributor, param):
+    registry = load_plugins()
+    value = registry.attributors.get(attributor).Config.model_fields[param].get_default(
+        call_default_factory=True)
+    spec = {"name": attributor, "params": {param: value}}
+    data = {"attributors": [spec], "train": {"cycles": 0}}
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(parse_config(data), "c.toml")
+    key = f"attributors[0].params.{param}"
+    assert (f"{key} is set but train.cycles = 0 (no branch trains); set train.cycles to a "
+            f"value other than 0 to use it, or remove {key}") in str(error.value)
+    registry.validate_experiment(parse_config({"attributors": [spec]}), "c.toml")
+
+
+def test_control_steps_is_refused_without_cycles():
+    config = load_config(None, ['attributors=["none"]', "train.control_steps=matched",
+                                "train.cycles=0"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train\.control_steps is set but train\.cycles = 0"):
+        load_plugins().validate_experiment(config, "c.toml")

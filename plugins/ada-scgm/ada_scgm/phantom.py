@@ -42,6 +42,8 @@ GENERATOR_VERSION = 1
 
 
 _CUE = used_when("context_cue", True)
+#: The cue's shape and place: nothing to draw when no slice shows it.
+_SHOWN = tags(_CUE, used_unless("cue_probability", 0))
 
 
 class PhantomConfig(ComponentConfig):
@@ -68,22 +70,23 @@ class PhantomConfig(ComponentConfig):
         "gm", description="What cue_offset_mm is measured from: 'gm', the middle of the (jittered) "
         "GM butterfly, so the cue tells where the GM is; 'cord', the cord centre. Without GM "
         "jitter the two coincide.",
-        json_schema_extra=tags(_CUE, used_unless("gm_jitter_mm", 0)),
+        json_schema_extra=tags(_SHOWN, used_unless("gm_jitter_mm", 0)),
     )
     cue_offset_mm: tuple[float, float] = Field(
         (-7.0, 5.0), description="Cue centre from its anchor (cue_anchor), (rows, cols) in mm, "
         "turning with the cord; negative rows: anterior.",
-        json_schema_extra=_CUE,
+        json_schema_extra=_SHOWN,
     )
     cue_radius_mm: float = Field(
-        1.0, gt=0, description="Radius of the cue disc in mm.", json_schema_extra=_CUE
+        1.0, gt=0, description="Radius of the cue disc in mm.", json_schema_extra=_SHOWN
     )
     cue_probability: float = Field(
         1.0, ge=0, le=1, description="Probability that a slice shows the cue.",
         json_schema_extra=_CUE,
     )
     cue_missing_sites: tuple[int, ...] = Field(
-        (), description="Sites (0-based) whose scans never show the cue.", json_schema_extra=_CUE
+        (), description="Sites (0-based) whose scans never show the cue.",
+        json_schema_extra=_SHOWN,
     )
     seed: int = Field(0, description="Seed of everything random in the phantom.")
 
