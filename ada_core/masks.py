@@ -13,11 +13,12 @@ Window selection, for every image independently and all images at once:
    ground truth (a window inside the ground truth would erase nothing); ``avoid``: windows that
    touch no ground-truth pixel; ``ignore``: every window.
 3. Take the best allowed window. Ties go to the first window in row-major order (smallest row,
-   then smallest column). Scores are summed in float64 through an integral image; two scores
-   that differ by at most ``1e-10`` times the sum of the absolute values of the image's
-   scored saliency (the saliency step 1 counts) count as tied, so the choice does not depend
-   on summation order (CPU vs GPU). The sum of absolute values bounds the integral image's
-   rounding error even for signed saliency whose plain sum is near zero.
+   then smallest column). Scores are summed in float64 (runs of doubling length, images in
+   cache-sized blocks on the CPU); two scores that differ by at most ``1e-10`` times the sum
+   of the absolute values of the image's scored saliency (the saliency step 1 counts) count
+   as tied, so the choice does not depend on summation order (CPU vs GPU, an integral image
+   or a loop). The sum of absolute values bounds the rounding error even for signed saliency
+   whose plain sum is near zero.
 4. For ``regions > 1`` repeat greedily: the next region is the best allowed window that does
    not overlap any window already chosen. An image runs out of regions when no such window is
    left; it then erases fewer regions.
@@ -54,6 +55,9 @@ GtPolicy = Literal["restore", "avoid", "ignore"]
 _POLICIES = ("restore", "avoid", "ignore")
 #: Relative tolerance under which two window scores count as tied (see the module docstring).
 _TIE_RTOL = 1e-10
+#: Pixels per block of images scored at once on the CPU (8 images of 200 x 200: ~2.5 MB a
+#: float64 pass, within a core's share of the cache).
+_CPU_BLOCK_PIXELS = 8 * 200 * 200
 
 
 def _score_dtype(device: torch.device) -> torch.dtype:
@@ -65,7 +69,7 @@ def _along(x: Tensor, size: int, dim: int, op) -> Tensor:  # noqa: ANN001 - a to
     """``op``-reduction of every run of ``size`` consecutive elements along ``dim``, in
     ``O(log size)`` whole-tensor ops: runs of 1, 2, 4, ... elements are combined pairwise and
     ``size``'s binary digits pick which of them make up each run (exact for ``or``; a sum
-    would round differently from a cumulative sum, and run slower than one on floats)."""
+    adds each run's own elements only, in a fixed order)."""
     n = x.shape[dim] - size + 1
     out, runs, span, k, offset = None, x, 1, size, 0
     while True:
@@ -89,22 +93,16 @@ def _window_any(x: Tensor, size: int, stride: int) -> Tensor:
     ]
 
 
-def _integral_windows(padded: Tensor, size: int, stride: int) -> Tensor:
-    """Sums of every ``size x size`` window of ``padded[:, 1:, 1:]`` -> ``(B, H', W')``
-    (``padded`` ``(B, H + 1, W + 1)``, its first row and column 0; overwritten).
+def _window_sums(x: Tensor, size: int, stride: int) -> Tensor:
+    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` whose corner lies on the
+    ``stride`` grid -> ``(B, H', W')``: :func:`_along` over the columns, then the rows.
 
-    The integral image's row sums come from one cumulative sum over each flattened image
-    minus the total before the row: ~3x faster on the CPU than a cumulative sum along the
-    rows (short runs along the contiguous axis). Its rounding grows with the image's
-    ``sum |x|``, as the tie tolerance does (module docstring, step 3).
+    ``O(log size)`` whole-tensor adds per axis instead of an integral image's two cumulative
+    sums (which run element by element on the CPU); each sum adds the window's own values
+    only, so its rounding stays within the tie tolerance (module docstring, step 3).
     """
-    b, h, w = padded.shape
-    flat = padded.reshape(b, h * w).cumsum(-1).reshape(b, h, w)
-    flat[:, 1:] -= flat[:, :-1, -1:].clone()  # the image's total before each row
-    s = flat.cumsum(-2)
-    z, st = size, stride
-    rows = s[:, z::st] - s[:, :-z:st]
-    return rows[:, :, z::st] - rows[:, :, :-z:st]
+    rows = _along(x, size, -1, torch.add)[:, :, ::stride]
+    return _along(rows, size, -2, torch.add)[:, ::stride]
 
 
 def _check_window_inputs(
@@ -167,17 +165,50 @@ def window_boxes(
 def _window_boxes(
     saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
 ) -> Tensor:
-    """:func:`window_boxes` for inputs already validated."""
+    """:func:`window_boxes` for inputs already validated, block by block (:func:`_blocks`)."""
+    return _cat([_block_boxes(saliency[s], ground_truth[s], size, stride, regions, gt_policy)
+                 for s in _blocks(saliency)])  # fmt: skip
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _blocks(images: Tensor) -> list[slice]:
+    """The blocks of images scored at once: on the CPU about :data:`_CPU_BLOCK_PIXELS` pixels,
+    so that a block's float64 passes stay in the cache (~2.5x faster than passes over a
+    64 x 200 x 200 batch, 20 MB each); a GPU takes the batch at once. Each image's windows do
+    not depend on the others, so the boxes are the same."""
+    b, _, h, w = images.shape
+    step = b if images.device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // (h * w))
+    return [slice(i, i + step) for i in range(0, b, step)]
+
+
+def _keep_and_boxes(saliency: Tensor, ground_truth: Tensor, size: int, stride: int,
+                    regions: int, gt_policy: str) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """:func:`window_keep_mask` and :func:`window_boxes` for inputs already validated, block
+    by block (a block's keep mask is made while its ground truth is in the cache)."""
+    h, w = saliency.shape[-2:]
+    keeps, boxes = [], []
+    for s in _blocks(saliency):
+        found = _block_boxes(saliency[s], ground_truth[s], size, stride, regions, gt_policy)
+        protect = ground_truth[s] if gt_policy == "restore" else None
+        keeps.append(boxes_to_keep(found, h, w, size, protect))
+        boxes.append(found)
+    return _cat(keeps), _cat(boxes)
+
+
+def _block_boxes(
+    saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
+) -> Tensor:
+    """:func:`_window_boxes` of one block of images."""
     dtype = _score_dtype(saliency.device)
-    b, _, h, w = saliency.shape
     outside = ground_truth[:, 0] == 0
-    padded = saliency.new_zeros(b, h + 1, w + 1, dtype=dtype)
-    sal = padded[:, 1:, 1:]
-    sal.copy_(saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside)
-    # Integral-image rounding errors scale with the magnitudes summed, not with the signed
-    # total (which cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
-    tol = _TIE_RTOL * torch.linalg.vector_norm(sal, 1, dim=(-2, -1))[:, None]
-    score = _integral_windows(padded, size, stride)
+    sal = (saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside).to(dtype)
+    # Rounding errors scale with the magnitudes summed, not with the signed total (which
+    # cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
+    tol = _TIE_RTOL * sal.abs().sum((-2, -1))[:, None]
+    score = _window_sums(sal, size, stride)
     if gt_policy == "ignore":
         allowed = torch.ones_like(score, dtype=torch.bool)
     else:
@@ -219,13 +250,11 @@ def boxes_to_keep(
     r, c = boxes[..., 0, None], boxes[..., 1, None]  # (B, R, 1); -1 never matches a pixel
     in_r = ((rows >= r) & (rows < r + size) & (r >= 0))[..., :, None]  # (B, R, H, 1)
     in_c = ((cols >= c) & (cols < c + size))[..., None, :]  # (B, R, 1, W)
-    if boxes.shape[1] == 1:
-        erase = in_r & in_c
-    else:
-        erase = (in_r & in_c).any(1, keepdim=True)
-    if protect is not None:
-        erase &= protect == 0
-    return (~erase).float()
+    erase = in_r & in_c if boxes.shape[1] == 1 else (in_r & in_c).any(1, keepdim=True)
+    if protect is None:
+        return (~erase).float()
+    # one pass: inside a box keep only what is protected (binary 0/1 masks keep their value)
+    return torch.where(erase, (protect != 0).float(), torch.ones((), device=boxes.device))
 
 
 def window_keep_mask(
@@ -251,9 +280,8 @@ def window_keep_mask(
         ``(B, 1, H, W)`` float32 keep mask in {0, 1} (0 = erase) on the saliency's device; all
         ones for an image with no allowed window.
     """
-    boxes = window_boxes(saliency, ground_truth, size, stride, regions, gt_policy)
-    protect = ground_truth if gt_policy == "restore" else None
-    return boxes_to_keep(boxes, saliency.shape[-2], saliency.shape[-1], size, protect)
+    _check_window_inputs(saliency, ground_truth, size, stride, regions, gt_policy)
+    return _keep_and_boxes(saliency, ground_truth, size, stride, regions, gt_policy)[0]
 
 
 class WindowConfig(ComponentConfig):
@@ -320,11 +348,9 @@ class WindowMaskBuilder(MaskBuilder):
                 f"({h}x{w}); set mask.params.size to at most {min(h, w)}"
             )
         # build() has validated shapes, finiteness and binary ground truth.
-        boxes = _window_boxes(
+        keep, boxes = _keep_and_boxes(
             saliency, ground_truth, cfg.size, cfg.stride, cfg.regions, cfg.gt_policy
         )
-        protect = ground_truth if cfg.gt_policy == "restore" else None
-        keep = boxes_to_keep(boxes, h, w, cfg.size, protect)
         n_found = (boxes[..., 0] >= 0).sum(1)
         # .item() is a host-device sync point; once per batch is cheap.
         self.counters["no_window"] += int((n_found == 0).sum().item())
