@@ -189,11 +189,14 @@ def _keep_and_boxes(saliency: Tensor, ground_truth: Tensor, size: int, stride: i
     """:func:`window_keep_mask` and :func:`window_boxes` for inputs already validated, block
     by block (a block's keep mask is made while its ground truth is in the cache)."""
     h, w = saliency.shape[-2:]
+    one = torch.ones((), device=saliency.device)
     keeps, boxes = [], []
     for s in _blocks(saliency):
         found = _block_boxes(saliency[s], ground_truth[s], size, stride, regions, gt_policy)
-        protect = ground_truth[s] if gt_policy == "restore" else None
-        keeps.append(boxes_to_keep(found, h, w, size, protect))
+        erase = _erased(found, h, w, size)
+        # restore: inside a box keep the ground truth (validated 0/1: its value is the keep)
+        keeps.append(torch.where(erase, ground_truth[s].to(torch.float32), one)
+                     if gt_policy == "restore" else (~erase).float())  # fmt: skip
         boxes.append(found)
     return _cat(keeps), _cat(boxes)
 
@@ -225,7 +228,7 @@ def _block_boxes(
     for k in range(regions):  # a loop over regions only (few), never over images or windows
         masked = score.masked_fill(~allowed, neg_inf)
         best = masked.amax(1, keepdim=True)
-        found = allowed.any(1)  # where not, best is -inf and idx is ignored
+        found = best[:, 0] > neg_inf  # scores are finite: -inf only without an allowed window
         # argmax of 0/1 bytes picks the first 1: the first window (row-major) within tolerance.
         idx = (masked >= best - tol).view(torch.uint8).argmax(1)
         rc = torch.stack([win_r[idx], win_c[idx]], 1)
@@ -245,16 +248,20 @@ def boxes_to_keep(
 
     ``protect`` (``(B, 1, H, W)``, nonzero = keep) marks pixels that are never erased.
     """
+    erase = _erased(boxes, height, width, size)
+    if protect is None:
+        return (~erase).float()
+    return torch.where(erase, (protect != 0).float(), torch.ones((), device=boxes.device))
+
+
+def _erased(boxes: Tensor, height: int, width: int, size: int) -> Tensor:
+    """``(B, 1, H, W)`` bool: True inside the ``(B, R, 2)`` boxes (``-1``: none)."""
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     r, c = boxes[..., 0, None], boxes[..., 1, None]  # (B, R, 1); -1 never matches a pixel
     in_r = ((rows >= r) & (rows < r + size) & (r >= 0))[..., :, None]  # (B, R, H, 1)
     in_c = ((cols >= c) & (cols < c + size))[..., None, :]  # (B, R, 1, W)
-    erase = in_r & in_c if boxes.shape[1] == 1 else (in_r & in_c).any(1, keepdim=True)
-    if protect is None:
-        return (~erase).float()
-    # one pass: inside a box keep only what is protected (binary 0/1 masks keep their value)
-    return torch.where(erase, (protect != 0).float(), torch.ones((), device=boxes.device))
+    return in_r & in_c if boxes.shape[1] == 1 else (in_r & in_c).any(1, keepdim=True)
 
 
 def window_keep_mask(
