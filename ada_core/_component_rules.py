@@ -9,7 +9,11 @@ refuse the same things, with the message of :class:`~ada_core.fieldtags.Unused`:
   erases, with ``train.cycles`` not 0), the robustness square's side (``train.robustness``
   with ``train.robustness_size`` unset) or the context probe's fill
   (``train.context_margin_mm`` set). A parameter that declares no use, and ``mask`` itself,
-  apply while the run uses the builder for anything;
+  apply while the run uses the builder for anything; any component's parameter that acts on
+  a GPU only (``used_for("cuda")``, an attributor's ``amp``) applies with ``train.device``
+  not 'cpu';
+- ``train.augment_ada_images`` and ``train.save_ada_images`` only while a branch erases (the
+  ``none`` control has no ADA images);
 - a branch's parameters (``attributors[i].params``) apply only while ``train.cycles`` is not
   0 (no cycle, no branch training);
 - ``train.control_steps`` only where a branch takes its default from it (the ``none``
@@ -19,35 +23,37 @@ refuse the same things, with the message of :class:`~ada_core.fieldtags.Unused`:
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ada_core.fieldtags import MASK_USES, Unused, active_data, field_uses
+from ada_core.fieldtags import MASK_DEFAULT_USES, Unused, active_data, field_uses
 
 if TYPE_CHECKING:
     from ada_core.config import ExperimentConfig
     from ada_core.registry import Registry
 
-__all__ = ["active_mask_params", "mask_uses", "unused_by_components"]
+__all__ = ["active_params", "run_uses", "unused_by_components"]
 
 
-def mask_uses(config: ExperimentConfig, registry: Registry) -> dict[str, bool]:
-    """Which of :data:`~ada_core.fieldtags.MASK_USES` the run has."""
+def run_uses(config: ExperimentConfig, registry: Registry) -> dict[str, bool]:
+    """Which of :data:`~ada_core.fieldtags.RUN_USES` the run has."""
     t = config.train
     return {
         "erase": t.cycles > 0 and any(registry.attributors.get(s.name).erases
                                       for s in config.attributors),
         "robustness_square": t.robustness and t.robustness_size is None,
         "context_fill": t.context_margin_mm is not None,
+        "cuda": t.device != "cpu",
     }  # fmt: skip
 
 
-def active_mask_params(params: BaseModel, config: ExperimentConfig,
-                       registry: Registry) -> dict[str, Any]:  # fmt: skip
-    """The mask builder's validated ``params`` as JSON data: the parameters that apply in this
-    run (set, or serving a use the run has), each with its value (``ada config show``)."""
-    used = mask_uses(config, registry)
+def active_params(params: BaseModel, config: ExperimentConfig,
+                  registry: Registry) -> dict[str, Any]:  # fmt: skip
+    """A component's validated ``params`` as JSON data: the parameters that apply in this run
+    (set, or serving a use the run has), each with its value (``ada config show``)."""
+    used = run_uses(config, registry)
     kept = active_data(params)
     full = params.model_dump(mode="json")
     fields = type(params).model_fields
@@ -56,7 +62,7 @@ def active_mask_params(params: BaseModel, config: ExperimentConfig,
 
 
 def _why_not(use: str, config: ExperimentConfig) -> tuple[str, str]:
-    """Why the run does not use its mask builder for ``use``, and the fix that makes it."""
+    """Why the run does not use a parameter for ``use``, and the fix that makes it."""
     t = config.train
     if use == "erase":
         if t.cycles == 0:
@@ -69,22 +75,38 @@ def _why_not(use: str, config: ExperimentConfig) -> tuple[str, str]:
             return "train.robustness = false", "set train.robustness = true"
         return (f"train.robustness_size = {t.robustness_size} sets the robustness square",
                 "remove train.robustness_size")  # fmt: skip
+    if use == "cuda":
+        return "train.device = 'cpu'", "set train.device to a value other than 'cpu'"
     return "train.context_margin_mm is not set (no context probe)", "set train.context_margin_mm"
 
 
-def _unused_mask(config: ExperimentConfig, registry: Registry) -> list[Unused]:
-    used = mask_uses(config, registry)
-    spec = config.mask
-    fields = registry.masks.get(spec.name).Config.model_fields
+def _unused(field: str, uses: Sequence[str], config: ExperimentConfig) -> Unused:
+    whys, fixes = zip(*(_why_not(u, config) for u in uses), strict=True)
+    return Unused(field, None, why=" and ".join(whys), fix=fixes[0])
+
+
+def _unused_params(config: ExperimentConfig, registry: Registry) -> list[Unused]:
+    """Every component's set parameters that serve no use the run has (:func:`used_for`; a
+    mask parameter without it serves :data:`~ada_core.fieldtags.MASK_DEFAULT_USES`), and
+    ``mask`` itself when the run uses the builder for nothing."""
+    used = run_uses(config, registry)
+    specs = [("dataset", config.data, "data"), ("model", config.model, "model"),
+             ("mask", config.mask, "mask")]  # fmt: skip
+    specs += [("attributor", sp, f"attributors[{i}]") for i, sp in enumerate(config.attributors)]
+    specs += [("dataset", sp, f"evaluate[{i}]") for i, sp in enumerate(config.evaluate)]
     found = []
-    for name in spec.params:
-        uses = field_uses(fields[name]) or tuple(MASK_USES)
-        if not any(used[u] for u in uses):
-            whys, fixes = zip(*(_why_not(u, config) for u in uses), strict=True)
-            found.append(Unused(f"mask.params.{name}", None, why=" and ".join(whys), fix=fixes[0]))
-    if not any(used.values()) and "name" in spec.model_fields_set:
-        whys, fixes = zip(*(_why_not(u, config) for u in MASK_USES), strict=True)
-        found.append(Unused("mask", None, why=" and ".join(whys), fix=fixes[0]))
+    for kind, spec, where in specs:
+        fields = registry.sections[kind].get(spec.name).Config.model_fields
+        for name in spec.params:
+            uses = field_uses(fields[name]) or (MASK_DEFAULT_USES if kind == "mask" else ())
+            if uses and not any(used[u] for u in uses):
+                found.append(_unused(f"{where}.params.{name}", uses, config))
+    if not any(used[u] for u in MASK_DEFAULT_USES) and "name" in config.mask.model_fields_set:
+        found.append(_unused("mask", MASK_DEFAULT_USES, config))
+    t = config.train
+    if t.cycles > 0 and not used["erase"]:  # (cycles = 0: the fields' own tags refuse them)
+        found += [_unused(f"train.{k}", ("erase",), config)
+                  for k in ("augment_ada_images", "save_ada_images") if k in t.model_fields_set]
     return found
 
 
@@ -122,6 +144,6 @@ def unused_by_components(config: ExperimentConfig, registry: Registry) -> list[U
                          why="train.cycles = 0 (no branch trains)",
                          fix="set train.cycles to a value other than 0")
                   for i, spec in enumerate(config.attributors) for name in spec.params]  # fmt: skip
-    found += _unused_mask(config, registry)
+    found += _unused_params(config, registry)
     steps = _unused_control_steps(config, registry)
     return found + ([steps] if steps else [])

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 __all__ = [
-    "MASK_USES",
+    "MASK_DEFAULT_USES",
+    "RUN_USES",
     "Condition",
     "Unused",
     "field_conditions",
@@ -118,33 +119,39 @@ def used_if(text: str, checked: Literal["config", "registry", "run"] = "config")
     return {"used_if": {"text": text, "checked": checked}}
 
 
-#: What a run uses its mask builder for, as :func:`used_for` names it, and the rule in words.
-MASK_USES: dict[str, str] = {
+#: What a run uses a component's parameter for, as :func:`used_for` names it, and the rule in
+#: words: the first three are a mask builder's (a mask parameter without ``used_for`` serves
+#: all three), ``cuda`` any component's (a parameter that acts only on a GPU).
+RUN_USES: dict[str, str] = {
     "erase": "a branch erases (an attributor other than the `none` control) with `train.cycles` "
              "not 0",
     "robustness_square": "the robustness square takes its side from the builder "
                          "(`train.robustness = true`, `train.robustness_size` unset)",
     "context_fill": "the context probe fills with the builder's fill value "
                     "(`train.context_margin_mm` set)",
+    "cuda": "`train.device` is not 'cpu'",
 }  # fmt: skip
+#: The uses a mask builder's parameter without ``used_for`` serves.
+MASK_DEFAULT_USES = ("erase", "robustness_square", "context_fill")
 
 
 def used_for(*uses: str) -> dict[str, Any]:
-    """``json_schema_extra`` of a mask builder's parameter that applies only while the run
-    uses the builder for one of ``uses`` (keys of :data:`MASK_USES`): ``used_for("erase")``;
-    the size that is also the robustness square's: ``used_for("erase", "robustness_square")``.
-    The registry checks it (a :func:`used_if` rule with ``checked="registry"``); a mask
-    parameter without it applies whenever the run uses the builder at all."""
-    unknown = [u for u in uses if u not in MASK_USES]
+    """``json_schema_extra`` of a component's parameter that applies only while the run uses
+    it for one of ``uses`` (keys of :data:`RUN_USES`): a mask builder's ``used_for("erase")``;
+    the size that is also the robustness square's: ``used_for("erase", "robustness_square")``;
+    an attributor's bf16 switch: ``used_for("cuda")``. The registry checks it (a
+    :func:`used_if` rule with ``checked="registry"``); a mask parameter without it applies
+    whenever the run uses the builder at all (:data:`MASK_DEFAULT_USES`)."""
+    unknown = [u for u in uses if u not in RUN_USES]
     if not uses or unknown:
-        raise ValueError(f"used_for needs uses from {sorted(MASK_USES)}, got {list(uses)}")
-    rule = used_if(", or ".join(MASK_USES[u] for u in uses), "registry")
+        raise ValueError(f"used_for needs uses from {sorted(RUN_USES)}, got {list(uses)}")
+    rule = used_if(", or ".join(RUN_USES[u] for u in uses), "registry")
     rule["used_if"]["uses"] = list(uses)
     return rule
 
 
 def field_uses(field: FieldInfo) -> tuple[str, ...] | None:
-    """The :func:`used_for` uses of a mask builder's parameter, or None when it declares none."""
+    """The :func:`used_for` uses of a component's parameter, or None when it declares none."""
     extra = field.json_schema_extra
     rule = extra.get("used_if") if isinstance(extra, dict) else None
     uses = rule.get("uses") if isinstance(rule, dict) else None

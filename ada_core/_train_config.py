@@ -19,6 +19,8 @@ __all__ = ["CUDA_ONLY", "TrainConfig"]
 #: runs on a GPU machine and on a laptop; see docs/config.md).
 CUDA_ONLY = ("amp", "channels_last", "fused_adam")
 _CUDA = used_unless("device", "cpu")
+#: ADA images exist only where a branch erases (checked by the registry, which knows which).
+_ERASES = used_if("a branch erases (an attributor other than the `none` control)", "registry")
 _CUDA_NOTE = (" With device = 'auto' on a machine without CUDA, a set value is named in a "
               "warning when the run starts.")
 
@@ -128,12 +130,12 @@ class TrainConfig(Settings):
         True, description="Apply the classical augmentation to ADA images too (not only to "
         "the conventional ones).",
         json_schema_extra=tags(affects("branch"), used_unless("cycles", 0),
-                               used_when("augment.enabled", True)),
+                               used_when("augment.enabled", True), _ERASES),
     )
     save_ada_images: bool = Field(
         True, description="Save each branch's first-cycle ADA images (cycle1.pt) besides its "
         "keep masks, for figures and checks.",
-        json_schema_extra=affects("none") | used_unless("cycles", 0),
+        json_schema_extra=tags(affects("none"), used_unless("cycles", 0), _ERASES),
     )
     convergence_at: list[int] | None = Field(
         None, description="ADA epochs (counted from a branch's start) after which each "

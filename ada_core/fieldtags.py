@@ -43,7 +43,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ada_core._conditions import (
-    MASK_USES,
+    MASK_DEFAULT_USES,
+    RUN_USES,
     Condition,
     Unused,
     field_conditions,
@@ -59,7 +60,8 @@ from ada_core._conditions import (
 )
 
 __all__ = [
-    "MASK_USES",
+    "MASK_DEFAULT_USES",
+    "RUN_USES",
     "TAGS",
     "Condition",
     "Settings",

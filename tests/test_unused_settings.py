@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from ada_core.cli import main
 from ada_core.config import ExperimentConfig, apply_overrides, load_config, parse_config, to_toml
 from ada_core.errors import ConfigError, PluginError
-from ada_core.fieldtags import MASK_USES, Condition, active_data, field_conditions, field_uses, used_when
+from ada_core.fieldtags import RUN_USES, Condition, active_data, field_conditions, field_uses, used_when
 from ada_core.interfaces import Attributor, ComponentConfig
 from ada_core.plugins import load_plugins
 from ada_core.registry import Registry
@@ -369,6 +369,10 @@ RULES: dict[str, tuple[str, list[str], list[str], str, str]] = {
     "train.control_steps": ("registry", ['attributors=["gradcam"]'],
                             ['attributors=["gradcam", "none"]'], '"matched"', "no branch takes it"),
     "train.ddp": ("run", [], [], "false", "this run is one process, not under torchrun"),
+    "train.augment_ada_images": ("registry", ['attributors=["none"]'],
+                                 ['attributors=["none", "random"]'], "false", "no branch erases"),
+    "train.save_ada_images": ("registry", ['attributors=["none"]'], ['attributors=["gradcam"]'],
+                              "false", "no branch erases"),
     "train.wait_timeout_h": ("run", [], [], "1.0", "this run is one process"),
 }
 
@@ -561,7 +565,7 @@ def test_the_window_declares_what_each_parameter_is_for():
 def test_a_mask_parameter_is_refused_when_the_run_uses_the_builder_for_nothing_it_serves(
         builder, name, field):  # fmt: skip
     registry = load_plugins()
-    uses = field_uses(field) or tuple(MASK_USES)
+    uses = field_uses(field) or tuple(RUN_USES)
     value = field.get_default(call_default_factory=True)
     mask = {"mask": {"name": builder, "params": {name: value}}}
     off = _with(*(USE_OFF[u] for u in uses), mask)
@@ -639,3 +643,39 @@ def test_control_steps_is_refused_without_cycles():
                                 "train.cycles=0"])  # fmt: skip
     with pytest.raises(ConfigError, match=r"train\.control_steps is set but train\.cycles = 0"):
         load_plugins().validate_experiment(config, "c.toml")
+
+
+def _gpu_params():
+    registry = load_plugins()
+    for kind, section in registry.sections.items():
+        for entry in section:
+            for name, field in entry.cls.Config.model_fields.items():
+                if kind != "mask" and field_uses(field):
+                    yield kind, entry.cls.name, name, field
+
+
+GPU_PARAMS = list(_gpu_params())
+
+
+def test_the_walk_finds_the_gpu_only_parameters():
+    assert {("attributor", "gradcam", "amp"), ("attributor", "vanilla", "amp")} <= {
+        (k, c, n) for k, c, n, _ in GPU_PARAMS}
+    assert all(field_uses(f) == ("cuda",) for *_, f in GPU_PARAMS)
+
+
+@pytest.mark.parametrize(("kind", "component", "name", "field"), GPU_PARAMS,
+                         ids=[f"{c}.{n}" for _, c, n, _ in GPU_PARAMS])  # fmt: skip
+@pytest.mark.parametrize("cpu", ["cpu", "cpu:0"])
+def test_a_gpu_only_parameter_is_refused_on_the_cpu(kind, component, name, field, cpu):
+    registry = load_plugins()
+    where = WHERE[kind]
+    spec = (f"attributors=[{{name = {_toml(component)}, params = {{{name} = "
+            f"{_toml(field.get_default())}}}}}]" if kind == "attributor" else
+            f"{where}.params.{name}={_toml(field.get_default())}")  # fmt: skip
+    key = f"{where}.params.{name}"
+    config = load_config(None, [spec, f"train.device={cpu}"])
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(config, "c.toml")
+    assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
+            f"'cpu' to use it, or remove {key}") in str(error.value)
+    registry.validate_experiment(load_config(None, [spec, "train.device=cuda"]), "c.toml")
