@@ -369,6 +369,13 @@ RULES: dict[str, tuple[str, list[str], list[str], str, str]] = {
     "train.control_steps": ("registry", ['attributors=["gradcam"]'],
                             ['attributors=["gradcam", "none"]'], '"matched"', "no branch takes it"),
     "train.ddp": ("run", [], [], "false", "this run is one process, not under torchrun"),
+    "data.params.n_raters": ("model", ['data.name="scgm"', 'data.params.raters="rater:2"'],
+                             ['data.name="scgm"'], "4", "data.params.raters = 'rater:2' reads "
+                             "that rater's masks only"),
+    "data.params.tie": ("model", ['data.name="scgm"', 'data.params.raters="majority"',
+                                  "data.params.n_raters=3"],
+                        ['data.name="scgm"', 'data.params.raters="majority"'], '"background"',
+                        "data.params.n_raters = 3 is odd"),
     "train.augment_ada_images": ("registry", ['attributors=["none"]'],
                                  ['attributors=["none", "random"]'], "false", "no branch erases"),
     "train.save_ada_images": ("registry", ['attributors=["none"]'], ['attributors=["gradcam"]'],
