@@ -275,6 +275,11 @@ class Settings(BaseModel):
         ``{prefix}``). The validator refuses those that were set; records leave them all out."""
         return []
 
+    def _unused_below(self) -> list[Unused]:
+        """Settings of the models under this one that have no effect where they sit (a rule
+        of the holder, not of the field's own model); ``field`` dotted from here."""
+        return []
+
     @model_validator(mode="after")
     def _refuse_unused(self, info: ValidationInfo) -> Settings:
         context = info.context if isinstance(info.context, dict) else {}
@@ -286,7 +291,7 @@ class Settings(BaseModel):
             if rule is None or rule[1] != "config":
                 raise TypeError(f"{type(self).__name__}._inactive reports {u.field!r}, which "
                                 "declares no used_if(..., checked='config') rule")  # fmt: skip
-        unused = unused_settings(self) + extra
+        unused = unused_settings(self) + extra + self._unused_below()
         if unused:
             raise PydanticCustomError(
                 "unused_setting", "{text}",

@@ -312,6 +312,7 @@ CLI_CASES = [
     ("augment.p_affine=0", "augment.padding is set but no transform moves a pixel"),
     ("train.control_steps=matched", "train.control_steps is set but no branch takes it"),
     ("attributors=[\"none\"]", "mask.params.stride is set but no branch erases"),
+    ("model.label=net", "model.label is set but model is no branch nor [[evaluate]] set"),
     ("data.params.cue_probability=0", "data.params.cue_radius_mm is set but "
                                       "data.params.cue_probability = 0.0"),
 ]
@@ -686,3 +687,16 @@ def test_a_gpu_only_parameter_is_refused_on_the_cpu(kind, component, name, field
     assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
             f"'cpu' to use it, or remove {key}") in str(error.value)
     registry.validate_experiment(load_config(None, [spec, "train.device=cuda"]), "c.toml")
+
+
+@pytest.mark.parametrize("key", ["data", "model", "mask"])
+def test_a_label_is_refused_where_nothing_is_named(key):
+    name = {"data": "phantom", "model": "unet-paper", "mask": "window"}[key]
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"{key}.name={name}", f"{key}.label=x"])
+    assert (f"{key}.label is set but {key} is no branch nor [[evaluate]] set, and a label names "
+            "only those; move it to an entry of attributors or [[evaluate]] to use it, or "
+            f"remove {key}.label") in str(error.value)
+    named = load_config(None, ['attributors=[{name = "gradcam", label = "g"}]',
+                               'evaluate=[{name = "phantom", label = "extra"}]'])  # fmt: skip
+    assert named.attributors[0].key == "g" and named.evaluate[0].key == "extra"
