@@ -352,8 +352,9 @@ def test_the_installed_command_refuses_without_a_traceback(cli_config):
 
 
 def test_shipped_configs_set_nothing_without_effect():
+    registry = load_plugins()
     for path in sorted(Path(__file__).parents[1].glob("configs/*.toml")):
-        load_config(path)
+        registry.validate_experiment(load_config(path), str(path))  # the registry's rules too
 
 
 # ------------------------------------------------------ rules in words (used_if), issue 24
@@ -377,6 +378,15 @@ RULES: dict[str, tuple[str, list[str], list[str], str, str]] = {
                                   "data.params.n_raters=3"],
                         ['data.name="scgm"', 'data.params.raters="majority"'], '"background"',
                         "data.params.n_raters = 3 is odd"),
+    **{f"data.params.{k}": ("model", ["data.params.context_cue=true", "data.params.sites=2",
+                                       "data.params.gm_jitter_mm=0.5",
+                                       "data.params.cue_missing_sites=[1, 0]"],
+                            ["data.params.context_cue=true", "data.params.sites=2",
+                             "data.params.gm_jitter_mm=0.5", "data.params.cue_missing_sites=[1]"],
+                            v, "every site (0..1, data.params.sites = 2) is in "
+                               "data.params.cue_missing_sites, so no scan shows the cue")
+       for k, v in (("cue_anchor", '"cord"'), ("cue_offset_mm", "[-6.0, 4.0]"),
+                    ("cue_radius_mm", "1.5"), ("cue_probability", "0.5"))},
     "train.augment_ada_images": ("registry", ['attributors=["none"]'],
                                  ['attributors=["none", "random"]'], "false", "no branch erases"),
     "train.save_ada_images": ("registry", ['attributors=["none"]'], ['attributors=["gradcam"]'],
