@@ -40,6 +40,7 @@ _EXPORTS = {
     "load_config": "ada_core.config",
     "tags": "ada_core.fieldtags",
     "Unused": "ada_core.fieldtags",
+    "used_for": "ada_core.fieldtags",
     "used_if": "ada_core.fieldtags",
     "used_unless": "ada_core.fieldtags",
     "used_when": "ada_core.fieldtags",
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover
         closest,
         suggest,
     )
-    from ada_core.fieldtags import Unused, tags, used_if, used_unless, used_when
+    from ada_core.fieldtags import Unused, tags, used_for, used_if, used_unless, used_when
     from ada_core.hookspecs import hookimpl
     from ada_core.interfaces import (
         Attributor,

@@ -59,6 +59,7 @@ def plugins_table(rows: list[dict[str, Any]]) -> list[str]:
 def resolved_config(config: ExperimentConfig, registry: Registry) -> dict[str, Any]:
     """``config`` as JSON data with every component's params resolved: each parameter of the
     component's ``Config``, with its default where the file does not set it."""
+    from ada_core._component_rules import active_params
     from ada_core.fieldtags import active_data
 
     # A field without effect under the chosen settings is left out (it holds its default), so
@@ -70,7 +71,7 @@ def resolved_config(config: ExperimentConfig, registry: Registry) -> dict[str, A
         params = section.config(spec["name"], spec["params"], f"{where}.params")
         if kind == "attributor":
             params = section.get(spec["name"]).resolve_config(params, config.train)
-        spec["params"] = active_data(params)
+        spec["params"] = active_params(params, config, registry)
 
     resolve("dataset", data["data"], "data")
     resolve("model", data["model"], "model")

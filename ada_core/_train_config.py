@@ -5,6 +5,7 @@ Re-exported by :mod:`ada_core.config`; every field carries its tag (:mod:`ada_co
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -18,6 +19,8 @@ __all__ = ["CUDA_ONLY", "TrainConfig"]
 #: runs on a GPU machine and on a laptop; see docs/config.md).
 CUDA_ONLY = ("amp", "channels_last", "fused_adam")
 _CUDA = used_unless("device", "cpu")
+#: ADA images exist only where a branch erases (checked by the registry, which knows which).
+_ERASES = used_if("a branch erases (an attributor other than the `none` control)", "registry")
 _CUDA_NOTE = (" With device = 'auto' on a machine without CUDA, a set value is named in a "
               "warning when the run starts.")
 
@@ -57,7 +60,8 @@ class TrainConfig(Settings):
         json_schema_extra=affects("none"),
     )
     device: str = Field(
-        "auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'. Runs on "
+        "auto", description="'auto' (CUDA when available), 'cpu' ('cpu:N' is read as 'cpu'), "
+        "'cuda', 'cuda:N'. Runs on "
         "CPU and CUDA draw different random streams, so the device type is part of every key.",
         json_schema_extra=affects("none"),
     )
@@ -139,12 +143,12 @@ class TrainConfig(Settings):
         True, description="Apply the classical augmentation to ADA images too (not only to "
         "the conventional ones).",
         json_schema_extra=tags(affects("branch"), used_unless("cycles", 0),
-                               used_when("augment.enabled", True)),
+                               used_when("augment.enabled", True), _ERASES),
     )
     save_ada_images: bool = Field(
         True, description="Save each branch's first-cycle ADA images (cycle1.pt) besides its "
         "keep masks, for figures and checks.",
-        json_schema_extra=affects("none") | used_unless("cycles", 0),
+        json_schema_extra=tags(affects("none"), used_unless("cycles", 0), _ERASES),
     )
     convergence_at: list[int] | None = Field(
         None, description="ADA epochs (counted from a branch's start) after which each "
@@ -214,6 +218,12 @@ class TrainConfig(Settings):
         if dupes:
             raise ValueError(f"seeds must be unique, {dupes} repeat(s)")
         return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _one_cpu(cls, device: str) -> str:
+        # 'cpu:N' is the one CPU: spelled 'cpu', the CUDA-only fields' condition sees it too
+        return "cpu" if re.fullmatch(r"cpu(:\d+)?", device) else device
 
     @field_validator("convergence_at")
     @classmethod

@@ -137,23 +137,18 @@ def run(
         DataError: the data cannot be loaded or split.
         RunLockedError: another process holds the run folder.
     """
-    from ada_core.engine import run_study
-    from ada_core.runfolder import read_summary
+    from ada_core.engine import build_plan, run_study
+    from ada_core.engine.distributed import check_processes
     from ada_core.logs import LineLogger, run_log
+    from ada_core.plugins import load_plugins
+    from ada_core.runfolder import read_summary
     from ada_core.tracking import observer_factory
 
     cfg, named = resolve_config(config, overrides)
     source = source or named
     observe = observer_factory(cfg)  # before any work: a missing tracker is a config error
-    if registry is None:
-        from ada_core.plugins import load_plugins
-
-        registry = load_plugins()
+    registry = load_plugins() if registry is None else registry
     run_dir = Path(cfg.output) / cfg.name
-    from ada_core.engine import build_plan
-
-    from ada_core.engine.distributed import check_processes
-
     build_plan(cfg, registry, mode=mode, source=source)  # every check before the log file
     check_processes(shard, ddp=cfg.train.ddp, given=cfg.train.model_fields_set)
     with run_log(run_dir, verbose) as log_file:

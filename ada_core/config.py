@@ -25,6 +25,7 @@ from ada_core.errors import ConfigError, closest
 from ada_core.fieldtags import (
     ALLOW_UNUSED,
     Settings,
+    Unused,
     active_data,
     affects,
     dotted_loc,
@@ -68,8 +69,9 @@ class ComponentSpec(Settings):
     name: str = Field(description="Registry key of the component (see `ada plugins`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Fields of its Config.")
     label: str | None = Field(
-        None, description="Branch label; defaults to the name. Becomes a folder name, so it "
-        f"must be path-safe: {SLUG_RULE}."
+        None, description="Branch label (of an entry of `attributors` or `evaluate`; refused "
+        "on `data`, `model` and `mask`, which nothing names); defaults to the name. Becomes a "
+        f"folder name, so it must be path-safe: {SLUG_RULE}."
     )
 
     @model_validator(mode="before")
@@ -169,6 +171,13 @@ class ExperimentConfig(Settings):
         "analysis.",
         json_schema_extra=affects("none"),
     )
+
+    def _unused_below(self) -> list[Unused]:
+        # `label` names a branch or an evaluation set; on data, model and mask nothing reads it
+        return [Unused(f"{key}.label", None, why=f"{key} is no branch nor [[evaluate]] set, and "
+                       "a label names only those",
+                       fix="move it to an entry of attributors or [[evaluate]]")
+                for key in ("data", "model", "mask") if getattr(self, key).label is not None]
 
     @field_validator("name")
     @classmethod

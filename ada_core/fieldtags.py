@@ -23,7 +23,8 @@ has no effect and the two ways to fix it, instead of a setting silently without 
 configuration model, component ``Config`` included, derives from :class:`Settings`, whose one
 validator does the check; the configuration reference shows each condition under its field.
 The condition's key is a field of the same model, or a dotted key from the top of the
-configuration (``"augment.enabled"``; core models only).
+configuration (``"augment.enabled"``; core models only). The tags and their records live in
+:mod:`ada_core._conditions`; this module re-exports them and does the checking.
 
 A rule that no key = value condition states (``padding`` matters only while some transform
 moves pixels; a parameter that only some architectures take) is declared in words with
@@ -34,8 +35,6 @@ registry or the run knows it, where that is known (``train.control_steps`` by th
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, get_args
 
@@ -43,7 +42,26 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from ada_core._conditions import (
+    MASK_DEFAULT_USES,
+    RUN_USES,
+    Condition,
+    Unused,
+    field_conditions,
+    field_rule,
+    field_uses,
+    resolve,
+    show,
+    tags,
+    used_for,
+    used_if,
+    used_unless,
+    used_when,
+)
+
 __all__ = [
+    "MASK_DEFAULT_USES",
+    "RUN_USES",
     "TAGS",
     "Condition",
     "Settings",
@@ -55,11 +73,13 @@ __all__ = [
     "field_conditions",
     "field_rule",
     "field_tag",
+    "field_uses",
     "tagged_settings",
     "tags",
     "unused_settings",
     "unused_lines",
     "untagged_fields",
+    "used_for",
     "used_if",
     "used_unless",
     "used_when",
@@ -135,163 +155,6 @@ def untagged_fields(model_cls: type[BaseModel], prefix: str = "", inherited: boo
         elif not own:
             missing.append(prefix + name)
     return missing
-
-
-# --------------------------------------------------------------------------- conditions
-
-
-def _plain(value: Any) -> Any:
-    """JSON-like form for comparison and display (tuples as lists, models as dicts)."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def show(value: Any) -> str:
-    """A value as a user writes it: ``'none'``, ``true``, ``0``, ``[]``."""
-    value = _plain(value)
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        try:
-            return json.dumps(value)
-        except TypeError:
-            return repr(value)
-    return repr(value)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """When a field applies: ``key`` has one of ``values`` (or, with ``unless``, none of them).
-
-    ``key`` is a field of the same model, or (with a dot) a key from the top of the
-    configuration.
-    """
-
-    key: str
-    values: tuple[Any, ...]
-    unless: bool = False
-
-    @property
-    def absolute(self) -> bool:
-        return "." in self.key
-
-    def holds(self, value: Any) -> bool:
-        value = _plain(value)
-        # True == 1 in Python; a condition on a bool never matches a number, nor the reverse.
-        hit = any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
-        return hit != self.unless
-
-    def wanted(self, key: str) -> str:
-        """``set KEY = 'a' or 'b'`` / ``set KEY to a value other than 0``."""
-        shown = " or ".join(show(v) for v in self.values)
-        return f"set {key} to a value other than {shown}" if self.unless else f"set {key} = {shown}"
-
-    def text(self, prefix: str = "") -> str:
-        """``test = 'fraction'`` / ``cycles is not 0``, the key under ``prefix``."""
-        key = self.key if self.absolute else prefix + self.key
-        shown = " or ".join(show(v) for v in self.values)
-        return f"{key} is not {shown}" if self.unless else f"{key} = {shown}"
-
-
-def _condition(key: str, values: tuple[Any, ...], unless: bool) -> dict[str, Any]:
-    if not values:
-        raise ValueError(f"used_when({key!r}) needs at least one value")
-    return {"used_when": [{"key": key, "values": [_plain(v) for v in values], "unless": unless}]}
-
-
-def used_when(key: str, *values: Any) -> dict[str, Any]:
-    """``json_schema_extra`` of a field that applies only while ``key`` is one of ``values``.
-
-    ``Field(0.2, json_schema_extra=used_when("test", "fraction"))``; with a tag:
-    ``affects("eval") | used_when("robustness", True)``; several conditions: :func:`tags`.
-    """
-    return _condition(key, values, unless=False)
-
-
-def used_unless(key: str, *values: Any) -> dict[str, Any]:
-    """``json_schema_extra`` of a field that applies only while ``key`` is none of ``values``
-    (``used_unless("cycles", 0)``)."""
-    return _condition(key, values, unless=True)
-
-
-def used_if(text: str, checked: Literal["config", "registry", "run"] = "config") -> dict[str, Any]:
-    """``json_schema_extra`` of a field whose condition is a rule in words (``text``, shown in
-    the configuration reference after "Only when"), checked by the model's
-    :meth:`Settings._inactive` (``checked="config"``), by the registry when the components are
-    known (``"registry"``) or when the run starts (``"run"``: how the processes were started)."""
-    if not text:
-        raise ValueError("used_if needs the rule in words")
-    return {"used_if": {"text": text, "checked": checked}}
-
-
-def field_rule(field: FieldInfo) -> tuple[str, str] | None:
-    """A field's :func:`used_if` rule as ``(text, checked)``, or None."""
-    extra = field.json_schema_extra
-    rule = extra.get("used_if") if isinstance(extra, dict) else None
-    return None if rule is None else (rule["text"], rule["checked"])  # type: ignore[index]
-
-
-def tags(*parts: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``affects(...)``, ``used_when(...)`` and ``used_unless(...)``; every condition
-    must hold for the field to apply."""
-    out: dict[str, Any] = {}
-    for part in parts:
-        for name, value in part.items():
-            if name == "used_when":
-                out.setdefault("used_when", []).extend(value)
-            elif name in out:
-                raise ValueError(f"field tag {name!r} given twice")
-            else:
-                out[name] = value
-    return out
-
-
-def field_conditions(field: FieldInfo) -> list[Condition]:
-    """The conditions a field declares (every one must hold for it to apply)."""
-    extra = field.json_schema_extra
-    if not isinstance(extra, dict):
-        return []
-    return [Condition(c["key"], tuple(c["values"]), bool(c.get("unless", False)))
-            for c in extra.get("used_when", ())]  # type: ignore[union-attr]  # fmt: skip
-
-
-def resolve(model: BaseModel, key: str) -> Any:
-    """The value at dotted ``key`` under ``model`` (KeyError when there is none)."""
-    value: Any = model
-    for part in key.split("."):
-        if not isinstance(value, BaseModel) or part not in type(value).model_fields:
-            raise KeyError(key)
-        value = getattr(value, part)
-    return value
-
-
-@dataclass(frozen=True)
-class Unused:
-    """A field that is set but has no effect: ``field`` (dotted from the model that reports
-    it), the first ``condition`` that is false, and that condition's key's ``value``; or, for
-    a :func:`used_if` rule (``condition`` None), ``why`` it has no effect and the ``fix`` that
-    gives it one, where ``{prefix}`` stands for where the reporting model sits."""
-
-    field: str
-    condition: Condition | None
-    value: Any = None
-    why: str = ""
-    fix: str = ""
-
-    def message(self, prefix: str = "") -> str:
-        """``data.split.test_fraction is set but data.split.test = 'none'; set ... to use
-        it, or remove data.split.test_fraction`` (``prefix``: where the reporting model sits)."""
-        field = prefix + self.field
-        c = self.condition
-        if c is None:
-            why, fix = (t.replace("{prefix}", prefix) for t in (self.why, self.fix))
-            return f"{field} is set but {why}; {fix} to use it, or remove {field}"
-        key = c.key if c.absolute else prefix + c.key
-        return (f"{field} is set but {key} = {show(self.value)}; {c.wanted(key)} to use it, "
-                f"or remove {field}")  # fmt: skip
 
 
 def _first_false(model: BaseModel, root: BaseModel | None, field: FieldInfo,
@@ -412,6 +275,11 @@ class Settings(BaseModel):
         ``{prefix}``). The validator refuses those that were set; records leave them all out."""
         return []
 
+    def _unused_below(self) -> list[Unused]:
+        """Settings of the models under this one that have no effect where they sit (a rule
+        of the holder, not of the field's own model); ``field`` dotted from here."""
+        return []
+
     @model_validator(mode="after")
     def _refuse_unused(self, info: ValidationInfo) -> Settings:
         context = info.context if isinstance(info.context, dict) else {}
@@ -423,7 +291,7 @@ class Settings(BaseModel):
             if rule is None or rule[1] != "config":
                 raise TypeError(f"{type(self).__name__}._inactive reports {u.field!r}, which "
                                 "declares no used_if(..., checked='config') rule")  # fmt: skip
-        unused = unused_settings(self) + extra
+        unused = unused_settings(self) + extra + self._unused_below()
         if unused:
             raise PydanticCustomError(
                 "unused_setting", "{text}",

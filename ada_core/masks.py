@@ -1,7 +1,8 @@
 """The built-in mask builder ``window`` (the paper's ``build_mask``) and the erased-region IoU.
 
-The maths lives in pure functions (:func:`window_boxes`, :func:`window_keep_mask`,
-:func:`erased_iou_matrix`); :class:`WindowMaskBuilder` only wraps them.
+The maths lives in pure functions (:func:`window_boxes`, :func:`window_keep_mask`, and
+:func:`erased_iou_matrix` in :mod:`ada_core._erased_iou`, re-exported here);
+:class:`WindowMaskBuilder` only wraps them.
 
 Window selection, for every image independently and all images at once:
 
@@ -13,11 +14,12 @@ Window selection, for every image independently and all images at once:
    ground truth (a window inside the ground truth would erase nothing); ``avoid``: windows that
    touch no ground-truth pixel; ``ignore``: every window.
 3. Take the best allowed window. Ties go to the first window in row-major order (smallest row,
-   then smallest column). Scores are summed in float64 through an integral image; two scores
-   that differ by at most ``1e-10`` times the sum of the absolute values of the image's
-   scored saliency (the saliency step 1 counts) count as tied, so the choice does not depend
-   on summation order (CPU vs GPU). The sum of absolute values bounds the integral image's
-   rounding error even for signed saliency whose plain sum is near zero.
+   then smallest column). Scores are summed in float64 (runs of doubling length, images in
+   cache-sized blocks on the CPU); two scores that differ by at most ``1e-10`` times the sum
+   of the absolute values of the image's scored saliency (the saliency step 1 counts) count
+   as tied, so the choice does not depend on summation order (CPU vs GPU, an integral image
+   or a loop). The sum of absolute values bounds the rounding error even for signed saliency
+   whose plain sum is near zero.
 4. For ``regions > 1`` repeat greedily: the next region is the best allowed window that does
    not overlap any window already chosen. An image runs out of regions when no such window is
    left; it then erases fewer regions.
@@ -36,7 +38,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from ada_core._erased_iou import erased_iou_matrix
 from ada_core.errors import ConfigError, InputError
+from ada_core.fieldtags import used_for
 from ada_core.interfaces import ComponentConfig, MaskBuilder
 
 __all__ = [
@@ -53,6 +57,9 @@ GtPolicy = Literal["restore", "avoid", "ignore"]
 _POLICIES = ("restore", "avoid", "ignore")
 #: Relative tolerance under which two window scores count as tied (see the module docstring).
 _TIE_RTOL = 1e-10
+#: Pixels per block of images scored at once on the CPU (8 images of 200 x 200: ~2.5 MB a
+#: float64 pass, within a core's share of the cache).
+_CPU_BLOCK_PIXELS = 8 * 200 * 200
 
 
 def _score_dtype(device: torch.device) -> torch.dtype:
@@ -64,7 +71,7 @@ def _along(x: Tensor, size: int, dim: int, op) -> Tensor:  # noqa: ANN001 - a to
     """``op``-reduction of every run of ``size`` consecutive elements along ``dim``, in
     ``O(log size)`` whole-tensor ops: runs of 1, 2, 4, ... elements are combined pairwise and
     ``size``'s binary digits pick which of them make up each run (exact for ``or``; a sum
-    would round differently from a cumulative sum, and run slower than one on floats)."""
+    adds each run's own elements only, in a fixed order)."""
     n = x.shape[dim] - size + 1
     out, runs, span, k, offset = None, x, 1, size, 0
     while True:
@@ -88,22 +95,16 @@ def _window_any(x: Tensor, size: int, stride: int) -> Tensor:
     ]
 
 
-def _integral_windows(padded: Tensor, size: int, stride: int) -> Tensor:
-    """Sums of every ``size x size`` window of ``padded[:, 1:, 1:]`` -> ``(B, H', W')``
-    (``padded`` ``(B, H + 1, W + 1)``, its first row and column 0; overwritten).
+def _window_sums(x: Tensor, size: int, stride: int) -> Tensor:
+    """Sums of every ``size x size`` window of ``x`` ``(B, H, W)`` whose corner lies on the
+    ``stride`` grid -> ``(B, H', W')``: :func:`_along` over the columns, then the rows.
 
-    The integral image's row sums come from one cumulative sum over each flattened image
-    minus the total before the row: ~3x faster on the CPU than a cumulative sum along the
-    rows (short runs along the contiguous axis). Its rounding grows with the image's
-    ``sum |x|``, as the tie tolerance does (module docstring, step 3).
+    ``O(log size)`` whole-tensor adds per axis instead of an integral image's two cumulative
+    sums (which run element by element on the CPU); each sum adds the window's own values
+    only, so its rounding stays within the tie tolerance (module docstring, step 3).
     """
-    b, h, w = padded.shape
-    flat = padded.reshape(b, h * w).cumsum(-1).reshape(b, h, w)
-    flat[:, 1:] -= flat[:, :-1, -1:].clone()  # the image's total before each row
-    s = flat.cumsum(-2)
-    z, st = size, stride
-    rows = s[:, z::st] - s[:, :-z:st]
-    return rows[:, :, z::st] - rows[:, :, :-z:st]
+    rows = _along(x, size, -1, torch.add)[:, :, ::stride]
+    return _along(rows, size, -2, torch.add)[:, ::stride]
 
 
 def _check_window_inputs(
@@ -166,17 +167,53 @@ def window_boxes(
 def _window_boxes(
     saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
 ) -> Tensor:
-    """:func:`window_boxes` for inputs already validated."""
+    """:func:`window_boxes` for inputs already validated, block by block (:func:`_blocks`)."""
+    return _cat([_block_boxes(saliency[s], ground_truth[s], size, stride, regions, gt_policy)
+                 for s in _blocks(saliency)])  # fmt: skip
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _blocks(images: Tensor) -> list[slice]:
+    """The blocks of images scored at once: on the CPU about :data:`_CPU_BLOCK_PIXELS` pixels,
+    so that a block's float64 passes stay in the cache (~2.5x faster than passes over a
+    64 x 200 x 200 batch, 20 MB each); a GPU takes the batch at once. Each image's windows do
+    not depend on the others, so the boxes are the same."""
+    b, _, h, w = images.shape
+    step = b if images.device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // (h * w))
+    return [slice(i, i + step) for i in range(0, b, step)]
+
+
+def _keep_and_boxes(saliency: Tensor, ground_truth: Tensor, size: int, stride: int,
+                    regions: int, gt_policy: str) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """:func:`window_keep_mask` and :func:`window_boxes` for inputs already validated, block
+    by block (a block's keep mask is made while its ground truth is in the cache)."""
+    h, w = saliency.shape[-2:]
+    one = torch.ones((), device=saliency.device)
+    keeps, boxes = [], []
+    for s in _blocks(saliency):
+        found = _block_boxes(saliency[s], ground_truth[s], size, stride, regions, gt_policy)
+        erase = _erased(found, h, w, size)
+        # restore: inside a box keep the ground truth (validated 0/1: its value is the keep)
+        keeps.append(torch.where(erase, ground_truth[s].to(torch.float32), one)
+                     if gt_policy == "restore" else (~erase).float())  # fmt: skip
+        boxes.append(found)
+    return _cat(keeps), _cat(boxes)
+
+
+def _block_boxes(
+    saliency: Tensor, ground_truth: Tensor, size: int, stride: int, regions: int, gt_policy: str
+) -> Tensor:
+    """:func:`_window_boxes` of one block of images."""
     dtype = _score_dtype(saliency.device)
-    b, _, h, w = saliency.shape
     outside = ground_truth[:, 0] == 0
-    padded = saliency.new_zeros(b, h + 1, w + 1, dtype=dtype)
-    sal = padded[:, 1:, 1:]
-    sal.copy_(saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside)
-    # Integral-image rounding errors scale with the magnitudes summed, not with the signed
-    # total (which cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
-    tol = _TIE_RTOL * torch.linalg.vector_norm(sal, 1, dim=(-2, -1))[:, None]
-    score = _integral_windows(padded, size, stride)
+    sal = (saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside).to(dtype)
+    # Rounding errors scale with the magnitudes summed, not with the signed total (which
+    # cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
+    tol = _TIE_RTOL * sal.abs().sum((-2, -1))[:, None]
+    score = _window_sums(sal, size, stride)
     if gt_policy == "ignore":
         allowed = torch.ones_like(score, dtype=torch.bool)
     else:
@@ -193,7 +230,7 @@ def _window_boxes(
     for k in range(regions):  # a loop over regions only (few), never over images or windows
         masked = score.masked_fill(~allowed, neg_inf)
         best = masked.amax(1, keepdim=True)
-        found = allowed.any(1)  # where not, best is -inf and idx is ignored
+        found = best[:, 0] > neg_inf  # scores are finite: -inf only without an allowed window
         # argmax of 0/1 bytes picks the first 1: the first window (row-major) within tolerance.
         idx = (masked >= best - tol).view(torch.uint8).argmax(1)
         rc = torch.stack([win_r[idx], win_c[idx]], 1)
@@ -213,18 +250,20 @@ def boxes_to_keep(
 
     ``protect`` (``(B, 1, H, W)``, nonzero = keep) marks pixels that are never erased.
     """
+    erase = _erased(boxes, height, width, size)
+    if protect is None:
+        return (~erase).float()
+    return torch.where(erase, (protect != 0).float(), torch.ones((), device=boxes.device))
+
+
+def _erased(boxes: Tensor, height: int, width: int, size: int) -> Tensor:
+    """``(B, 1, H, W)`` bool: True inside the ``(B, R, 2)`` boxes (``-1``: none)."""
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     r, c = boxes[..., 0, None], boxes[..., 1, None]  # (B, R, 1); -1 never matches a pixel
     in_r = ((rows >= r) & (rows < r + size) & (r >= 0))[..., :, None]  # (B, R, H, 1)
     in_c = ((cols >= c) & (cols < c + size))[..., None, :]  # (B, R, 1, W)
-    if boxes.shape[1] == 1:
-        erase = in_r & in_c
-    else:
-        erase = (in_r & in_c).any(1, keepdim=True)
-    if protect is not None:
-        erase &= protect == 0
-    return (~erase).float()
+    return in_r & in_c if boxes.shape[1] == 1 else (in_r & in_c).any(1, keepdim=True)
 
 
 def window_keep_mask(
@@ -250,25 +289,35 @@ def window_keep_mask(
         ``(B, 1, H, W)`` float32 keep mask in {0, 1} (0 = erase) on the saliency's device; all
         ones for an image with no allowed window.
     """
-    boxes = window_boxes(saliency, ground_truth, size, stride, regions, gt_policy)
-    protect = ground_truth if gt_policy == "restore" else None
-    return boxes_to_keep(boxes, saliency.shape[-2], saliency.shape[-1], size, protect)
+    _check_window_inputs(saliency, ground_truth, size, stride, regions, gt_policy)
+    return _keep_and_boxes(saliency, ground_truth, size, stride, regions, gt_policy)[0]
 
 
 class WindowConfig(ComponentConfig):
-    size: int = Field(20, ge=1, description="Side Z of the square window to erase, in pixels.")
-    stride: int = Field(1, ge=1, description="Step between candidate windows, in pixels.")
+    size: int = Field(
+        20, ge=1, description="Side Z of the square window to erase, in pixels (also the "
+        "robustness square's side when train.robustness_size is unset).",
+        json_schema_extra=used_for("erase", "robustness_square"),
+    )
+    stride: int = Field(
+        1, ge=1, description="Step between candidate windows, in pixels.",
+        json_schema_extra=used_for("erase"),
+    )
     regions: int = Field(
-        1, ge=1, description="Number of non-overlapping windows to erase, chosen greedily."
+        1, ge=1, description="Number of non-overlapping windows to erase, chosen greedily.",
+        json_schema_extra=used_for("erase"),
     )
     gt_policy: GtPolicy = Field(
         "restore",
         description="Ground truth handling: 'restore' never erases ground-truth pixels; "
         "'avoid' only considers windows that touch no ground truth; 'ignore' treats it as "
         "background.",
+        json_schema_extra=used_for("erase"),
     )
     fill: float = Field(
-        0.0, allow_inf_nan=False, description="Value written into the erased pixels (finite)."
+        0.0, allow_inf_nan=False, description="Value written into the erased pixels (finite), "
+        "and by the context probe beyond train.context_margin_mm.",
+        json_schema_extra=used_for("erase", "context_fill"),
     )
 
 
@@ -308,11 +357,9 @@ class WindowMaskBuilder(MaskBuilder):
                 f"({h}x{w}); set mask.params.size to at most {min(h, w)}"
             )
         # build() has validated shapes, finiteness and binary ground truth.
-        boxes = _window_boxes(
+        keep, boxes = _keep_and_boxes(
             saliency, ground_truth, cfg.size, cfg.stride, cfg.regions, cfg.gt_policy
         )
-        protect = ground_truth if cfg.gt_policy == "restore" else None
-        keep = boxes_to_keep(boxes, h, w, cfg.size, protect)
         n_found = (boxes[..., 0] >= 0).sum(1)
         # .item() is a host-device sync point; once per batch is cheap.
         self.counters["no_window"] += int((n_found == 0).sum().item())
@@ -320,48 +367,3 @@ class WindowMaskBuilder(MaskBuilder):
             ((n_found > 0) & (n_found < cfg.regions)).sum().item()
         )
         return keep
-
-
-def erased_iou_matrix(keeps: dict[str, Tensor], chunk: int = 64) -> tuple[list[str], Tensor]:
-    """Mean pairwise IoU of the erased regions of several methods (the paper's Figure 4).
-
-    Args:
-        keeps: method name -> ``(N, 1, H, W)`` keep mask in {0, 1} (0 = erased), all over the
-            same ``N`` images in the same order.
-        chunk: images processed at once (bounds memory).
-
-    Returns:
-        The names (in the dict's order) and an ``(M, M)`` float64 matrix whose ``[i, j]`` is the
-        mean over the ``N`` images of ``|E_i & E_j| / |E_i | E_j|`` with ``E = (keep == 0)``.
-        An image where both methods erase nothing counts as IoU 1 (the erased regions are
-        equal); one erasing nothing and the other something counts as 0. The diagonal is 1.
-    """
-    if not isinstance(keeps, dict) or not keeps:
-        raise InputError("erased_iou_matrix: keeps must be a non-empty dict name -> (N,1,H,W) mask")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise InputError(f"erased_iou_matrix: chunk must be an integer >= 1, got {chunk!r}")
-    names = list(keeps)
-    first = keeps[names[0]]
-    for name, keep in keeps.items():
-        if not isinstance(keep, Tensor) or keep.ndim != 4 or keep.shape[1] != 1:
-            got = tuple(keep.shape) if isinstance(keep, Tensor) else type(keep).__name__
-            raise InputError(f"erased_iou_matrix: keeps[{name!r}] must be (N, 1, H, W), got {got}")
-        if keep.shape != first.shape:
-            raise InputError(
-                f"erased_iou_matrix: keeps[{name!r}] has shape {tuple(keep.shape)} but "
-                f"keeps[{names[0]!r}] has {tuple(first.shape)}; all must cover the same images"
-            )
-        if bool(((keep != 0) & (keep != 1)).any()):
-            raise InputError(f"erased_iou_matrix: keeps[{name!r}] must be binary (0/1)")
-    if first.shape[0] == 0:
-        raise InputError("erased_iou_matrix: the keep masks cover no images (N = 0)")
-    total = torch.zeros(len(names), len(names), dtype=torch.float64, device=first.device)
-    for s in range(0, first.shape[0], chunk):  # bounds memory at (M, chunk, H*W)
-        # float64: exact counts, and never TF32 (which the engine may enable for float32 matmuls).
-        erased = torch.stack([(keeps[n][s : s + chunk] == 0).flatten(1) for n in names]).double()
-        inter = torch.einsum("mnp,knp->mkn", erased, erased)
-        area = erased.sum(-1)  # (M, n)
-        union = area[:, None] + area[None, :] - inter
-        iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
-        total += iou.sum(-1)
-    return names, total / first.shape[0]

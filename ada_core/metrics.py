@@ -49,6 +49,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ada_core._metric_checks import check_masks, check_options, check_spacing
 from ada_core.errors import InputError
 from ada_core.surface import directed_sets, distance_dtype, hd95_directed_max, hsd, hsd_hd95
 
@@ -70,52 +71,6 @@ EmptyPolicy = Literal["nan", "bounded"]
 DISTANCES = ("hsd", "hd95", "hd95_monai")
 
 
-def _check_masks(pred: Tensor, target: Tensor, owner: str) -> None:
-    for arg, t in (("pred", pred), ("target", target)):
-        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != 1:
-            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise InputError(f"{owner}: {arg} must be a (B, 1, H, W) tensor, got {got}")
-        if not _is_binary(t):
-            raise InputError(
-                f"{owner}: {arg} must be binary (0/1 or bool); threshold probabilities first, "
-                f"e.g. (torch.sigmoid(logits) > 0.5)"
-            )
-    if pred.shape != target.shape:
-        raise InputError(
-            f"{owner}: pred shape {tuple(pred.shape)} differs from target shape "
-            f"{tuple(target.shape)}"
-        )
-
-
-def _is_binary(t: Tensor) -> bool:
-    """Whether every value of ``t`` is 0 or 1, in two reductions (NaN fails the range check).
-
-    Within [0, 1] a value is 0 or 1 exactly when its fractional part is 0; two reductions are
-    several times cheaper on CPU than elementwise comparisons with 0 and 1.
-    """
-    if t.dtype == torch.bool or t.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(t)
-    if not (bool(lo >= 0) and bool(hi <= 1)):  # host-device sync points
-        return False
-    return not t.is_floating_point() or float(t.frac().amax()) == 0.0
-
-
-def _check_spacing(spacing: Tensor | Sequence[float], batch: int, ndim: int, owner: str) -> Tensor:
-    """Return spacing as a ``(batch, ndim)`` tensor, broadcasting a single ``(ndim,)`` value."""
-    t = torch.as_tensor(spacing, dtype=torch.float64)
-    if t.ndim == 1 and t.shape[0] == ndim:
-        t = t.expand(batch, ndim)
-    if t.shape != (batch, ndim):
-        raise InputError(
-            f"{owner}: spacing must have shape ({batch}, {ndim}) (millimetres per axis) or "
-            f"({ndim},), got {tuple(t.shape)}"
-        )
-    if not bool(torch.isfinite(t).all() & (t > 0).all()):
-        raise InputError(f"{owner}: spacing must be finite and > 0 mm, got {t.tolist()}")
-    return t
-
-
 def legacy_hausdorff(pred: Tensor, target: Tensor) -> Tensor:
     """medicaltorch/ivadomed ``hausdorff_score``: ``directed_hausdorff(pred, target)[0]``.
 
@@ -129,7 +84,7 @@ def legacy_hausdorff(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)`` float64 (pixel units, no spacing).
     """
-    _check_masks(pred, target, "legacy_hausdorff")
+    check_masks(pred, target, "legacy_hausdorff")
     dt = distance_dtype(pred.device)
     p, t = pred[:, 0].to(dt), target[:, 0].to(dt)
     d = torch.cdist(p, t, compute_mode="donot_use_mm_for_euclid_dist")  # (B, H, H)
@@ -146,13 +101,6 @@ def _bound_distance(value: Tensor, both_empty: Tensor, diagonal: Tensor, policy:
         return value
     fallback = torch.where(both_empty, torch.zeros_like(diagonal), diagonal)
     return torch.where(torch.isnan(value), fallback, value)
-
-
-def _check_options(hausdorff: str, empty_policy: str, owner: str) -> None:
-    if hausdorff not in ("boundary", "legacy"):
-        raise InputError(f"{owner}: hausdorff must be 'boundary' or 'legacy', got {hausdorff!r}")
-    if empty_policy not in ("nan", "bounded"):
-        raise InputError(f"{owner}: empty_policy must be 'nan' or 'bounded', got {empty_policy!r}")
 
 
 def _counts(pred: Tensor, target: Tensor, dims: tuple[int, ...]) -> dict[str, Tensor]:
@@ -209,15 +157,15 @@ def segmentation_metrics(
         ``target_empty``; on the inputs' device.
     """
     owner = "segmentation_metrics"
-    _check_masks(pred, target, owner)
-    _check_options(hausdorff, empty_policy, owner)
+    check_masks(pred, target, owner)
+    check_options(hausdorff, empty_policy, owner)
     unknown = [d for d in distances if d not in DISTANCES]
     if isinstance(distances, str) or unknown:
         raise InputError(f"{owner}: distances must be a list of {list(DISTANCES)}, got "
                          f"{distances!r}")  # fmt: skip
     b, _, h, w = pred.shape
     dt = distance_dtype(pred.device)
-    sp = _check_spacing(spacing, b, 2, owner).to(pred.device, dt)
+    sp = check_spacing(spacing, b, 2, owner).to(pred.device, dt)
     p, t = pred[:, 0].bool(), target[:, 0].bool()
     c = _counts(p, t, (1, 2))
     pred_empty, target_empty = (c["tp"] + c["fp"]) == 0, (c["tp"] + c["fn"]) == 0
@@ -280,11 +228,11 @@ def volume_metrics(
         ``pred_empty``, ``target_empty``.
     """
     owner = "volume_metrics"
-    _check_masks(pred, target, owner)
-    _check_options("boundary", empty_policy, owner)
+    check_masks(pred, target, owner)
+    check_options("boundary", empty_policy, owner)
     s, _, h, w = pred.shape
     dt = distance_dtype(pred.device)
-    sp = _check_spacing(spacing, 1, 2, owner)[0]
+    sp = check_spacing(spacing, 1, 2, owner)[0]
     if slice_thickness is not None and not (float(slice_thickness) > 0):
         raise InputError(
             f"{owner}: slice_thickness must be > 0 mm or None, got {slice_thickness!r}"
@@ -335,9 +283,9 @@ def per_volume_metrics(
         ``(G,)`` long with the ids.
     """
     owner = "per_volume_metrics"
-    _check_masks(pred, target, owner)
+    check_masks(pred, target, owner)
     b = pred.shape[0]
-    sp = _check_spacing(spacing, b, 2, owner)
+    sp = check_spacing(spacing, b, 2, owner)
     groups = torch.as_tensor(groups)
     if groups.shape != (b,) or groups.is_floating_point():
         raise InputError(

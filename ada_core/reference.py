@@ -175,8 +175,11 @@ def config_reference(registry: Registry) -> str:
         *_table(ExperimentConfig, None),
         "",
         "`data`, `model`, `mask`, each entry of `attributors` and of `evaluate` are component "
-        "specs: `name` (a registry key, see below), `params` (that component's fields) and an "
-        "optional `label` (a path-safe name). The `none` attributor is the keep-training "
+        "specs: `name` (a registry key, see below) and `params` (that component's fields); an "
+        "entry of `attributors` or `evaluate` takes an optional `label` (a path-safe name), "
+        "which is refused on `data`, `model` and `mask`. A parameter that applies only under "
+        "another choice says so under it (**Only when ...**); set otherwise, `ada config "
+        "validate` and `ada compare` refuse it. The `none` attributor is the keep-training "
         "control; its only parameter is `steps` (`'epochs'` or `'matched'`).",
         *_sections(ExperimentConfig, "", None),
     ]

@@ -8,7 +8,6 @@ constructs the component.
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -16,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
+from ada_core._component_rules import unused_by_components
 from ada_core.errors import ConfigError, PluginError, UnknownComponentError, suggest
-from ada_core.fieldtags import Unused, dotted_loc, field_conditions, unused_lines
+from ada_core.fieldtags import dotted_loc, field_conditions, unused_lines
 from ada_core.interfaces import Attributor, Component, MaskBuilder, SegDataset, SegModel
 
 if TYPE_CHECKING:
@@ -201,27 +201,7 @@ class Registry:
                 self.sections[kind].config(spec.name, spec.params, f"{where}.params")
             except ConfigError as e:
                 raise type(e)(f"{source}: {where}.name = {spec.name!r}: {e}") from None
-        unused = self._unused_control_steps(config)
-        if unused is not None:
-            raise ConfigError(f"{source}: invalid configuration\n  {unused.message('train.')}")
-
-    def _unused_control_steps(self, config: ExperimentConfig) -> Unused | None:
-        """``train.control_steps`` when it is set but no branch takes it: the branches'
-        resolved parameters are the same under its other value (only a control that takes
-        its default from it, the ``none`` control without ``params.steps``, differs)."""
-        t = config.train
-        if "control_steps" not in t.model_fields_set:
-            return None
-        choices = typing.get_args(type(t).model_fields["control_steps"].annotation)
-        flipped = next(c for c in choices if c != t.control_steps)
-        other = t.model_copy(update={"control_steps": flipped})
-        for spec in config.attributors:
-            cls = self.attributors.get(spec.name)
-            params = self.attributors.config(spec.name, spec.params)
-            if cls.resolve_config(params, t) != cls.resolve_config(params, other):
-                return None
-        names = ", ".join(repr(s.key) for s in config.attributors) or "none"
-        return Unused("control_steps", None,
-                      why=f"no branch takes it (attributors: {names}; only the `none` control "
-                          "without params.steps does)",
-                      fix='add {name = "none"} to attributors')  # fmt: skip
+        unused = unused_by_components(config, self)
+        if unused:
+            lines = "\n".join(f"  {u.message()}" for u in unused)
+            raise ConfigError(f"{source}: invalid configuration\n{lines}")

@@ -50,7 +50,8 @@ def tiny_config(
             {"name": "none"},
             {"name": "none", "label": "none_twin"},
         ],
-        "mask": {"name": "window", "params": {"size": 6}},
+        # the window only where a branch erases (else its size would be a setting without effect)
+        **({"mask": {"name": "window", "params": {"size": 6}}} if _erases(attributors) else {}),
         "train": {
             "standard_epochs": 2,
             "cycles": 2,
@@ -66,6 +67,12 @@ def tiny_config(
             **train,
         },
     }
+
+
+def _erases(attributors: Any) -> bool:
+    """Whether a branch of ``attributors`` (None: the default list) erases: any but `none`."""
+    names = [a if isinstance(a, str) else a["name"] for a in (["gradcam"] if attributors is None else attributors)]
+    return any(n != "none" for n in names)
 
 
 def write_config(data: dict, path: Path) -> Path:

@@ -153,9 +153,10 @@ def test_global_flags_and_options_anywhere_on_the_line(tmp_path, capsys):
 
 def test_config_show_lists_every_component_parameter_with_its_default(tmp_path, capsys):
     path = _small(tmp_path)
-    code, out, _ = run(capsys, "config", "show", str(path), "--json",
-                       "--set", "attributors[0].params.layer=decoder1",
-                       "--set", "data.params.gm_jitter_mm=0.5")  # cue_anchor needs it  # fmt: skip
+    sets = ["--set", "attributors[0].params.layer=decoder1",
+            "--set", "data.params.gm_jitter_mm=0.5"]  # cue_anchor needs it  # fmt: skip
+    code, out, _ = run(capsys, "config", "show", str(path), "--json", *sets,
+                       "--set", "train.device=auto")  # (the attributor's amp: CUDA only)
     assert code == 0
     shown = json.loads(out)
     from ada_core.plugins import load_plugins
@@ -164,6 +165,9 @@ def test_config_show_lists_every_component_parameter_with_its_default(tmp_path, 
     for kind, spec in [("attributor", shown["attributors"][0]), ("mask", shown["mask"]),
                        ("model", shown["model"]), ("dataset", shown["data"])]:  # fmt: skip
         assert set(spec["params"]) == set(registry.sections[kind].get(spec["name"]).Config.model_fields)
+    code, out, _ = run(capsys, "config", "show", str(path), "--json", *sets)  # device = 'cpu'
+    assert code == 0 and "amp" not in json.loads(out)["attributors"][0]["params"]
+    shown = json.loads(out)
     gradcam = shown["attributors"][0]["params"]
     assert gradcam["layer"] == "decoder1" and gradcam["target"] == "foreground"
     assert shown["attributors"][1] == {"name": "none", "label": None, "params": {"steps": "epochs"}}

@@ -44,12 +44,12 @@ from ada_core.engine.ddp import DataParallel
 from ada_core.engine.distributed import (
     Processes,
     StandardUnavailable,
-    assign,
     failed_stamp,
     open_processes,
     wait_for_standard,
 )
 from ada_core.engine.jobs import Job, Replicate
+from ada_core.engine.schedule import assign
 from ada_core.engine.loop import Runtime, train_epoch
 from ada_core.engine.losses import bce_loss, soft_dice_loss
 from ada_core.engine.plan import Branch

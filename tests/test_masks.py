@@ -92,6 +92,24 @@ def test_window_matches_brute_force(policy, kind):
             assert got == chosen
 
 
+@pytest.mark.parametrize("block", [1, 3])  # images per CPU block: one; 3 (7 images: 3+3+1)
+@pytest.mark.parametrize("policy", ["restore", "avoid"])
+def test_images_scored_in_blocks_match_brute_force(monkeypatch, block, policy):
+    import ada_core.masks as masks
+
+    h, w = 12, 11
+    monkeypatch.setattr(masks, "_CPU_BLOCK_PIXELS", block * h * w)
+    sal, gt = random_case(torch.Generator().manual_seed(block), 7, h, w, "int")
+    gt[3] = 1  # no allowed window, in the middle of a block
+    keep = window_keep_mask(sal, gt, 4, 1, 2, policy)
+    boxes = window_boxes(sal, gt, 4, 1, 2, policy)
+    for i in range(7):
+        ref, chosen = brute_force_keep(sal[i, 0].double().numpy(), gt[i, 0].numpy(), 4, 1, 2,
+                                       policy)  # fmt: skip
+        np.testing.assert_array_equal(keep[i, 0].numpy(), ref, err_msg=f"image {i}")
+        assert [tuple(rc) for rc in boxes[i].tolist() if rc[0] >= 0] == chosen
+
+
 def test_ties_go_to_first_window_row_major(registry):
     builder = registry.masks.build("window", {"size": 3})
     for dtype in (torch.float32, torch.float64):

@@ -294,6 +294,22 @@ def test_matrix_stars_a_holm_survivor_and_names_a_missing_control(summary, run, 
                 assert r[i][0] == "n/a: none failed (simulated: out of memory)" and "mx-na" in c[i]
 
 
+def test_matrix_names_a_planted_control_in_its_row(summary, run, tmp_path):
+    from ada_core.report import build_report, render_report
+
+    data = json.loads(json.dumps(summary))
+    methods = [b for b in data["branches"] if b["kind"] == "ada" and not b["control"]]
+    methods[0]["planted"] = True
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "summary.json").write_text(json.dumps(data))
+    page = parse_page(render_report(build_report(copy)))
+    t = page.tables[f"matrix-{data['statistics']['primary']['set']}"]
+    labels = [r[0][0] for r in t.rows]
+    assert labels[0] == f"{methods[0]['label']} (planted control)"
+    assert labels[1:] == [b["label"] for b in methods[1:]]
+
+
 def test_convergence_and_iou_tables(summary, page):
     t = page.tables["convergence-table"]
     for rec in summary["convergence"]:
@@ -387,6 +403,10 @@ def test_iou_of_one_method_says_why_without_a_table(run, tmp_path):
     section = text[text.index('<section id="iou">'):text.index('<section id="positions">')]
     assert "no IoU matrix" not in section and 'data-key="iou-table"' not in section
     assert "at least two ADA branches; summary.json holds those of one (gradcam)" in section
+    from ada_core.engine.text import format_summary
+    from ada_core.runfolder import read_summary
+
+    assert "erased-region IoU" not in format_summary(read_summary(copy))
     data["iou"] = None
     (copy / "summary.json").write_text(json.dumps(data))
     text = render_report(build_report(copy))
@@ -440,6 +460,9 @@ def test_provenance_and_config(summary, page_html, run):
     for value in (prov["ada_version"], prov["device"], prov["created"], prov["git_commit"] or "none"):
         assert html.escape(value) in page_html
     assert f"<dt>seeds</dt><dd>{', '.join(map(str, summary['seeds']))}</dd>" in page_html
+    threads = json.loads((run / "config.json").read_text())["train"]["threads"]
+    assert prov["threads"] and set(prov["threads"]) == {threads}
+    assert f"<dt>torch threads</dt><dd>{', '.join(map(str, prov['threads']))}</dd>" in page_html
     m = re.search(r"<details><summary>[^<]*config\.toml[^<]*</summary><pre>(.*?)</pre></details>", page_html, re.S)
     assert m and html.unescape(m[1]) == (run / "config.toml").read_text()
     tomllib.loads(html.unescape(m[1]))

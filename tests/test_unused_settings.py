@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from ada_core.cli import main
 from ada_core.config import ExperimentConfig, apply_overrides, load_config, parse_config, to_toml
 from ada_core.errors import ConfigError, PluginError
-from ada_core.fieldtags import Condition, active_data, field_conditions, used_when
+from ada_core.fieldtags import RUN_USES, Condition, active_data, field_conditions, field_uses, used_when
 from ada_core.interfaces import Attributor, ComponentConfig
 from ada_core.plugins import load_plugins
 from ada_core.registry import Registry
@@ -204,6 +204,7 @@ WHERE = {"attributor": "attributors[0]", "mask": "mask", "model": "model", "data
 def test_the_walk_finds_conditional_component_parameters():
     found = {(k, c, n) for k, c, n, _ in COMPONENTS}
     assert {("attributor", "gradcam", "threshold"), ("dataset", "phantom", "cue_offset_mm"),
+            ("dataset", "phantom", "cue_radius_mm"), ("dataset", "phantom", "cue_missing_sites"),
             ("dataset", "scgm", "tie"), ("model", "unet-paper", "dropout_kind"),
             ("dataset", "phantom", "cue_anchor")} <= found
 
@@ -307,8 +308,13 @@ CLI_CASES = [
     ("attributors[0].params.target=all", "attributors[0].params.threshold is set but "
                                          "attributors[0].params.target = 'all'"),
     ("train.device=cpu", "train.amp is set but train.device = 'cpu'"),
+    ("train.device=cpu:0", "train.amp is set but train.device = 'cpu'"),
     ("augment.p_affine=0", "augment.padding is set but no transform moves a pixel"),
     ("train.control_steps=matched", "train.control_steps is set but no branch takes it"),
+    ("attributors=[\"none\"]", "mask.params.stride is set but no branch erases"),
+    ("model.label=net", "model.label is set but model is no branch nor [[evaluate]] set"),
+    ("data.params.cue_probability=0", "data.params.cue_radius_mm is set but "
+                                      "data.params.cue_probability = 0.0"),
 ]
 
 
@@ -316,6 +322,8 @@ CLI_CASES = [
 def cli_config(tmp_path):
     data = tiny_config(tmp_path, attributors=[{"name": "gradcam", "params": {"threshold": 0.4}}])
     data["augment"] = {"rotation_deg": 3.0, "p_elastic": 0.0, "padding": "zeros"}
+    data["mask"]["params"]["stride"] = 1  # refused with --set 'attributors=["none"]'
+    data["data"]["params"]["cue_radius_mm"] = 1.5  # refused with cue_probability = 0
     data["train"].update(device="auto", amp=False)  # amp: refused with --set train.device=cpu
     return write_config(data, tmp_path / "c.toml")
 
@@ -344,8 +352,9 @@ def test_the_installed_command_refuses_without_a_traceback(cli_config):
 
 
 def test_shipped_configs_set_nothing_without_effect():
+    registry = load_plugins()
     for path in sorted(Path(__file__).parents[1].glob("configs/*.toml")):
-        load_config(path)
+        registry.validate_experiment(load_config(path), str(path))  # the registry's rules too
 
 
 # ------------------------------------------------------ rules in words (used_if), issue 24
@@ -362,6 +371,26 @@ RULES: dict[str, tuple[str, list[str], list[str], str, str]] = {
     "train.control_steps": ("registry", ['attributors=["gradcam"]'],
                             ['attributors=["gradcam", "none"]'], '"matched"', "no branch takes it"),
     "train.ddp": ("run", [], [], "false", "this run is one process, not under torchrun"),
+    "data.params.n_raters": ("model", ['data.name="scgm"', 'data.params.raters="rater:2"'],
+                             ['data.name="scgm"'], "4", "data.params.raters = 'rater:2' reads "
+                             "that rater's masks only"),
+    "data.params.tie": ("model", ['data.name="scgm"', 'data.params.raters="majority"',
+                                  "data.params.n_raters=3"],
+                        ['data.name="scgm"', 'data.params.raters="majority"'], '"background"',
+                        "data.params.n_raters = 3 is odd"),
+    **{f"data.params.{k}": ("model", ["data.params.context_cue=true", "data.params.sites=2",
+                                       "data.params.gm_jitter_mm=0.5",
+                                       "data.params.cue_missing_sites=[1, 0]"],
+                            ["data.params.context_cue=true", "data.params.sites=2",
+                             "data.params.gm_jitter_mm=0.5", "data.params.cue_missing_sites=[1]"],
+                            v, "every site (0..1, data.params.sites = 2) is in "
+                               "data.params.cue_missing_sites, so no scan shows the cue")
+       for k, v in (("cue_anchor", '"cord"'), ("cue_offset_mm", "[-6.0, 4.0]"),
+                    ("cue_radius_mm", "1.5"), ("cue_probability", "0.5"))},
+    "train.augment_ada_images": ("registry", ['attributors=["none"]'],
+                                 ['attributors=["none", "random"]'], "false", "no branch erases"),
+    "train.save_ada_images": ("registry", ['attributors=["none"]'], ['attributors=["gradcam"]'],
+                              "false", "no branch erases"),
     "train.wait_timeout_h": ("run", [], [], "1.0", "this run is one process"),
 }
 
@@ -373,7 +402,7 @@ def _ruled_fields() -> set[str]:
     for kind, section in load_plugins().sections.items():
         for entry in section:
             for name, field in entry.cls.Config.model_fields.items():
-                if field_rule(field):
+                if field_rule(field) and field_uses(field) is None:  # used_for: MASK_FIELDS
                     found.add(f"{WHERE[kind]}.params.{name}")
     return found
 
@@ -475,16 +504,19 @@ def test_compare_refuses_a_launch_setting_that_validate_cannot_know(cli_config, 
 # ----------------------------------------------------------------- settings for CUDA only
 
 
-def test_the_paper_config_on_the_cpu_names_its_cuda_settings_and_both_fixes(capsys):
+@pytest.mark.parametrize("cpu", ["cpu", "cpu:0", "cpu:3"])  # any index is the one CPU
+def test_the_paper_config_on_the_cpu_names_its_cuda_settings_and_both_fixes(capsys, cpu):
     paper = str(Path(__file__).parents[1] / "configs" / "paper.toml")
-    assert main(["config", "validate", paper, "--set", "train.device=cpu"]) == 2
+    assert main(["config", "validate", paper, "--set", f"train.device={cpu}"]) == 2
     err = capsys.readouterr().err
     for key in ("train.amp", "train.channels_last"):
         assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
                 f"'cpu' to use it, or remove {key}") in err, err
     assert "--set '~KEY' removes a KEY that the file sets" in err
     assert "train.fused_adam" not in err  # the file leaves it unset
-    load_config(paper, ["train.device=cpu", "~train.amp", "~train.channels_last"])
+    config = load_config(paper, [f"train.device={cpu}", "~train.amp", "~train.channels_last"])
+    assert config.train.device == "cpu"
+    assert load_config(None, ["train.device=cuda:1"]).train.device == "cuda:1"  # left as written
 
 
 def test_auto_on_a_machine_without_cuda_warns_and_names_the_keys():
@@ -511,3 +543,170 @@ def test_validate_warns_under_auto_without_cuda(cli_config, capsys, caplog):
     # the file was written by to_toml, which lists every value: all three are set
     assert ("train.amp, train.channels_last, train.fused_adam are set but train.device = "
             "'auto' resolves to the CPU") in said
+
+
+# --------------------------------------------- what only the components tell (the registry)
+
+#: Overrides (in a file's data; None cannot be written in TOML) that make each mask use false
+#: or true, the others left at the defaults (which have all three).
+USE_OFF = {"erase": {"attributors": ["none"]}, "robustness_square": {"train": {"robustness_size": 8}},
+           "context_fill": {"train": {"context_margin_mm": None}}}  # fmt: skip
+USE_ON = {"erase": {"attributors": ["random"]}}
+
+
+def _mask_fields():
+    for entry in load_plugins().masks:
+        for name, field in entry.cls.Config.model_fields.items():
+            yield entry.cls.name, name, field
+
+
+MASK_FIELDS = list(_mask_fields())
+
+
+def _with(*parts: dict) -> dict:
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def test_the_window_declares_what_each_parameter_is_for():
+    uses = {name: field_uses(field) for builder, name, field in MASK_FIELDS if builder == "window"}
+    assert uses == {"size": ("erase", "robustness_square"), "stride": ("erase",),
+                    "regions": ("erase",), "gt_policy": ("erase",),
+                    "fill": ("erase", "context_fill")}  # fmt: skip
+
+
+@pytest.mark.parametrize(("builder", "name", "field"), MASK_FIELDS,
+                         ids=[f"{b}.{n}" for b, n, _ in MASK_FIELDS])  # fmt: skip
+def test_a_mask_parameter_is_refused_when_the_run_uses_the_builder_for_nothing_it_serves(
+        builder, name, field):  # fmt: skip
+    registry = load_plugins()
+    uses = field_uses(field) or tuple(RUN_USES)
+    value = field.get_default(call_default_factory=True)
+    mask = {"mask": {"name": builder, "params": {name: value}}}
+    off = _with(*(USE_OFF[u] for u in uses), mask)
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(parse_config(off), "c.toml")
+    text = str(error.value)
+    assert f"mask.params.{name} is set but " in text and f"or remove mask.params.{name}" in text
+    for use in uses:  # any one use it serves gives it an effect
+        on = _with(*(USE_OFF[u] for u in uses if u != use), USE_ON.get(use, {}), mask)
+        registry.validate_experiment(parse_config(on), "c.toml")
+
+
+def test_the_mask_message_names_every_reason_and_the_first_fix():
+    config = parse_config({"attributors": ["none"], "train": {"robustness": False},
+                           "mask": {"name": "window", "params": {"size": 8}}})  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_plugins().validate_experiment(config, "c.toml")
+    assert ("mask.params.size is set but no branch erases (attributors: 'none'; the `none` "
+            "control erases nothing) and train.robustness = false; add an attributor that "
+            "erases (e.g. 'gradcam' or 'random') to attributors to use it, or remove "
+            "mask.params.size") in str(error.value)
+
+
+def test_the_mask_itself_is_refused_only_when_the_run_uses_it_for_nothing():
+    registry = load_plugins()
+    off = {"attributors": ["none"], "mask": {"name": "window"},
+           "train": {"robustness": False, "context_margin_mm": None}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"\n  mask is set but no branch erases .* or remove mask$"):
+        registry.validate_experiment(parse_config(off), "c.toml")
+    registry.validate_experiment(parse_config(_with(off, {"train": {"robustness": True}})), "c.toml")
+
+
+def test_random_erasing_uses_the_mask_and_the_none_control_does_not():
+    registry = load_plugins()
+    assert registry.attributors.get("random").erases and not registry.attributors.get("none").erases
+    sets = ['mask.name="window"', "mask.params.regions=2"]
+    registry.validate_experiment(load_config(None, ['attributors=["random"]', *sets]), "c.toml")
+    registry.validate_experiment(load_config(None, ['attributors=["none", "gradcam"]', *sets]),
+                                 "c.toml")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"mask\.params\.regions is set but no branch erases"):
+        registry.validate_experiment(load_config(None, ['attributors=["none"]', *sets]), "c.toml")
+
+
+def _first_plain_param(entry) -> str | None:
+    from ada_core.fieldtags import field_rule
+
+    for name, field in entry.cls.Config.model_fields.items():
+        if not field_conditions(field) and field_rule(field) is None and not field.is_required():
+            return name
+    return None
+
+
+ATTRIBUTOR_PARAMS = [(e.cls.name, p) for e in load_plugins().attributors
+                     if (p := _first_plain_param(e)) is not None]  # fmt: skip
+
+
+@pytest.mark.parametrize(("attributor", "param"), ATTRIBUTOR_PARAMS,
+                         ids=[a for a, _ in ATTRIBUTOR_PARAMS])  # fmt: skip
+def test_a_branch_parameter_is_refused_without_cycles(attributor, param):
+    registry = load_plugins()
+    value = registry.attributors.get(attributor).Config.model_fields[param].get_default(
+        call_default_factory=True)
+    spec = {"name": attributor, "params": {param: value}}
+    data = {"attributors": [spec], "train": {"cycles": 0}}
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(parse_config(data), "c.toml")
+    key = f"attributors[0].params.{param}"
+    assert (f"{key} is set but train.cycles = 0 (no branch trains); set train.cycles to a "
+            f"value other than 0 to use it, or remove {key}") in str(error.value)
+    registry.validate_experiment(parse_config({"attributors": [spec]}), "c.toml")
+
+
+def test_control_steps_is_refused_without_cycles():
+    config = load_config(None, ['attributors=["none"]', "train.control_steps=matched",
+                                "train.cycles=0"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train\.control_steps is set but train\.cycles = 0"):
+        load_plugins().validate_experiment(config, "c.toml")
+
+
+def _gpu_params():
+    registry = load_plugins()
+    for kind, section in registry.sections.items():
+        for entry in section:
+            for name, field in entry.cls.Config.model_fields.items():
+                if kind != "mask" and field_uses(field):
+                    yield kind, entry.cls.name, name, field
+
+
+GPU_PARAMS = list(_gpu_params())
+
+
+def test_the_walk_finds_the_gpu_only_parameters():
+    assert {("attributor", "gradcam", "amp"), ("attributor", "vanilla", "amp")} <= {
+        (k, c, n) for k, c, n, _ in GPU_PARAMS}
+    assert all(field_uses(f) == ("cuda",) for *_, f in GPU_PARAMS)
+
+
+@pytest.mark.parametrize(("kind", "component", "name", "field"), GPU_PARAMS,
+                         ids=[f"{c}.{n}" for _, c, n, _ in GPU_PARAMS])  # fmt: skip
+@pytest.mark.parametrize("cpu", ["cpu", "cpu:0"])
+def test_a_gpu_only_parameter_is_refused_on_the_cpu(kind, component, name, field, cpu):
+    registry = load_plugins()
+    where = WHERE[kind]
+    spec = (f"attributors=[{{name = {_toml(component)}, params = {{{name} = "
+            f"{_toml(field.get_default())}}}}}]" if kind == "attributor" else
+            f"{where}.params.{name}={_toml(field.get_default())}")  # fmt: skip
+    key = f"{where}.params.{name}"
+    config = load_config(None, [spec, f"train.device={cpu}"])
+    with pytest.raises(ConfigError) as error:
+        registry.validate_experiment(config, "c.toml")
+    assert (f"{key} is set but train.device = 'cpu'; set train.device to a value other than "
+            f"'cpu' to use it, or remove {key}") in str(error.value)
+    registry.validate_experiment(load_config(None, [spec, "train.device=cuda"]), "c.toml")
+
+
+@pytest.mark.parametrize("key", ["data", "model", "mask"])
+def test_a_label_is_refused_where_nothing_is_named(key):
+    name = {"data": "phantom", "model": "unet-paper", "mask": "window"}[key]
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"{key}.name={name}", f"{key}.label=x"])
+    assert (f"{key}.label is set but {key} is no branch nor [[evaluate]] set, and a label names "
+            "only those; move it to an entry of attributors or [[evaluate]] to use it, or "
+            f"remove {key}.label") in str(error.value)
+    named = load_config(None, ['attributors=[{name = "gradcam", label = "g"}]',
+                               'evaluate=[{name = "phantom", label = "extra"}]'])  # fmt: skip
+    assert named.attributors[0].key == "g" and named.evaluate[0].key == "extra"

@@ -7,7 +7,8 @@ replicate's standard phase, then its (replicate, branch) pairs. Three ways to ru
 - **torchrun** (``torchrun --nproc_per_node N -m ada_core.cli compare``, or any launcher that
   sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``): the
   processes form a gloo group for control messages only (a barrier, the preflight answer, the
-  failures); rank ``r`` runs the jobs :func:`assign` gives it, on ``cuda:LOCAL_RANK`` when the
+  failures); rank ``r`` runs the jobs
+  :func:`~ada_core.engine.schedule.assign` gives it, on ``cuda:LOCAL_RANK`` when the
   run is on CUDA;
 - **shards** (``ada compare CONFIG --shard I/N`` on each machine of a job array): no process
   group at all; shard ``I`` runs exactly the jobs rank ``I`` would.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -30,9 +31,7 @@ from typing import Any, Literal, TypeVar
 import torch
 import torch.distributed as dist
 
-from ada_core.engine.jobs import Job
 from ada_core.runfolder import DoneRecord, FailedRecord, JobPaths, read_record
-from ada_core.engine.plan import RunPlan
 from ada_core.errors import AdaError, ConfigError, DataError
 from ada_core.fieldtags import Unused
 
@@ -42,9 +41,7 @@ __all__ = [
     "StandardUnavailable",
     "check_processes",
     "launch_unused",
-    "assign",
     "failed_stamp",
-    "job_cost",
     "open_processes",
     "parse_shard",
     "wait_for_standard",
@@ -270,63 +267,6 @@ def _use_local_gpu(device: str, local: int) -> None:
             f"{count} processes per node (torchrun --nproc_per_node {count})"
         )
     torch.cuda.set_device(local)
-
-
-# --------------------------------------------------------------------------- which jobs
-
-
-def job_cost(plan: RunPlan, job: Job, n_train: int) -> float:
-    """Estimated work of ``job`` in images through the network (forward + backward).
-
-    An attribution pass counts as one training image per slice; scoring is left out (it is
-    the same for every job).
-    """
-    s = plan.schedule
-    if job.branch is None:
-        return float(s.standard_epochs * n_train)
-    epochs = s.cycles * s.ada_epochs
-    if job.branch.kind == "control":
-        return float(epochs * n_train * job.branch.repeat)
-    return float(epochs * 2 * n_train + s.cycles * n_train)
-
-
-def assign(jobs: Sequence[Job], costs: Sequence[float], world: int) -> list[list[int]]:
-    """Indices of the jobs each of ``world`` processes runs, in the order it runs them.
-
-    List scheduling on estimated costs: every standard phase first (in plan order), then the
-    branches longest first; each job goes to the process that can start it earliest (a branch
-    not before its standard phase's estimated end; ties to the lowest rank). Standard phases
-    come first in every process's list, so a process never waits on a branch, and no two
-    processes can wait on each other. The result depends on the plan only (never on what the
-    run folder holds), so every rank and every shard computes the same split.
-
-    Raises:
-        ConfigError: more processes than jobs, or fewer than one.
-    """
-    if world < 1:
-        raise ConfigError(f"the study needs at least one process, got {world}")
-    if world > len(jobs):
-        raise ConfigError(
-            f"{world} processes for {len(jobs)} jobs: {world - len(jobs)} would have nothing to "
-            f"do; start at most {len(jobs)} (torchrun --nproc_per_node, --shard I/N), or use "
-            "train.ddp = true to train each job on several processes"
-        )
-    free = [0.0] * world
-    finish: dict[JobPaths, float] = {}
-    out: list[list[int]] = [[] for _ in range(world)]
-    standards = [i for i, j in enumerate(jobs) if j.branch is None]
-    branches = sorted((i for i, j in enumerate(jobs) if j.branch is not None),
-                      key=lambda i: -costs[i])  # fmt: skip
-    for i in standards + branches:
-        job = jobs[i]
-        std = job.paths.standard
-        ready = 0.0 if job.branch is None else finish.get(std, 0.0)
-        rank = min(range(world), key=lambda r: (max(free[r], ready), r))
-        free[rank] = max(free[rank], ready) + costs[i]
-        if job.branch is None:
-            finish[job.paths] = free[rank]
-        out[rank].append(i)
-    return out
 
 
 # --------------------------------------------------------------------------- waiting

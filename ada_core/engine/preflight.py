@@ -18,7 +18,8 @@ from ada_core.config import TrainConfig
 from ada_core.data import SliceSet
 from ada_core.engine.data import StudyData, load_study_data
 from ada_core.engine.ddp import DataParallel
-from ada_core.engine.distributed import Processes, Remote, assign, failed_stamp, job_cost
+from ada_core.engine.distributed import Processes, Remote, failed_stamp
+from ada_core.engine.schedule import assign, job_cost
 from ada_core.engine.jobs import Job, JobState, inspect, set_aside
 from ada_core.engine.keys import describe_diff, diff
 from ada_core.engine.plan import RunPlan
@@ -192,7 +193,7 @@ def preflight(
 
     One process, or DDP: every job. torchrun: rank 0 checks every job (the answer every rank
     would get: nobody has started yet), sets folders aside and writes the run-level files,
-    then every rank takes its share (:func:`~ada_core.engine.distributed.assign`). A shard
+    then every rank takes its share (:func:`~ada_core.engine.schedule.assign`). A shard
     checks its own jobs (other shards may be at work on theirs: an unfinished job of theirs
     is theirs to resume) and the standard phases its branches need (their settings must
     match); shard 0 writes the run-level files.

@@ -125,7 +125,7 @@ def format_summary(summary: RunSummary) -> str:
             f"Convergence: ADA epochs until validation DSC >= {_num(summary.convergence_target)} "
             "(95% of the best branch), and mean validation DSC, per replicate",
             ["branch", "epochs to target", "mean DSC %"], rows)]  # fmt: skip
-    if summary.iou is not None:
+    if summary.iou is not None and len(summary.iou.names) >= 2:  # one method has no pair
         iou = summary.iou
         rows = [[n, *(_num(v, 3) for v in row)] for n, row in zip(iou.names, iou.matrix, strict=True)]
         parts += ["", format_table(

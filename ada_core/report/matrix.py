@@ -148,6 +148,12 @@ def _level(cs: Sequence[Comparison]) -> str:
     return "/".join(f"{lv:.0%}" for lv in levels) or "95%"
 
 
+def _row_label(summary: RunSummary, label: str) -> str:
+    """A method's row label; a planted-effect control (it knows the answer) says so."""
+    planted = any(b.label == label and b.planted for b in summary.branches)
+    return f"{label} (planted control)" if planted else label
+
+
 def _method_panel(summary: RunSummary, set_: str, first: str, index, methods,
                   controls) -> MatrixPanel | None:  # fmt: skip
     stats = summary.statistics
@@ -164,7 +170,7 @@ def _method_panel(summary: RunSummary, set_: str, first: str, index, methods,
                 missing = _missing(summary, ctl) if ctl not in stats.controls else \
                     _missing(summary, b)  # fmt: skip
                 cells.append(_cell(c, False, missing))
-        rows.append((b, tuple(cells)))
+        rows.append((_row_label(summary, b), tuple(cells)))
     groups = tuple((_header(m), len(controls)) for m in metrics)
     pri = stats.primary
     columns = tuple(f"{c} (primary)" if pri is not None and (set_, m) == (pri.set, pri.metric)
@@ -190,7 +196,7 @@ def _pairs_panel(summary: RunSummary, methods: Sequence[str]) -> MatrixPanel | N
                 continue
             c, flip = (index[(a, b)], False) if (a, b) in index else (index.get((b, a)), True)
             cells.append(_cell(c, flip, f"{a} or {b} not compared"))
-        rows.append((a, tuple(cells)))
+        rows.append((_row_label(summary, a), tuple(cells)))
     return MatrixPanel(f"matrix-{set_}-pairs", f"{set_title(set_)}: methods against each other",
                        ((_header(metric), len(methods)),), tuple(methods), tuple(rows),
                        _caption(pairs, "row − column (the pairs family; computed on the "

@@ -125,6 +125,34 @@ def _omnibus(mats: dict[str, Matrix], methods: Sequence[str], primary: PrimaryEn
                    p=float(r.p[0]) if np.isfinite(r.p[0]) else None)  # fmt: skip
 
 
+def _checked(table: Table, branches, controls, sets, metrics, primary, level, alpha, power,
+             n_boot, seeds) -> Table:  # fmt: skip
+    """``table`` restricted to ``seeds`` after every argument of study_statistics is checked."""
+    src = table.source
+    if not branches:
+        raise InputError("study_statistics needs at least one branch")
+    if not 0 < level < 1 or not 0 < alpha < 1 or not 0 < power < 1 or n_boot < 1:
+        raise InputError(f"need 0 < level, alpha, power < 1 and n_boot >= 1; got level={level}"
+                         f", alpha={alpha}, power={power}, n_boot={n_boot}")  # fmt: skip
+    if len(set(seeds or ())) != len(seeds or ()):
+        raise InputError(f"seeds lists a seed twice: {list(seeds)}")
+    if seeds is not None:
+        _known("seed", [str(s) for s in seeds], [str(s) for s in table.values("seed")], src)
+        table = table.subset(np.isin(table["seed"], list(seeds)))
+    _known("branch", branches, table.values("branch"), src)
+    _known("control", controls, table.values("branch"), src)
+    _known("set", sets, table.values("set"), src)
+    _known("metric", metrics, table.metrics, src)
+    for m in metrics:
+        if m not in HIGHER_IS_BETTER:
+            raise InputError(f"metric {m!r}: orientation unknown; add it to ada_core.quantities")
+    if primary is not None:
+        _known("primary set", [primary.set], sets, src)
+        _known("primary metric", [primary.metric], metrics, src)
+        _known("primary control", primary.controls, controls, src)
+    return table
+
+
 def study_statistics(
     table: Table, *, branches: Sequence[str], controls: Sequence[str] = (),
     sets: Sequence[str] = ("val",), metrics: Sequence[str] = ("dsc",),
@@ -156,27 +184,8 @@ def study_statistics(
         DataError: a branch missing for some seed, persons not crossed with seeds, no rows.
     """
     src = table.source
-    if not branches:
-        raise InputError("study_statistics needs at least one branch")
-    if not 0 < level < 1 or not 0 < alpha < 1 or not 0 < power < 1 or n_boot < 1:
-        raise InputError(f"need 0 < level, alpha, power < 1 and n_boot >= 1; got level={level}"
-                         f", alpha={alpha}, power={power}, n_boot={n_boot}")  # fmt: skip
-    if len(set(seeds or ())) != len(seeds or ()):
-        raise InputError(f"seeds lists a seed twice: {list(seeds)}")
-    if seeds is not None:
-        _known("seed", [str(s) for s in seeds], [str(s) for s in table.values("seed")], src)
-        table = table.subset(np.isin(table["seed"], list(seeds)))
-    _known("branch", branches, table.values("branch"), src)
-    _known("control", controls, table.values("branch"), src)
-    _known("set", sets, table.values("set"), src)
-    _known("metric", metrics, table.metrics, src)
-    for m in metrics:
-        if m not in HIGHER_IS_BETTER:
-            raise InputError(f"metric {m!r}: orientation unknown; add it to ada_core.quantities")
-    if primary is not None:
-        _known("primary set", [primary.set], sets, src)
-        _known("primary metric", [primary.metric], metrics, src)
-        _known("primary control", primary.controls, controls, src)
+    table = _checked(table, branches, controls, sets, metrics, primary, level, alpha, power,
+                     n_boot, seeds)  # fmt: skip
     res = resolve if isinstance(resolve, Mapping) else {"*": float(resolve)}
     labels = list(dict.fromkeys([*branches, *controls]))
     estimates: list[Estimate] = []

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import ComponentConfig, used_when
+from ada_core import ComponentConfig, used_for, used_when
 
 __all__ = ["Target", "TargetConfig", "target_scores"]
 
@@ -41,7 +41,9 @@ class TargetConfig(ComponentConfig):
     )
     amp: bool = Field(
         False,
-        description="bf16 autocast on CUDA (faster, less exact); ignored on CPU (float32).",
+        description="bf16 autocast on CUDA (faster, less exact); on the CPU it has no effect "
+        "(float32).",
+        json_schema_extra=used_for("cuda"),
     )
 
 

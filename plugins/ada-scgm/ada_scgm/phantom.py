@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from ada_core import (ComponentConfig, DataError, SegDataset, Subject, Volume, tags, used_unless,
+from ada_core import (ComponentConfig, DataError, SegDataset, Subject, Unused, Volume, tags,
+                      used_if, used_unless,
                       used_when)
 
 __all__ = ["PhantomConfig", "PhantomDataset", "generate"]
@@ -42,6 +43,10 @@ GENERATOR_VERSION = 1
 
 
 _CUE = used_when("context_cue", True)
+#: The cue's shape and place: nothing to draw when no slice shows it.
+_SHOWN = tags(_CUE, used_unless("cue_probability", 0))
+#: ...and nothing to draw when every site is one whose scans never show it.
+_SEEN = used_if("some site is not in `cue_missing_sites`")
 
 
 class PhantomConfig(ComponentConfig):
@@ -68,24 +73,37 @@ class PhantomConfig(ComponentConfig):
         "gm", description="What cue_offset_mm is measured from: 'gm', the middle of the (jittered) "
         "GM butterfly, so the cue tells where the GM is; 'cord', the cord centre. Without GM "
         "jitter the two coincide.",
-        json_schema_extra=tags(_CUE, used_unless("gm_jitter_mm", 0)),
+        json_schema_extra=tags(_SHOWN, used_unless("gm_jitter_mm", 0), _SEEN),
     )
     cue_offset_mm: tuple[float, float] = Field(
         (-7.0, 5.0), description="Cue centre from its anchor (cue_anchor), (rows, cols) in mm, "
         "turning with the cord; negative rows: anterior.",
-        json_schema_extra=_CUE,
+        json_schema_extra=tags(_SHOWN, _SEEN),
     )
     cue_radius_mm: float = Field(
-        1.0, gt=0, description="Radius of the cue disc in mm.", json_schema_extra=_CUE
+        1.0, gt=0, description="Radius of the cue disc in mm.",
+        json_schema_extra=tags(_SHOWN, _SEEN),
     )
     cue_probability: float = Field(
         1.0, ge=0, le=1, description="Probability that a slice shows the cue.",
-        json_schema_extra=_CUE,
+        json_schema_extra=tags(_CUE, _SEEN),
     )
     cue_missing_sites: tuple[int, ...] = Field(
-        (), description="Sites (0-based) whose scans never show the cue.", json_schema_extra=_CUE
+        (), description="Sites (0-based) whose scans never show the cue.",
+        json_schema_extra=_SHOWN,
     )
     seed: int = Field(0, description="Seed of everything random in the phantom.")
+
+    def _inactive(self) -> list[Unused]:
+        if not self.context_cue or not set(range(self.sites)) <= set(self.cue_missing_sites):
+            return []  # (context_cue = false is the used_when tags' to report)
+        names = ["cue_probability"]
+        if self.cue_probability != 0:  # (else the used_unless tags report the others)
+            names += ["cue_offset_mm", "cue_radius_mm"] + (["cue_anchor"] if self.gm_jitter_mm else [])
+        why = (f"every site (0..{self.sites - 1}, {{prefix}}sites = {self.sites}) is in "
+               "{prefix}cue_missing_sites, so no scan shows the cue")
+        return [Unused(n, None, why=why, fix="leave a site out of {prefix}cue_missing_sites")
+                for n in names]
 
 
 def _rng(*key: int) -> np.random.Generator:

@@ -15,7 +15,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from ada_core import ComponentConfig, DataError, SegDataset, Subject, Volume, suggest, used_when
+from ada_core import (ComponentConfig, DataError, SegDataset, Subject, Unused, Volume, suggest,
+                      tags, used_if, used_when)
 from ada_scgm._nifti import binary_label, check_pair, files_fingerprint, read_nifti
 
 __all__ = ["ScgmConfig", "ScgmDataset"]
@@ -32,10 +33,14 @@ class ScgmConfig(ComponentConfig):
         description="'each': one sample per rater (the challenge's reference loaders); "
         "'majority': voxel-wise vote of all raters; 'rater:N': rater N only.",
     )
-    n_raters: int = Field(4, ge=1, description="Raters per labelled image (mask-r1 .. mask-rN).")
+    n_raters: int = Field(
+        4, ge=1, description="Raters per labelled image (mask-r1 .. mask-rN).",
+        json_schema_extra=used_if("`raters` is 'each' or 'majority'"),
+    )
     tie: Literal["gm", "background"] = Field(
         "gm", description="Majority vote tie (e.g. 2 of 4 raters): count the voxel as GM or not.",
-        json_schema_extra=used_when("raters", "majority"),
+        json_schema_extra=tags(used_when("raters", "majority"),
+                               used_if("`n_raters` is even (an odd number of votes never ties)")),
     )
     sites: tuple[int, ...] = Field((), description="Only these site numbers (empty: all).")
     subjects: tuple[str, ...] = Field(
@@ -49,6 +54,16 @@ class ScgmConfig(ComponentConfig):
         "above it. Integer values above 1 (other structures) are never GM. None: soft values "
         "are an error.",
     )
+
+    def _inactive(self) -> list[Unused]:
+        if self.raters.startswith("rater:"):
+            return [Unused("n_raters", None, why=f"{{prefix}}raters = {self.raters!r} reads that "
+                           "rater's masks only", fix="set {prefix}raters = 'each' or 'majority'")]
+        if self.raters == "majority" and self.n_raters % 2:
+            return [Unused("tie", None, why=f"{{prefix}}n_raters = {self.n_raters} is odd, and a "
+                           "vote of an odd number of raters never ties",
+                           fix="set {prefix}n_raters to an even number")]  # fmt: skip
+        return []
 
 
 class ScgmDataset(SegDataset):
