@@ -710,3 +710,18 @@ def test_a_label_is_refused_where_nothing_is_named(key):
     named = load_config(None, ['attributors=[{name = "gradcam", label = "g"}]',
                                'evaluate=[{name = "phantom", label = "extra"}]'])  # fmt: skip
     assert named.attributors[0].key == "g" and named.evaluate[0].key == "extra"
+
+
+def test_train_mode_names_the_attributors_it_does_not_run():
+    from ada_core.engine import build_plan
+    from ada_core.plugins import load_plugins
+
+    config = load_config(None, ['attributors=["gradcam", "random", "none"]'])
+    registry = load_plugins()
+    notes = build_plan(config, registry, mode="train").notes
+    assert [b.label for b in build_plan(config, registry, mode="train").branches] == ["gradcam"]
+    assert ("ada train runs one ADA branch, attributors[0] (gradcam); the other 2 listed "
+            "(random, none) are not run: `ada compare` runs every attributor") in notes
+    assert not any("ada train" in n for n in build_plan(config, registry).notes)  # compare runs all
+    one = load_config(None, ['attributors=["gradcam"]'])
+    assert not any("ada train" in n for n in build_plan(one, registry, mode="train").notes)

@@ -200,6 +200,16 @@ def cuda_only_notes(train: Any, device: torch.device) -> tuple[str, ...]:
             f"remove {'it' if len(keys) == 1 else 'them'} ({removes})",)
 
 
+def _train_mode_notes(config: ExperimentConfig, mode: str) -> tuple[str, ...]:
+    """``ada train`` runs the first attributor only: the others are named, not silently left."""
+    rest = [a.name for a in config.attributors[1:]]
+    if mode != "train" or not rest:
+        return ()
+    return (f"ada train runs one ADA branch, attributors[0] ({config.attributors[0].name}); the "
+            f"other {len(rest)} listed ({', '.join(rest)}) are not run: `ada compare` runs "
+            "every attributor",)
+
+
 def _branch(
     spec: ComponentSpec, i: int, config: ExperimentConfig, registry: Registry, model: SegModel
 ) -> Branch:
@@ -397,6 +407,6 @@ def build_plan(
         config_json=active_data(config),  # without the fields that have no effect: reads back
         analysis=analysis,
         model_spec=config.model.model_dump(mode="json"),
-        notes=cuda_only_notes(t, device),
+        notes=cuda_only_notes(t, device) + _train_mode_notes(config, mode),
         ensemble=ensemble,
     )
