@@ -725,3 +725,20 @@ def test_train_mode_names_the_attributors_it_does_not_run():
     assert not any("ada train" in n for n in build_plan(config, registry).notes)  # compare runs all
     one = load_config(None, ['attributors=["gradcam"]'])
     assert not any("ada train" in n for n in build_plan(one, registry, mode="train").notes)
+
+
+def test_an_attributors_amp_under_auto_without_cuda_is_warned_with_its_key():
+    import torch
+
+    from ada_core.engine import build_plan
+    from ada_core.plugins import load_plugins
+
+    if torch.cuda.is_available():
+        pytest.skip("auto resolves to CUDA here: nothing to warn about")
+    config = load_config(None, ['attributors=[{name = "gradcam", params = {amp = true}}, "none"]'])
+    notes = build_plan(config, load_plugins()).notes
+    assert ("attributors[0].params.amp is set but train.device = 'auto' resolves to the CPU on "
+            "this machine, where it has no effect; run on a CUDA machine to use it, or remove "
+            "it (--set '~attributors[0].params.amp')") in notes
+    plain = load_config(None, ['attributors=["gradcam", "none"]'])
+    assert not any("params.amp" in n for n in build_plan(plain, load_plugins()).notes)

@@ -200,6 +200,25 @@ def cuda_only_notes(train: Any, device: torch.device) -> tuple[str, ...]:
             f"remove {'it' if len(keys) == 1 else 'them'} ({removes})",)
 
 
+def _component_cuda_notes(config: ExperimentConfig, registry: Registry,
+                          device: torch.device) -> tuple[str, ...]:  # fmt: skip
+    """As :func:`cuda_only_notes`, for a component's GPU-only parameters (``used_for("cuda")``,
+    an attributor's ``amp``) set while ``train.device`` resolved to the CPU."""
+    from ada_core.fieldtags import field_uses
+
+    if device.type != "cpu":
+        return ()
+    specs = [("attributor", sp, f"attributors[{i}]") for i, sp in enumerate(config.attributors)]
+    specs += [("model", config.model, "model"), ("mask", config.mask, "mask")]
+    keys = []
+    for kind, spec, where in specs:
+        fields = registry.sections[kind].get(spec.name).Config.model_fields
+        keys += [f"{where}.params.{n}" for n in spec.params if "cuda" in (field_uses(fields[n]) or ())]
+    return tuple(f"{k} is set but train.device = {config.train.device!r} resolves to the CPU on "
+                 f"this machine, where it has no effect; run on a CUDA machine to use it, or "
+                 f"remove it (--set '~{k}')" for k in keys)  # fmt: skip
+
+
 def _train_mode_notes(config: ExperimentConfig, mode: str) -> tuple[str, ...]:
     """``ada train`` runs the first attributor only: the others are named, not silently left."""
     rest = [a.name for a in config.attributors[1:]]
@@ -407,6 +426,7 @@ def build_plan(
         config_json=active_data(config),  # without the fields that have no effect: reads back
         analysis=analysis,
         model_spec=config.model.model_dump(mode="json"),
-        notes=cuda_only_notes(t, device) + _train_mode_notes(config, mode),
+        notes=(cuda_only_notes(t, device) + _component_cuda_notes(config, registry, device)
+               + _train_mode_notes(config, mode)),
         ensemble=ensemble,
     )
