@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from ada_core.augment import AugmentConfig
-from ada_core._train_config import CUDA_ONLY
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
 from ada_core.engine.ensemble import check_model
 from ada_core.engine.loop import Runtime
+from ada_core.engine.device import component_cuda_notes, cuda_only_notes, resolve_device
 from ada_core.errors import ConfigError, suggest
 from ada_core.fieldtags import active_data, tagged_settings
 from ada_core.interfaces import Attributor, MaskBuilder, SegDataset, SegModel
@@ -158,67 +156,6 @@ class RunPlan:
         return next(b for b in self.branches if b.label == label)
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``train.device`` -> a torch device; 'auto' is CUDA when available."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise ConfigError(
-            f"train.device = {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device = {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device = {spec!r} but CUDA is not available; use 'auto' or 'cpu'")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        elif device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"train.device = {spec!r}: this machine has {torch.cuda.device_count()} CUDA "
-                "device(s)"
-            )
-    return device
-
-
-def cuda_only_notes(train: Any, device: torch.device) -> tuple[str, ...]:
-    """A warning naming the CUDA-only settings the user set when ``train.device`` (not 'cpu':
-    that is refused with the config) resolved to the CPU: ``'auto'`` on a machine without
-    CUDA. Not refused: the same file is meant to run on a GPU machine as it is."""
-    if device.type != "cpu":
-        return ()
-    keys = [f"train.{k}" for k in CUDA_ONLY if k in train.model_fields_set]
-    if not keys:
-        return ()
-    removes = " ".join(f"--set '~{k}'" for k in keys)
-    return (f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} set but train.device = "
-            f"{train.device!r} resolves to the CPU on this machine, where "
-            f"{'it has' if len(keys) == 1 else 'they have'} no effect; run on a CUDA machine "
-            f"to use {'it' if len(keys) == 1 else 'them'}, or "
-            f"remove {'it' if len(keys) == 1 else 'them'} ({removes})",)
-
-
-def _component_cuda_notes(config: ExperimentConfig, registry: Registry,
-                          device: torch.device) -> tuple[str, ...]:  # fmt: skip
-    """As :func:`cuda_only_notes`, for a component's GPU-only parameters (``used_for("cuda")``,
-    an attributor's ``amp``) set while ``train.device`` resolved to the CPU."""
-    from ada_core.fieldtags import field_uses
-
-    if device.type != "cpu":
-        return ()
-    specs = [("attributor", sp, f"attributors[{i}]") for i, sp in enumerate(config.attributors)]
-    specs += [("model", config.model, "model"), ("mask", config.mask, "mask")]
-    keys = []
-    for kind, spec, where in specs:
-        fields = registry.sections[kind].get(spec.name).Config.model_fields
-        keys += [f"{where}.params.{n}" for n in spec.params if "cuda" in (field_uses(fields[n]) or ())]
-    return tuple(f"{k} is set but train.device = {config.train.device!r} resolves to the CPU on "
-                 f"this machine, where it has no effect; run on a CUDA machine to use it, or "
-                 f"remove it (--set '~{k}')" for k in keys)  # fmt: skip
-
-
 def _train_mode_notes(config: ExperimentConfig, mode: str) -> tuple[str, ...]:
     """``ada train`` runs the first attributor only: the others are named, not silently left."""
     rest = [a.name for a in config.attributors[1:]]
@@ -300,6 +237,72 @@ def _analysis(config: ExperimentConfig, branches: tuple[Branch, ...], extra: lis
                           planted=[b.label for b in branches if b.planted])  # fmt: skip
 
 
+def _eval_sets(config: ExperimentConfig, registry: Registry, size: tuple[int, ...],
+               source: str) -> tuple[EvalSet, ...]:  # fmt: skip
+    """The extra evaluation sets, built; each must take the models' image size."""
+    eval_sets = tuple(
+        EvalSet(
+            spec.key,
+            registry.build("dataset", spec, f"evaluate[{i}].params"),
+            spec.preprocess,
+            spec.part,
+            spec.split,
+        )
+        for i, spec in enumerate(config.evaluate)
+    )
+    for es, spec in zip(eval_sets, config.evaluate, strict=True):
+        if tuple(spec.preprocess.size) != size:
+            raise ConfigError(
+                f"{source}: evaluate[{es.label}].preprocess.size = {list(spec.preprocess.size)} "
+                f"differs from data.preprocess.size = {list(size)}; the models take one size"
+            )
+    return eval_sets
+
+
+def _schedule(config: ExperimentConfig, convergence: Any) -> Schedule:
+    t = config.train
+    return Schedule(
+        standard_epochs=t.standard_epochs,
+        cycles=t.cycles,
+        ada_epochs=t.ada_epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        loss=t.loss,
+        checkpoint=t.checkpoint,
+        average_last=t.average_last,
+        augment=config.augment,
+        augment_ada_images=t.augment_ada_images,
+        save_ada_images=t.save_ada_images,
+        convergence_at=convergence,
+        eval_batch_size=t.eval_batch_size,
+        checkpoint_every=t.checkpoint_every,
+    )
+
+
+def _robustness_size(size_set: int | None, mask: MaskBuilder, size: tuple[int, ...],
+                     source: str) -> int:  # fmt: skip
+    """The robustness square's side (``train.robustness_size``, else the mask's erase size,
+    else the paper's 20); it must fit the images."""
+    z = size_set or mask.erase_size or 20
+    if z > min(size):
+        key = "train.robustness_size" if size_set else "mask.params (its erase size)"
+        raise ConfigError(
+            f"{source}: {key} = {z} is larger than the {size[0]}x{size[1]} images "
+            f"(data.preprocess.size); the robustness square must fit: use at most {min(size)}"
+        )
+    return z
+
+
+def _key_settings(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings in the standard phases' and the branches' job keys."""
+    standard = tagged_settings(config, "standard")
+    branch = tagged_settings(config, "branch")
+    branch.pop("attributors", None)  # each branch's key holds only its own entry
+    if not config.train.ensemble:  # branch-by-branch studies keep the keys from before it
+        branch.get("train", {}).pop("ensemble", None)
+    return standard, branch
+
+
 def build_plan(
     config: ExperimentConfig,
     registry: Registry,
@@ -348,55 +351,15 @@ def build_plan(
         mask.check_image_size(*size)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    z = t.robustness_size or mask.erase_size or 20
-    if z > min(size):
-        key = "train.robustness_size" if t.robustness_size else "mask.params (its erase size)"
-        raise ConfigError(
-            f"{source}: {key} = {z} is larger than the {size[0]}x{size[1]} images "
-            f"(data.preprocess.size); the robustness square must fit: use at most {min(size)}"
-        )
+    z = _robustness_size(t.robustness_size, mask, size, source)
     convergence = _check_schedule(config)
-    eval_sets = tuple(
-        EvalSet(
-            spec.key,
-            registry.build("dataset", spec, f"evaluate[{i}].params"),
-            spec.preprocess,
-            spec.part,
-            spec.split,
-        )
-        for i, spec in enumerate(config.evaluate)
-    )
-    for es, spec in zip(eval_sets, config.evaluate, strict=True):
-        if tuple(spec.preprocess.size) != size:
-            raise ConfigError(
-                f"{source}: evaluate[{es.label}].preprocess.size = {list(spec.preprocess.size)} "
-                f"differs from data.preprocess.size = {list(size)}; the models take one size"
-            )
-    schedule = Schedule(
-        standard_epochs=t.standard_epochs,
-        cycles=t.cycles,
-        ada_epochs=t.ada_epochs,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        loss=t.loss,
-        checkpoint=t.checkpoint,
-        average_last=t.average_last,
-        augment=config.augment,
-        augment_ada_images=t.augment_ada_images,
-        save_ada_images=t.save_ada_images,
-        convergence_at=convergence,
-        eval_batch_size=t.eval_batch_size,
-        checkpoint_every=t.checkpoint_every,
-    )
+    eval_sets = _eval_sets(config, registry, size, source)
+    schedule = _schedule(config, convergence)
     analysis = _analysis(config, branches, [e.label for e in eval_sets], source)
     reported = tuple(dict.fromkeys([*PAPER_METRICS, *COMPARED_METRICS, analysis.primary_metric]))
     evaluation = Evaluation(t.robustness, z, t.robustness_margin_mm, t.context_margin_mm, mask.fill,
                             reported)  # fmt: skip
-    standard = tagged_settings(config, "standard")
-    branch = tagged_settings(config, "branch")
-    branch.pop("attributors", None)  # each branch's key holds only its own entry
-    if not t.ensemble:  # the keys of branch-by-branch studies stay those before the setting
-        branch.get("train", {}).pop("ensemble", None)
+    standard, branch = _key_settings(config)
     head = f"resolved configuration of run {config.name!r}" + (f" (from {source})" if source else "")
     return RunPlan(
         name=config.name,
@@ -426,7 +389,7 @@ def build_plan(
         config_json=active_data(config),  # without the fields that have no effect: reads back
         analysis=analysis,
         model_spec=config.model.model_dump(mode="json"),
-        notes=(cuda_only_notes(t, device) + _component_cuda_notes(config, registry, device)
+        notes=(cuda_only_notes(t, device) + component_cuda_notes(config, registry, device)
                + _train_mode_notes(config, mode)),
         ensemble=ensemble,
     )
