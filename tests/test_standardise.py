@@ -143,3 +143,65 @@ def test_predict_standardises_located_crops_as_training_does():
         geometry = plan_geometry(v.image.shape, v.spacing, config, [v.cord])
         got = _preparation(config, scale)(to_crops(v.image, geometry, "none"))
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- real data, end to end
+
+SESSIONS = ("sub-9418", "sub-9604", "sub-9709Ses1", "sub-9709Ses2")
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("how", ["zscore_cord", "histogram"])
+def test_predict_without_cord_finds_the_gm_on_every_bids_session(how, shared_data, tmp_path):
+    """A model trained on standardised BIDS data, segmenting every session without a cord
+    mask, finds the grey matter where the cord-guided crops do (the lost first attempt took
+    the first pass's statistics from the whole volume and found nothing on 3 of 4)."""
+    import nibabel as nib
+
+    from ada_core.api import run
+    from ada_core.predict import load_run_checkpoint, predict_volume
+
+    root = shared_data / "gm-challenge-dev"
+    config = {
+        "name": "std", "output": str(tmp_path),
+        "data": {"name": "bids", "params": {"root": str(root)},
+                 "preprocess": {"spacing": 0.5, "size": [64, 64], "standardise": how},
+                 "split": {"val_fraction": 0.34, "seed": 0}},
+        "model": {"name": "unet-paper", "params": {"width": 8, "depth": 3, "dropout": 0.0}},
+        "attributors": [{"name": "none"}],
+        "train": {"standard_epochs": 30, "cycles": 1, "ada_epochs": 1, "batch_size": 8,
+                  "lr": 3e-3, "device": "cpu", "robustness": False},
+    }  # fmt: skip
+    run(config, mode="train", quiet=True, report=False)
+    ckpt = load_run_checkpoint(tmp_path / "std", "standard")
+    assert (ckpt.meta.get("standard_scale") is not None) == (how == "histogram")
+
+    def canonical(path):
+        img = nib.as_closest_canonical(nib.load(path))
+        return np.asarray(img.dataobj, np.float32), img.header.get_zooms()[:3]
+
+    found = {}
+    for sub in SESSIONS:
+        stem = f"{sub}_run-1_T2starw"
+        labels = root / "derivatives" / "labels" / sub / "anat"
+        image, zooms = canonical(root / sub / "anat" / f"{stem}.nii.gz")
+        truth = canonical(labels / f"{stem}_gmseg-manual.nii.gz")[0] > 0.5
+        cord = (canonical(labels / f"{stem}_seg-manual.nii.gz")[0] > 0.5).astype(np.float32)
+        dice = {}
+        for mode, mask in (("cord", cord), ("located", None)):
+            prob = predict_volume(ckpt.model, image, zooms, ckpt.preprocess, cord=mask,
+                                  standard_scale=ckpt.meta.get("standard_scale"))  # fmt: skip
+            pred = prob >= 0.5
+            dice[mode] = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+        assert dice["cord"] > 0.2, (sub, dice)  # the model learned something
+        found[sub] = dice
+    train_persons = {"sub-9418", "sub-9604"}  # val_fraction 0.34, seed 0: Milan selects
+    for sub, dice in found.items():
+        if sub in train_persons:
+            assert dice["located"] > dice["cord"] - 0.1, (sub, dice)
+    missed = {s: d for s, d in found.items() if d["located"] <= d["cord"] - 0.1}
+    if missed:  # a declared gap (docs/data.md), never silently passed
+        pytest.xfail(f"located crops miss the GM of the unseen person's sessions {missed}: a "
+                     "model trained on two persons gives confident false GM far from the cord "
+                     "in the sliding window (standardised or not; docs/data.md)")
