@@ -23,14 +23,19 @@ Pure tensor functions on ``(Z, H, W)`` stacks; :mod:`ada_core.data` and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from ada_core._slicing import normalise
 from ada_core.errors import DataError
 
+if TYPE_CHECKING:
+    from ada_core.data import PreprocessConfig
+
 __all__ = ["DEFAULT_LANDMARKS", "apply_scale", "landmarks_of", "learn_scale", "map_to_scale",
-           "region_zscore"]
+           "region_zscore", "standardise_crops"]
 
 #: Nyúl's landmarks: the 1st and 99th percentile and the deciles between them.
 DEFAULT_LANDMARKS: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
@@ -95,3 +100,15 @@ def apply_scale(images: Tensor, landmarks: Tensor, scale: Tensor) -> Tensor:
         idx = torch.nonzero(inverse == k).reshape(-1)
         out[idx] = map_to_scale(images[idx], uniq[k], scale)
     return out
+
+
+def standardise_crops(crops: Tensor, config: PreprocessConfig) -> tuple[Tensor, Tensor | None]:
+    """A volume's raw crops ``(Z, h, w)`` as the model sees them, and with
+    ``standardise = "histogram"`` its ``(1, L)`` landmarks (the images are then region
+    z-scored; their fold's scale maps them later). Training and ``ada predict`` both call it."""
+    if config.standardise == "none":
+        return normalise(crops, config.normalize), None
+    z = region_zscore(crops)
+    if config.standardise == "zscore_cord":
+        return z, None
+    return z, landmarks_of(z, config.histogram_landmarks)[None]

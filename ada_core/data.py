@@ -25,8 +25,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from ada_core._slicing import crop_centres, display, normalise, resample_crop
-from ada_core._standardise import DEFAULT_LANDMARKS, landmarks_of, region_zscore
+from ada_core._slicing import crop_centres, display, resample_crop
+from ada_core._standardise import DEFAULT_LANDMARKS, standardise_crops
 from ada_core.errors import DataError
 from ada_core.fieldtags import Settings, affects, used_when
 
@@ -289,18 +289,6 @@ def preprocess_volume(volume: Volume, config: PreprocessConfig) -> SliceSet:
         group=[subj.group] * n,
         landmarks=None if landmarks is None else landmarks.expand(n, -1).clone(),
     )
-
-
-def standardise_crops(crops: Tensor, config: PreprocessConfig) -> tuple[Tensor, Tensor | None]:
-    """A volume's raw crops ``(Z, h, w)`` as the model sees them, and with
-    ``standardise = "histogram"`` its ``(1, L)`` landmarks (the images are then region
-    z-scored; their fold's scale maps them later). Training and ``ada predict`` both call it."""
-    if config.standardise == "none":
-        return normalise(crops, config.normalize), None
-    z = region_zscore(crops)
-    if config.standardise == "zscore_cord":
-        return z, None
-    return z, landmarks_of(z, config.histogram_landmarks)[None]
 
 
 # --------------------------------------------------------------------------- data set + cache

@@ -25,8 +25,7 @@ from ada_core._slicing import normalise
 from ada_core._sliding import locate as find_region
 from ada_core._sliding import sliding_window
 from ada_core.data import PreprocessConfig
-from ada_core._standardise import map_to_scale
-from ada_core.data import standardise_crops
+from ada_core._standardise import map_to_scale, standardise_crops
 from ada_core.errors import DataError, InputError, suggest
 from ada_core.fieldtags import ALLOW_UNUSED
 
