@@ -167,9 +167,11 @@ def _cmd_contrast(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from ada_core.stats._contrast import contrast_runs, format_contrast
+    from ada_core.stats._contrast import contrast_runs, differing_settings, format_contrast
 
     rows = contrast_runs(args.run_a, args.run_b, set_=args.set_name, metric=args.metric)
+    for key, a, b in differing_settings(args.run_a, args.run_b):
+        print(f"setting {key}: A {a!r}, B {b!r}", file=sys.stderr)
     if args.json:
         clean = [{k: None if isinstance(v, float) and v != v else v  # NaN is not JSON
                   for k, v in dataclasses.asdict(r).items()} for r in rows]

@@ -140,3 +140,14 @@ def test_cli_reads_two_run_folders(tmp_path, capsys):
     assert [r["diff"] for r in rows] == pytest.approx([r.diff for r in api])
     assert main(["contrast", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
     assert "no results.csv" in capsys.readouterr().err
+
+
+def test_the_settings_that_differ_are_named(tmp_path):
+    from ada_core.stats._contrast import differing_settings
+
+    for name, std in (("a", "none"), ("b", "histogram")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(
+            {"name": name, "data": {"preprocess": {"standardise": std, "size": [64, 64]}}}))
+    assert differing_settings(tmp_path / "a", tmp_path / "b") == [
+        ("data.preprocess.standardise", "none", "histogram")]

@@ -19,7 +19,7 @@ from ada_core.errors import InputError
 from ada_core.stats import _core
 from ada_core.stats._table import Table, person_means, read_table
 
-__all__ = ["ContrastRow", "contrast", "contrast_runs", "format_contrast"]
+__all__ = ["ContrastRow", "contrast", "contrast_runs", "differing_settings", "format_contrast"]
 
 _PAIR = ("seed", "fold", "branch", "person")
 
@@ -149,6 +149,21 @@ def contrast_runs(run_a: str | Path, run_b: str | Path, *, set_: str | None = No
     if set_ is None:
         set_ = "test" if all("test" in t.values("set") for t in tables) else "val"
     return contrast(tables[0], tables[1], set_=set_, metric=metric, level=level)
+
+
+def differing_settings(run_a: str | Path, run_b: str | Path) -> list[tuple[str, object, object]]:
+    """``(dotted key, A's value, B's value)`` of every setting in the runs' ``config.json``
+    that differs, the run name and output folder left out (what the contrast is of)."""
+    import json
+
+    from ada_core.engine.keys import diff
+
+    configs = []
+    for run in (run_a, run_b):
+        path = Path(run) / "config.json"
+        configs.append(json.loads(path.read_text()) if path.is_file() else {})
+    rows = diff(*configs)
+    return [r for r in rows if r[0] not in ("name", "output")]
 
 
 def format_contrast(rows: list[ContrastRow], a: str, b: str) -> str:
