@@ -49,7 +49,7 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
 
 def sliding_window(
     predict: Callable[[Tensor], Tensor], image: np.ndarray, geometry: SliceGeometry,
-    normalize: str, *, overlap: float = 0.5, batch_size: int = 16,
+    normalize: str | Callable[[Tensor], Tensor], *, overlap: float = 0.5, batch_size: int = 16,
 ) -> np.ndarray:  # fmt: skip
     """Probabilities of a canonical ``(X, Y, Z)`` image from overlapping tiles of each slice.
 
@@ -58,7 +58,10 @@ def sliding_window(
         image: the canonical volume.
         geometry: its slice geometry (:func:`~ada_core._geometry.plan_geometry`); only
             ``out_hw`` and ``size`` are used: the tiles cover the whole resampled slice.
-        normalize: the per-crop normalisation of training.
+        normalize: the per-crop normalisation of training (a ``normalize`` name, applied to
+            each tile), or a per-volume standardisation: a function of the ``(Z, h, w)``
+            stack of one tile position's tiles of every slice (a box through the volume, as
+            training's statistics come from the box of crops around the cord).
         overlap: the fraction of a tile its neighbour shares, in [0, 1).
         batch_size: tiles per forward pass.
 
@@ -77,12 +80,15 @@ def sliding_window(
                             for c in tile_starts(ow, tw, overlap)])  # fmt: skip
     g = gaussian_map((th, tw))
     out = torch.zeros(x.shape[0], oh, ow)
-    for z in range(x.shape[0]):
-        tiles = _crop(x[z].expand(len(corners), oh, ow), corners, (th, tw),
-                      fill[z].expand(len(corners)))  # fmt: skip
-        tiles = normalise(tiles, normalize)
-        probs = torch.cat([predict(tiles[i : i + batch_size, None])
-                           for i in range(0, len(tiles), batch_size)])  # fmt: skip
+    z_all = x.shape[0]
+    tiles = torch.stack([_crop(x[z].expand(len(corners), oh, ow), corners, (th, tw),
+                               fill[z].expand(len(corners))) for z in range(z_all)])  # fmt: skip
+    if callable(normalize):  # (Z, C, h, w): one region per tile position, through the volume
+        tiles = torch.stack([normalize(tiles[:, c]) for c in range(len(corners))], 1)
+    for z in range(z_all):
+        one = tiles[z] if callable(normalize) else normalise(tiles[z], normalize)
+        probs = torch.cat([predict(one[i : i + batch_size, None])
+                           for i in range(0, len(one), batch_size)])  # fmt: skip
         acc, weight = torch.zeros(oh, ow), torch.zeros(oh, ow)
         for (r0, c0), p in zip(corners.tolist(), probs, strict=True):
             rs, re_, cs, ce = max(r0, 0), min(r0 + th, oh), max(c0, 0), min(c0 + tw, ow)

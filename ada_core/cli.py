@@ -163,6 +163,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_contrast(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from ada_core.stats._contrast import contrast_runs, differing_settings, format_contrast
+
+    rows = contrast_runs(args.run_a, args.run_b, set_=args.set_name, metric=args.metric)
+    for key, a, b in differing_settings(args.run_a, args.run_b):
+        print(f"setting {key}: A {a!r}, B {b!r}", file=sys.stderr)
+    if args.json:
+        clean = [{k: None if isinstance(v, float) and v != v else v  # NaN is not JSON
+                  for k, v in dataclasses.asdict(r).items()} for r in rows]
+        print(json.dumps(clean, indent=1))
+    else:
+        print(format_contrast(rows, str(args.run_a), str(args.run_b)), end="")
+    return EXIT_OK
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ada_core.predict import predict_files
 
@@ -293,6 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
                  "  ada report runs/demo")  # fmt: skip
     p.add_argument("run", type=Path, metavar="RUN", help="the run folder, e.g. runs/demo")
     p.set_defaults(func=_cmd_report)
+    p = _command(sub, "contrast", "pair two finished runs: the difference B - A per site",
+                 "Pair the results.csv rows of two finished runs of the same plan (seeds, folds, "
+                 "branches, split) by (seed, fold, branch, set, person) and report the paired "
+                 "difference B - A per branch, per site (Holm over the sites) and over all "
+                 "persons, with the study's statistics (docs/statistics.md). Runs that do not "
+                 "pair are refused, naming what differs.",
+                 "  ada contrast runs/site-none runs/site-zscore\n"
+                 "  ada contrast runs/site-none runs/site-histogram --set-name val --metric hsd")  # fmt: skip
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run (A)")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared with it (B)")
+    p.add_argument("--set-name", dest="set_name", metavar="SET",
+                   help="the evaluated set (default: test where both runs have one, else val)")
+    p.add_argument("--metric", default="dsc", help="a metric column of results.csv (default dsc)")
+    p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
+    p.set_defaults(func=_cmd_contrast)
 
     p = _command(sub, "predict", "segment NIfTI volumes with a branch's selected checkpoint",
                  "Segment grey matter in NIfTI volumes with the selected checkpoint of one job of "

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor
 
-from ada_core._slicing import crop_centres, display, normalise, resample_crop
+from ada_core._slicing import crop_centres, display, resample_crop
+from ada_core._standardise import DEFAULT_LANDMARKS, standardise_crops
 from ada_core.errors import DataError
-from ada_core.fieldtags import Settings, affects
+from ada_core.fieldtags import Settings, affects, used_when
 
 if TYPE_CHECKING:
     from ada_core.interfaces import SegDataset, Volume
@@ -63,6 +64,10 @@ class SliceSet:
         site: acquisition site of each slice.
         group: split key of each slice (sessions and raters of one person share it).
         notes: what loading reported (skipped and unlabelled subjects), for the run's log.
+        landmarks: ``(N, L)`` float64 histogram landmarks of each slice's volume (its region
+            z-score percentiles), only with ``standardise = "histogram"``: the images are then
+            region z-scored and wait for their fold's standard scale
+            (:func:`ada_core._standardise.apply_scale`).
     """
 
     images: Tensor
@@ -73,6 +78,7 @@ class SliceSet:
     site: list[str]
     group: list[str]
     notes: list[str] = field(default_factory=list)
+    landmarks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -88,6 +94,7 @@ class SliceSet:
             self.site,
             self.group,
             self.notes,
+            None if self.landmarks is None else self.landmarks.to(device),
         )
 
     def subset(self, index: Sequence[int] | Tensor) -> SliceSet:
@@ -104,6 +111,7 @@ class SliceSet:
             [self.site[i] for i in rows],
             [self.group[i] for i in rows],
             list(self.notes),
+            None if self.landmarks is None else self.landmarks[idx.to(self.landmarks.device)],
         )
 
     @staticmethod
@@ -123,7 +131,18 @@ class SliceSet:
             [s for p in parts for s in p.site],
             [g for p in parts for g in p.group],
             [n for p in parts for n in p.notes],
+            _concat_landmarks(parts),
         )
+
+
+def _concat_landmarks(parts: Sequence[SliceSet]) -> Tensor | None:
+    have = {p.landmarks is not None for p in parts}
+    if have == {False}:
+        return None
+    if len(have) > 1:
+        raise DataError("SliceSet.concat: some parts carry histogram landmarks and some do not "
+                        "(they were preprocessed with different standardise settings)")  # fmt: skip
+    return torch.cat([p.landmarks for p in parts])  # type: ignore[misc]
 
 
 class PreprocessConfig(Settings):
@@ -134,7 +153,23 @@ class PreprocessConfig(Settings):
         (200, 200), description="Crop (height, width) in pixels."
     )
     normalize: Literal["zscore", "minmax", "none"] = Field(
-        "zscore", description="Per-slice intensity normalisation (over the cropped slice)."
+        "zscore", description="Per-slice intensity normalisation (over the cropped slice). "
+        "Only without `standardise`: a per-slice normalisation after it would undo it (a "
+        "z-score per slice is the same whatever per-volume affine map came before).",
+        json_schema_extra=used_when("standardise", "none"),
+    )
+    standardise: Literal["none", "zscore_cord", "histogram"] = Field(
+        "none", description="Per-volume intensity standardisation instead of `normalize`, with "
+        "statistics over the volume's cord-centred crops (all slices; `ada predict` takes them "
+        "over the crops around the located grey matter): 'zscore_cord' z-scores the volume; "
+        "'histogram' maps it piecewise-linearly onto a standard scale of percentile landmarks "
+        "learned per fold on its training persons only (Nyul-Udupa; stored in the checkpoint). "
+        "'none': `normalize` per slice."
+    )
+    histogram_landmarks: tuple[float, ...] = Field(
+        DEFAULT_LANDMARKS, description="Percentiles (increasing, in [0, 100], at least two) "
+        "whose values are the landmarks of histogram standardisation.",
+        json_schema_extra=used_when("standardise", "histogram"),
     )
     drop_empty: bool = Field(True, description="Drop slices without grey matter.")
     cache: bool = Field(
@@ -149,9 +184,23 @@ class PreprocessConfig(Settings):
         json_schema_extra=affects("none"),
     )
 
+    @field_validator("histogram_landmarks")
+    @classmethod
+    def _landmarks(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) < 2 or any(not 0 <= p <= 100 for p in v) or any(
+            b <= a for a, b in zip(v, v[1:], strict=False)
+        ):
+            raise ValueError(f"histogram_landmarks must be at least two increasing percentiles "
+                             f"in [0, 100], e.g. [1, 50, 99]; got {list(v)}")  # fmt: skip
+        return v
+
     def cache_key(self) -> dict[str, object]:
-        """The settings that change the slices (not ``cache`` nor ``on_error``)."""
-        return self.model_dump(exclude={"cache", "on_error"})
+        """The settings that change the slices (not ``cache`` nor ``on_error``); without
+        ``standardise`` the key is the one of ADA before it (caches stay valid)."""
+        if self.standardise == "none":
+            return self.model_dump(exclude={"cache", "on_error", "standardise",
+                                            "histogram_landmarks"})  # fmt: skip
+        return self.model_dump(exclude={"cache", "on_error", "normalize"})
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -217,7 +266,8 @@ def preprocess_volume(volume: Volume, config: PreprocessConfig) -> SliceSet:
     size = tuple(config.size)
     starts = torch.floor(centres + 0.5).long() - torch.tensor([size[0] // 2, size[1] // 2])
     fill = image.amin((1, 2))  # = the resized slice's minimum: interpolation is convex
-    image = normalise(resample_crop(image, out_hw, starts, size, fill, False), config.normalize)
+    image, landmarks = standardise_crops(resample_crop(image, out_hw, starts, size, fill, False),
+                                         config)  # fmt: skip
     gm = labels.get("mask")
     if gm is None:
         mask = torch.zeros(z, *size)
@@ -237,6 +287,7 @@ def preprocess_volume(volume: Volume, config: PreprocessConfig) -> SliceSet:
         subject=[subj.id] * n,
         site=[subj.site] * n,
         group=[subj.group] * n,
+        landmarks=None if landmarks is None else landmarks.expand(n, -1).clone(),
     )
 
 
@@ -263,6 +314,8 @@ def _save(slices: SliceSet, path: Path) -> None:
         "subject": slices.subject, "site": slices.site, "group": slices.group,
         "notes": slices.notes,
     }  # fmt: skip
+    if slices.landmarks is not None:
+        payload["landmarks"] = slices.landmarks
     try:
         write_torch(path, path.parent, payload)
     except StorageError as e:
@@ -274,7 +327,7 @@ def _load(path: Path) -> SliceSet | None:
         d = torch.load(path, map_location="cpu", weights_only=True)
         return SliceSet(
             d["images"], d["masks"].float(), d["spacing"], d["slice_index"],
-            d["subject"], d["site"], d["group"], d["notes"],
+            d["subject"], d["site"], d["group"], d["notes"], d.get("landmarks"),
         )  # fmt: skip
     except Exception as e:  # a corrupt cache is rebuilt, never trusted
         log.warning("ignoring unreadable slice cache %s (%s); rebuilding it", path, e)

@@ -11,7 +11,7 @@ reorientation too, so each mask has its input's shape and affine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,10 +21,13 @@ import torch
 
 from ada_core._geometry import plan_geometry, to_crops, to_volume
 from ada_core._predict_io import check_cases, plan_cases, read_case, resolve_device, write_like
+from ada_core._slicing import normalise
 from ada_core._sliding import locate as find_region
 from ada_core._sliding import sliding_window
 from ada_core.data import PreprocessConfig
+from ada_core._standardise import map_to_scale, standardise_crops
 from ada_core.errors import DataError, InputError, suggest
+from ada_core.fieldtags import ALLOW_UNUSED
 
 if TYPE_CHECKING:
     from ada_core.interfaces import SegModel
@@ -125,7 +128,12 @@ def load_run_checkpoint(
     model = registry.models.build(spec["name"], spec.get("params", {}), where="model.params")
     model.load_state_dict(weights.model)
     model.to(device).eval()
-    return Checkpoint(model, PreprocessConfig(**meta["preprocess"]), meta, path)
+    # meta lists every preprocessing value, the inactive ones too (ADA's own record)
+    pre = PreprocessConfig.model_validate(meta["preprocess"], context=ALLOW_UNUSED)
+    if pre.standardise == "histogram" and not meta.get("standard_scale"):
+        raise DataError(f"{path}: the model was trained with histogram standardisation but its "
+                        "checkpoint carries no standard_scale; train it again with this ADA")  # fmt: skip
+    return Checkpoint(model, pre, meta, path)
 
 
 def load_model(run: str | Path, branch: str | None = None, seed: int | None = None, *,
@@ -147,7 +155,7 @@ Locate = Literal["located", "sliding", "centre"]
 def predict_volume(
     model: SegModel, image: np.ndarray, spacing: Sequence[float], preprocess: PreprocessConfig,
     *, cord: np.ndarray | None = None, locate: Locate = "located", overlap: float = 0.5,
-    batch_size: int = 16,
+    batch_size: int = 16, standard_scale: Sequence[float] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Grey-matter probability of every voxel of a canonical ``(X, Y, Z)`` volume.
 
@@ -165,10 +173,13 @@ def predict_volume(
         locate: without ``cord``: ``located``, ``sliding`` or ``centre``.
         overlap: the fraction of a tile its neighbour shares in the sliding window.
         batch_size: slices (tiles) per forward pass.
+        standard_scale: the checkpoint's ``meta["standard_scale"]`` (needed with
+            ``preprocess.standardise = "histogram"``).
 
     Returns:
         ``(X, Y, Z)`` float32 probabilities in [0, 1].
     """
+    prepare = _preparation(preprocess, standard_scale)
     device = next(model.parameters()).device
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +191,7 @@ def predict_volume(
     geometry = plan_geometry(image.shape, spacing, preprocess, labels)
     model.check_input_size(*geometry.size)
     if cord is None and locate != "centre":
-        prob = sliding_window(run, image, geometry, preprocess.normalize, overlap=overlap,
+        prob = sliding_window(run, image, geometry, prepare, overlap=overlap,
                               batch_size=batch_size)  # fmt: skip
         found = find_region(prob)
         if locate == "sliding" or found is None:
@@ -188,10 +199,30 @@ def predict_volume(
                 log.warning("no grey matter found by the sliding window; the mask is empty")
             return prob
         geometry = plan_geometry(image.shape, spacing, preprocess, [found])
-    crops = to_crops(image, geometry, preprocess.normalize)
+    raw = to_crops(image, geometry, "none")
+    crops = prepare(raw) if callable(prepare) else normalise(raw, prepare)
     probs = [run(crops[i : i + batch_size, None]) for i in range(0, crops.shape[0], batch_size)]
     # interpolation weights sum to 1 only up to rounding: keep probabilities in [0, 1]
     return np.clip(to_volume(torch.cat(probs), geometry), 0.0, 1.0).astype(np.float32)
+
+
+def _preparation(preprocess: PreprocessConfig, scale: Sequence[float] | None
+                 ) -> str | Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """What turns raw crops into the model's input: the ``normalize`` name (per crop), or a
+    function of a volume's ``(Z, h, w)`` stack of crops (its region) as training
+    standardised it (:func:`ada_core.data.standardise_crops`, then the standard scale)."""
+    if preprocess.standardise == "none":
+        return preprocess.normalize
+    if preprocess.standardise == "histogram" and not scale:
+        raise InputError("the model was trained with histogram standardisation: pass its "
+                         "checkpoint's standard_scale (meta['standard_scale'])")  # fmt: skip
+    target = None if scale is None else torch.tensor(list(scale), dtype=torch.float64)
+
+    def prepare(crops: torch.Tensor) -> torch.Tensor:
+        z, own = standardise_crops(crops, preprocess)
+        return z if own is None else map_to_scale(z, own[0], target)
+
+    return prepare
 
 
 def predict_files(
@@ -240,7 +271,7 @@ def predict_files(
     for case in cases:
         scan, cord = read_case(case)
         prob = predict_volume(ckpt.model, scan.data, scan.zooms, ckpt.preprocess, cord=cord,
-                              locate=locate)  # fmt: skip
+                              locate=locate, standard_scale=meta.get("standard_scale"))  # fmt: skip
         written.append(write_like(case.mask_out, prob >= 0.5, scan, np.uint8))
         log.info("%s -> %s (%d GM voxels)", case.image, case.mask_out, int((prob >= 0.5).sum()))
         if case.prob_out is not None:

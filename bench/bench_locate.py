@@ -30,14 +30,14 @@ DATA = ROOT.parent / "shared" / "data"
 MODES = ("cord", "located", "sliding", "centre")
 
 
-def train(out: Path, epochs: int) -> Path:
+def train(out: Path, epochs: int, standardise: str = "none") -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from studykit import write_config
 
     config = {
         "name": "locate", "output": str(out),
         "data": {"name": "bids", "params": {"root": str(DATA / "gm-challenge-dev")},
-                 "preprocess": {"spacing": 0.5, "size": [64, 64]},
+                 "preprocess": {"spacing": 0.5, "size": [64, 64], "standardise": standardise},
                  "split": {"val_fraction": 0.34, "seed": 0}},
         "model": {"name": "unet-paper", "params": {"width": 8, "depth": 3, "dropout": 0.0}},
         "attributors": ["none"],
@@ -74,13 +74,17 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a trained run (default: train one, ~1-2 min)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--standardise", default="none", choices=("none", "zscore_cord", "histogram"),
+                    help="data.preprocess.standardise of the trained model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from ada_core.predict import load_run_checkpoint, predict_volume
 
-    run = args.run or train(Path(tempfile.mkdtemp(prefix="ada-locate-")), args.epochs)
+    run = args.run or train(Path(tempfile.mkdtemp(prefix="ada-locate-")), args.epochs,
+                              args.standardise)  # fmt: skip
     ckpt = load_run_checkpoint(run, "standard")
-    print(f"model: {ckpt.path} (preprocess {ckpt.preprocess.spacing} mm, {ckpt.preprocess.size})")
+    print(f"model: {ckpt.path} (preprocess {ckpt.preprocess.spacing} mm, {ckpt.preprocess.size}, "
+          f"standardise {ckpt.preprocess.standardise})")
     print(f"{'volume':<16}" + "".join(f"{m:>10}" for m in MODES) + "   located-cord  time/vol vs cord")
     for name, image, gm, cord in volumes():
         data, zooms = canonical(image)
@@ -91,7 +95,8 @@ def main() -> None:
             t = time.perf_counter()
             prob = predict_volume(ckpt.model, data, zooms, ckpt.preprocess,
                                   cord=cord_mask if mode == "cord" else None,
-                                  locate="centre" if mode == "cord" else mode)  # fmt: skip
+                                  locate="centre" if mode == "cord" else mode,
+                                  standard_scale=ckpt.meta.get("standard_scale"))  # fmt: skip
             secs[mode] = time.perf_counter() - t
             pred = prob >= 0.5
             dice[mode] = 2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1)

@@ -7,30 +7,75 @@ what ``ada config validate`` runs: the same loading and checks, without keeping 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+import torch
+
+from ada_core._standardise import apply_scale, learn_scale
 from ada_core.data import SliceSet, load_slices
 from ada_core.engine.jobs import Replicate
 from ada_core.engine.plan import RunPlan
-from ada_core.errors import DataError
+from ada_core.errors import ConfigError, DataError
 from ada_core.splits import Fold, fold_slices, plan_folds, split_slices
 
-__all__ = ["StudyData", "check_data", "load_study_data"]
+__all__ = ["StudyData", "check_data", "load_study_data", "standardise_fold"]
 
 
 @dataclass
 class StudyData:
-    """The slices of a study on the device: per fold its parts, and the extra sets."""
+    """The slices of a study on the device: per fold its parts, and the extra sets.
+
+    ``scales`` holds each fold's histogram standard scale (``standardise = "histogram"``;
+    empty otherwise): learned on the fold's training persons, applied to its parts here and to
+    the extra sets by :meth:`extra_for`, stored in the fold's checkpoints.
+    """
 
     parts: dict[str, dict[str, SliceSet]]  # fold -> {"train", "val", "test"}
     extra: dict[str, SliceSet]
     replicates: list[Replicate]
     fingerprint: str
+    scales: dict[str, list[float]] = field(default_factory=dict)
+
+    def extra_for(self, fold: str) -> dict[str, SliceSet]:
+        """The extra sets as the models of ``fold`` see them (its standard scale applied to
+        a set preprocessed with histogram standardisation)."""
+        scale = self.scales.get(fold)
+        if scale is None:
+            return self.extra
+        return {k: _mapped(v, torch.tensor(scale, dtype=torch.float64))
+                for k, v in self.extra.items()}  # fmt: skip
+
+
+def _mapped(slices: SliceSet, scale: torch.Tensor) -> SliceSet:
+    if slices.landmarks is None:
+        return slices
+    images = apply_scale(slices.images, slices.landmarks.to(slices.images.device), scale)
+    return replace(slices, images=images)
+
+
+def standardise_fold(train: SliceSet, val: SliceSet, test: SliceSet
+                     ) -> tuple[list[float] | None, tuple[SliceSet, SliceSet, SliceSet]]:  # fmt: skip
+    """The fold's histogram standard scale, learned on its training persons only (one
+    landmark row per training volume), and the three parts mapped onto it; parts without
+    landmarks (another ``standardise``) come back unchanged with scale None."""
+    if train.landmarks is None:
+        return None, (train, val, test)
+    first = {}
+    for i, s in enumerate(train.subject):
+        first.setdefault(s, i)  # a volume's slices share its landmarks
+    scale = learn_scale(train.landmarks[list(first.values())].cpu())
+    return scale.tolist(), tuple(_mapped(p, scale) for p in (train, val, test))  # type: ignore[return-value]
 
 
 def _extra_sets(plan: RunPlan, save: bool = True) -> dict[str, SliceSet]:
     sets: dict[str, SliceSet] = {}
     for es in plan.eval_sets:
+        if es.preprocess.standardise == "histogram" != plan.preprocess.standardise:
+            raise ConfigError(
+                f"evaluate[{es.label}].preprocess.standardise = 'histogram' needs the standard "
+                "scale learned by the run's training persons, but data.preprocess.standardise = "
+                f"{plan.preprocess.standardise!r}; standardise both the same way"
+            )
         slices = load_slices(es.dataset, es.preprocess, cache_dir=plan.cache_dir, save=save)
         if es.part != "all":
             train, val = split_slices(slices, es.split, key=f"evaluate[{es.label}].split")
@@ -75,7 +120,11 @@ def load_study_data(plan: RunPlan) -> StudyData:
     parts: dict[str, dict[str, SliceSet]] = {}
     replicates = []
     dev = plan.runtime.device
+    scales: dict[str, list[float]] = {}
     for fold, train, val, test in _fold_parts(plan, slices):
+        scale, (train, val, test) = standardise_fold(train, val, test)
+        if scale is not None:
+            scales[fold.name] = scale
         parts[fold.name] = {"train": train.to(dev), "val": val.to(dev), "test": test.to(dev)}
         for seed in plan.seeds:
             replicates.append(
@@ -84,7 +133,7 @@ def load_study_data(plan: RunPlan) -> StudyData:
                     tuple(sorted(fold.test)),
                 )  # fmt: skip
             )
-    return StudyData(parts, _extra_sets(plan), replicates, plan.dataset.fingerprint())
+    return StudyData(parts, _extra_sets(plan), replicates, plan.dataset.fingerprint(), scales)
 
 
 def check_data(plan: RunPlan) -> str:
@@ -102,7 +151,8 @@ def check_data(plan: RunPlan) -> str:
     """
     slices = load_slices(plan.dataset, plan.preprocess, cache_dir=plan.cache_dir, save=False)
     parts = []
-    for fold, _, _, _ in _fold_parts(plan, slices):
+    for fold, train, val, test in _fold_parts(plan, slices):
+        standardise_fold(train, val, test)  # the scale can be learned from the training part
         sizes = f"{len(fold.train)}/{len(fold.val)}/{len(fold.test)}"
         parts.append(f"{fold.name}: {sizes}" if fold.name else sizes)
     _extra_sets(plan, save=False)

@@ -96,9 +96,11 @@ class StudyResult:
     aggregated: bool = True
 
 
-def checkpoint_meta(plan: RunPlan, job: Job) -> dict[str, object]:
-    """What every weights checkpoint of ``job`` carries besides the weights."""
-    return {
+def checkpoint_meta(plan: RunPlan, job: Job, data: StudyData | None = None) -> dict[str, object]:
+    """What every weights checkpoint of ``job`` carries besides the weights (with histogram
+    standardisation, its fold's ``standard_scale``, which ``ada predict`` applies)."""
+    scale = None if data is None else data.scales.get(job.replicate.fold)
+    return ({"standard_scale": scale} if scale is not None else {}) | {
         "ada_version": __version__,
         "model": plan.model_spec,
         "preprocess": plan.preprocess.model_dump(mode="json"),
@@ -108,10 +110,10 @@ def checkpoint_meta(plan: RunPlan, job: Job) -> dict[str, object]:
     }
 
 
-def _phase(plan: RunPlan, job: Job) -> Phase:
+def _phase(plan: RunPlan, job: Job, data: StudyData | None = None) -> Phase:
     s = plan.schedule
     b = job.branch
-    meta = checkpoint_meta(plan, job)
+    meta = checkpoint_meta(plan, job, data)
     if b is None:
         return Phase("standard", "standard", job.paths, job.replicate.seed,
                      [(0, s.standard_epochs)], meta=meta)  # fmt: skip
@@ -141,7 +143,7 @@ def _train(plan: RunPlan, js: JobState, data: StudyData, quiet: bool,
     job = js.job
     parts = data.parts[job.replicate.fold]
     outcome = run_phase(
-        _phase(plan, job) if phase is None else phase,
+        _phase(plan, job, data) if phase is None else phase,
         parts["train"],
         parts["val"],
         plan.schedule,
@@ -181,7 +183,7 @@ def _score(plan: RunPlan, job: Job, data: StudyData, quiet: bool = True) -> None
     model.load_state_dict(read_weights(p.selected(done.selected), runtime.device).model)
     parts = data.parts[job.replicate.fold]
     s = plan.schedule
-    scored = score_checkpoint(model, parts, data.extra, plan.evaluation, s.eval_batch_size, runtime,
+    scored = score_checkpoint(model, parts, data.extra_for(job.replicate.fold), plan.evaluation, s.eval_batch_size, runtime,
                               label=job.label, quiet=quiet)  # fmt: skip
     blocks = [x.rows() for x in scored] + (convergence_blocks(p) if job.branch is not None else [])
     report = parts["test"] if len(parts["test"]) else parts["val"]
@@ -224,7 +226,7 @@ class _SharedFirstCycle:
         std = job.paths.standard
         if std not in self.done:
             self.done.add(std)
-            mine = [(s, _phase(self.plan, s.job)) for s in self.states
+            mine = [(s, _phase(self.plan, s.job, self.data)) for s in self.states
                     if s.job.branch is not None and s.job.paths.standard == std]  # fmt: skip
             train = self.data.parts[job.replicate.fold]["train"]
             given = shared_first_cycle(self.plan, mine, train)
