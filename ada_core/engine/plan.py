@@ -300,7 +300,23 @@ def _key_settings(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, A
     branch.pop("attributors", None)  # each branch's key holds only its own entry
     if not config.train.ensemble:  # branch-by-branch studies keep the keys from before it
         branch.get("train", {}).pop("ensemble", None)
-    return standard, branch
+    return _without_standardise(standard), _without_standardise(branch)
+
+
+def _without_standardise(settings: Any) -> Any:
+    """``settings`` without ``preprocess.standardise`` where it is 'none' and without
+    ``histogram_landmarks`` where it is not 'histogram': runs from before those settings keep
+    their job keys (their results are the same)."""
+    if isinstance(settings, list):
+        return [_without_standardise(v) for v in settings]
+    if not isinstance(settings, dict):
+        return settings
+    out = {k: _without_standardise(v) for k, v in settings.items()}
+    if "standardise" in out and out["standardise"] != "histogram":
+        out.pop("histogram_landmarks", None)
+        if out["standardise"] == "none":
+            out.pop("standardise")
+    return out
 
 
 def build_plan(
@@ -380,7 +396,7 @@ def build_plan(
         standard_settings={**standard, "device_type": device.type},
         branch_settings=branch,
         eval_settings={
-            **tagged_settings(config, "eval"),
+            **_without_standardise(tagged_settings(config, "eval")),
             "robustness_size": z,
             "fill": mask.fill,
             "robustness_metrics": list(reported),
