@@ -210,3 +210,24 @@ def test_predict_without_cord_finds_the_gm_on_every_bids_session(how, shared_dat
         pytest.xfail(f"located crops miss the GM of the unseen person's sessions {missed}: a "
                      "model trained on two persons gives confident false GM far from the cord "
                      "in the sliding window (standardised or not; docs/data.md)")
+
+
+def test_job_keys_of_unstandardised_runs_are_those_from_before_the_setting():
+    from ada_core.config import load_config
+    from ada_core.engine import build_plan
+    from ada_core.plugins import load_plugins
+
+    registry = load_plugins()
+
+    def pre(overrides):
+        plan = build_plan(load_config(None, overrides), registry)
+        return plan.standard_settings["data"]["preprocess"]
+
+    default = pre([])
+    assert "standardise" not in default and "histogram_landmarks" not in default
+    assert "normalize" in default  # the settings that were there stay
+    assert pre(["data.preprocess.standardise=none"]) == default
+    z = pre(["data.preprocess.standardise=zscore_cord"])
+    assert z["standardise"] == "zscore_cord" and "histogram_landmarks" not in z
+    h = pre(["data.preprocess.standardise=histogram"])
+    assert h["standardise"] == "histogram" and list(h["histogram_landmarks"]) == [1.0, *(10.0 * k for k in range(1, 10)), 99.0]
