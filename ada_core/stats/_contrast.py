@@ -137,13 +137,15 @@ def contrast(a: Table, b: Table, *, set_: str, metric: str, level: float = 0.95
 
 def contrast_runs(run_a: str | Path, run_b: str | Path, *, set_: str | None = None,
                   metric: str = "dsc", level: float = 0.95) -> list[ContrastRow]:  # fmt: skip
-    """:func:`contrast` of two run folders' ``results.csv``; ``set_`` None: ``test`` where
+    """:func:`contrast` of two run folders' results tables; ``set_`` None: ``test`` where
     both runs have a test part, else ``val``."""
+    from ada_core.runfolder import RunLayout
+
     tables = []
     for run in (run_a, run_b):
-        path = Path(run) / "results.csv"
+        path = RunLayout(Path(run)).results
         if not path.is_file():
-            raise InputError(f"{run}: no results.csv; finish the run (`ada compare`, or `ada "
+            raise InputError(f"{run}: no {path.name}; finish the run (`ada compare`, or `ada "
                              "aggregate` after shards) before contrasting it")  # fmt: skip
         tables.append(read_table(path))
     if set_ is None:
@@ -152,15 +154,16 @@ def contrast_runs(run_a: str | Path, run_b: str | Path, *, set_: str | None = No
 
 
 def differing_settings(run_a: str | Path, run_b: str | Path) -> list[tuple[str, object, object]]:
-    """``(dotted key, A's value, B's value)`` of every setting in the runs' ``config.json``
+    """``(dotted key, A's value, B's value)`` of every setting in the runs' resolved configurations
     that differs, the run name and output folder left out (what the contrast is of)."""
     import json
 
     from ada_core.engine.keys import diff
+    from ada_core.runfolder import RunLayout
 
     configs = []
     for run in (run_a, run_b):
-        path = Path(run) / "config.json"
+        path = RunLayout(Path(run)).config_json
         configs.append(json.loads(path.read_text()) if path.is_file() else {})
     rows = diff(*configs)
     return [r for r in rows if r[0] not in ("name", "output")]
