@@ -199,6 +199,15 @@ def test_one_person_is_a_t_over_seeds():
     assert design(np.array([[1.0]])).kind == "none"
 
 
+def test_one_persons_comparison_note_reads_as_sentences():
+    cols = make_table(np.random.default_rng(3), seeds=3, subjects=1, branches=("gradcam", "none"))
+    st = study_statistics(Table(cols), branches=["gradcam"], controls=["none"])
+    [c] = st.comparisons
+    assert c.p is None and c.effect_size is None
+    assert c.note == ("1 person: the interval is over seeds only and says nothing of other "
+                      "persons; no difference is claimed; d_z needs 3 persons or more")
+
+
 def _hand_ms(d):
     s, n = d.shape
     m = d.mean()

@@ -187,5 +187,5 @@ def compare(mb: Matrix, mc: Matrix, branch: str, control: str, set_: str, metric
     else:
         out["p"] = float(_core.t_test(r.mean, r.se, r.df)[0])
     if out["effect_size"] is None and n < 3:
-        out["note"] = (out["note"] + " " if out["note"] else "") + "d_z needs 3 persons or more"
+        out["note"] = (out["note"] + "; " if out["note"] else "") + "d_z needs 3 persons or more"
     return out
