@@ -241,6 +241,34 @@ def _gm_jitter(
     return shift[0], shift[1], scale
 
 
+def _paint_cue(img: Tensor, grid: _Grid, centre: tuple[Tensor, Tensor], radius: float,
+               ang: Tensor, show: Tensor) -> None:  # fmt: skip
+    """The bright context cue, a disc of ``radius`` mm, in the slices ``show`` selects."""
+    cue = _Ellipse(*centre, radius, radius, ang)
+    cr, cc = cue.box(grid)
+    img[:, cr, cc].lerp_(torch.tensor(1.35), grid.member(cue, cr, cc).mul_(show))
+
+
+def _acquire(img: Tensor, grid: _Grid, site: dict, r: np.random.Generator,
+             gen: torch.Generator) -> Tensor:  # fmt: skip
+    """The scanner's view of the painted ``img (Z, H, W)``: the site's coarser resolution
+    interpolated back onto the grid, a smooth bias field and folded Gaussian noise."""
+    h, w, sp = grid.h, grid.w, grid.sp
+    noise = None  # the noise reuses the full-size buffer that resampling frees, if any
+    factor = max(1, round(site["res_mm"] / sp))
+    if factor > 1:  # acquired at a coarser resolution, interpolated onto the grid
+        low = _area_down(img, factor)[:, None]
+        noise, img = img, F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+        img = img[:, 0]
+    coef = r.uniform(-0.15, 0.15, 3)
+    half = (max(h, w) - 1) / 2 * sp
+    gx, gy = grid.x / half, grid.y / half
+    bias = 1 + float(coef[0]) * gx + float(coef[1]) * gy + float(coef[2]) * (gx * gx + gy * gy)
+    noise = torch.empty_like(img) if noise is None else noise
+    noise.normal_(generator=gen)  # the values of torch.randn(z, h, w, generator=gen)
+    return img.mul_(bias).add_(noise, alpha=site["noise"]).abs_()  # magnitude: folded (Rician-like)
+
+
 def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Render one scan.
 
@@ -302,23 +330,9 @@ def generate(config: PhantomConfig, person: int, session: int = 0) -> tuple[Tens
         oy, ox = config.cue_offset_mm
         if config.cue_anchor == "gm":
             ox, oy = ox + jx, oy + jy
-        rad = config.cue_radius_mm
-        cue = _Ellipse(cx + ox * c - oy * s, cy + ox * s + oy * c, rad, rad, ang)
-        cr, cc = cue.box(grid)
-        img[:, cr, cc].lerp_(torch.tensor(1.35), grid.member(cue, cr, cc).mul_(show))
-    noise = None  # the noise reuses the full-size buffer that resampling frees, if any
-    factor = max(1, round(site["res_mm"] / sp))
-    if factor > 1:  # acquired at a coarser resolution, interpolated onto the grid
-        low = _area_down(img, factor)[:, None]
-        noise, img = img, F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-        img = img[:, 0]
-    coef = r.uniform(-0.15, 0.15, 3)
-    half = (max(h, w) - 1) / 2 * sp
-    gx, gy = grid.x / half, grid.y / half
-    bias = 1 + float(coef[0]) * gx + float(coef[1]) * gy + float(coef[2]) * (gx * gx + gy * gy)
-    noise = torch.empty_like(img) if noise is None else noise
-    noise.normal_(generator=gen)  # the values of torch.randn(z, h, w, generator=gen)
-    img.mul_(bias).add_(noise, alpha=site["noise"]).abs_()  # magnitude: folded (Rician-like)
+        centre = (cx + ox * c - oy * s, cy + ox * s + oy * c)
+        _paint_cue(img, grid, centre, config.cue_radius_mm, ang, show)
+    img = _acquire(img, grid, site, r, gen)
     gm_full = torch.zeros(z, h, w, dtype=torch.uint8)
     cord_full = torch.zeros(z, h, w, dtype=torch.uint8)
     gm_full[:, rows, cols] = (gm >= 0.5).to(torch.uint8)
