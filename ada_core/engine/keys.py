@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["derive_seed", "describe_diff", "diff", "digest", "flatten"]
+from ada_core.fieldtags import tagged_settings
+
+if TYPE_CHECKING:
+    from ada_core.config import ExperimentConfig
+
+__all__ = ["derive_seed", "describe_diff", "diff", "digest", "flatten", "key_settings",
+           "without_standardise"]
 
 
 def digest(payload: Any) -> str:
@@ -57,3 +63,29 @@ def describe_diff(rows: list[tuple[str, Any, Any]], limit: int = 12) -> str:
     if len(lines) > limit:
         lines = lines[:limit] + [f"    ... and {len(lines) - limit} more"]
     return "\n".join(lines)
+
+
+def key_settings(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings in the standard phases' and the branches' job keys."""
+    standard = tagged_settings(config, "standard")
+    branch = tagged_settings(config, "branch")
+    branch.pop("attributors", None)  # each branch's key holds only its own entry
+    if not config.train.ensemble:  # branch-by-branch studies keep the keys from before it
+        branch.get("train", {}).pop("ensemble", None)
+    return without_standardise(standard), without_standardise(branch)
+
+
+def without_standardise(settings: Any) -> Any:
+    """``settings`` without ``preprocess.standardise`` where it is 'none' and without
+    ``histogram_landmarks`` where it is not 'histogram': runs from before those settings keep
+    their job keys (their results are the same)."""
+    if isinstance(settings, list):
+        return [without_standardise(v) for v in settings]
+    if not isinstance(settings, dict):
+        return settings
+    out = {k: without_standardise(v) for k, v in settings.items()}
+    if "standardise" in out and out["standardise"] != "histogram":
+        out.pop("histogram_landmarks", None)
+        if out["standardise"] == "none":
+            out.pop("standardise")
+    return out

@@ -19,6 +19,7 @@ from ada_core.augment import AugmentConfig
 from ada_core.config import ComponentSpec, ExperimentConfig, to_toml
 from ada_core.data import PreprocessConfig
 from ada_core.engine.ensemble import check_model
+from ada_core.engine.keys import key_settings, without_standardise
 from ada_core.engine.loop import Runtime
 from ada_core.engine.device import component_cuda_notes, cuda_only_notes, resolve_device
 from ada_core.errors import ConfigError, suggest
@@ -293,30 +294,25 @@ def _robustness_size(size_set: int | None, mask: MaskBuilder, size: tuple[int, .
     return z
 
 
-def _key_settings(config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The settings in the standard phases' and the branches' job keys."""
-    standard = tagged_settings(config, "standard")
-    branch = tagged_settings(config, "branch")
-    branch.pop("attributors", None)  # each branch's key holds only its own entry
-    if not config.train.ensemble:  # branch-by-branch studies keep the keys from before it
-        branch.get("train", {}).pop("ensemble", None)
-    return _without_standardise(standard), _without_standardise(branch)
+def _model_factory(config: ExperimentConfig, registry: Registry, size: tuple[int, ...],
+                   ensemble: bool, source: str) -> tuple[Callable[[], SegModel], SegModel]:  # fmt: skip
+    """The model factory and one model built by it, checked against the image size (and, for
+    ``train.ensemble``, against what vmap can batch)."""
 
+    def new_model() -> SegModel:
+        return registry.build("model", config.model, "model.params")
 
-def _without_standardise(settings: Any) -> Any:
-    """``settings`` without ``preprocess.standardise`` where it is 'none' and without
-    ``histogram_landmarks`` where it is not 'histogram': runs from before those settings keep
-    their job keys (their results are the same)."""
-    if isinstance(settings, list):
-        return [_without_standardise(v) for v in settings]
-    if not isinstance(settings, dict):
-        return settings
-    out = {k: _without_standardise(v) for k, v in settings.items()}
-    if "standardise" in out and out["standardise"] != "histogram":
-        out.pop("histogram_landmarks", None)
-        if out["standardise"] == "none":
-            out.pop("standardise")
-    return out
+    model = new_model()
+    try:
+        model.check_input_size(*size)
+    except Exception as e:
+        raise ConfigError(f"{source}: model {config.model.name!r}: {e}") from None
+    if ensemble:
+        try:
+            check_model(model, size, config.model.name)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return new_model, model
 
 
 def build_plan(
@@ -342,20 +338,8 @@ def build_plan(
     runtime = Runtime.from_config(t, device)
     size = tuple(config.data.preprocess.size)
 
-    def new_model() -> SegModel:
-        return registry.build("model", config.model, "model.params")
-
-    model = new_model()
-    try:
-        model.check_input_size(*size)
-    except Exception as e:
-        raise ConfigError(f"{source}: model {config.model.name!r}: {e}") from None
     ensemble = t.ensemble and t.cycles > 0
-    if ensemble:
-        try:
-            check_model(model, size, config.model.name)
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+    new_model, model = _model_factory(config, registry, size, ensemble, source)
     specs = list(config.attributors) if mode == "compare" else list(config.attributors[:1])
     branches = tuple(_branch(sp, i, config, registry, model) for i, sp in enumerate(specs))
 
@@ -375,7 +359,7 @@ def build_plan(
     reported = tuple(dict.fromkeys([*PAPER_METRICS, *COMPARED_METRICS, analysis.primary_metric]))
     evaluation = Evaluation(t.robustness, z, t.robustness_margin_mm, t.context_margin_mm, mask.fill,
                             reported)  # fmt: skip
-    standard, branch = _key_settings(config)
+    standard, branch = key_settings(config)
     head = f"resolved configuration of run {config.name!r}" + (f" (from {source})" if source else "")
     return RunPlan(
         name=config.name,
@@ -396,7 +380,7 @@ def build_plan(
         standard_settings={**standard, "device_type": device.type},
         branch_settings=branch,
         eval_settings={
-            **_without_standardise(tagged_settings(config, "eval")),
+            **without_standardise(tagged_settings(config, "eval")),
             "robustness_size": z,
             "fill": mask.fill,
             "robustness_metrics": list(reported),
