@@ -34,8 +34,8 @@ from ada_core.errors import DataError
 if TYPE_CHECKING:
     from ada_core.data import PreprocessConfig
 
-__all__ = ["DEFAULT_LANDMARKS", "apply_scale", "landmarks_of", "learn_scale", "map_to_scale",
-           "region_zscore", "standardise_crops"]
+__all__ = ["DEFAULT_LANDMARKS", "apply_scale", "concat_landmarks", "landmarks_of", "learn_scale",
+           "map_to_scale", "region_zscore", "standardise_crops"]
 
 #: Nyúl's landmarks: the 1st and 99th percentile and the deciles between them.
 DEFAULT_LANDMARKS: tuple[float, ...] = (1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
@@ -112,3 +112,15 @@ def standardise_crops(crops: Tensor, config: PreprocessConfig) -> tuple[Tensor, 
     if config.standardise == "zscore_cord":
         return z, None
     return z, landmarks_of(z, config.histogram_landmarks)[None]
+
+
+def concat_landmarks(parts: Sequence[Tensor | None]) -> Tensor | None:
+    """The landmark rows of concatenated slice sets (``SliceSet.concat``): None when no part
+    has any; a mix of parts with and without them is an error."""
+    have = {p is not None for p in parts}
+    if have == {False}:
+        return None
+    if len(have) > 1:
+        raise DataError("SliceSet.concat: some parts carry histogram landmarks and some do not "
+                        "(they were preprocessed with different standardise settings)")  # fmt: skip
+    return torch.cat(list(parts))  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from ada_core._slicing import crop_centres, display, resample_crop
-from ada_core._standardise import DEFAULT_LANDMARKS, standardise_crops
+from ada_core._standardise import DEFAULT_LANDMARKS, concat_landmarks, standardise_crops
 from ada_core.errors import DataError
 from ada_core.fieldtags import Settings, affects, used_when
 
@@ -131,18 +131,8 @@ class SliceSet:
             [s for p in parts for s in p.site],
             [g for p in parts for g in p.group],
             [n for p in parts for n in p.notes],
-            _concat_landmarks(parts),
+            concat_landmarks([p.landmarks for p in parts]),
         )
-
-
-def _concat_landmarks(parts: Sequence[SliceSet]) -> Tensor | None:
-    have = {p.landmarks is not None for p in parts}
-    if have == {False}:
-        return None
-    if len(have) > 1:
-        raise DataError("SliceSet.concat: some parts carry histogram landmarks and some do not "
-                        "(they were preprocessed with different standardise settings)")  # fmt: skip
-    return torch.cat([p.landmarks for p in parts])  # type: ignore[misc]
 
 
 class PreprocessConfig(Settings):

@@ -8,6 +8,7 @@ another day.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -75,3 +76,14 @@ def report(records: list[dict], unit: str) -> None:
         print(
             f"{rec['case']:<28} {rec['fast_per_s']:>14.1f} {rec['ref_per_s']:>14.1f} {spread:>20}"
         )
+
+
+def cpu_args(doc: str | None, quick: str) -> argparse.Namespace:
+    """The arguments every CPU bench takes (``--quick``, ``--threads``, default one thread);
+    torch's thread count is set from them."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args

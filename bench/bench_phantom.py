@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _timing import cpu_args
 from ada_core.data import PreprocessConfig, preprocess_volume
 from ada_core.interfaces import Subject, Volume
 from ada_scgm.phantom import PhantomConfig, generate
@@ -67,11 +67,7 @@ def bench_preprocess(slices: int, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = cpu_args(__doc__, "a few-second smoke run")
     slices, repeat = (8, 1) if args.quick else (64, 5)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for size in (64, 96, 200):

@@ -20,14 +20,13 @@ Every pair is checked to compute the same values before timing (equal rows, equa
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 from pathlib import Path
 
 import torch
 
-from _timing import compare, report
+from _timing import compare, cpu_args, report
 from ada_core.attribution import attribute_all
 from ada_core.config import ComponentSpec
 from ada_core.data import PreprocessConfig, load_slices
@@ -132,11 +131,7 @@ def attribution_case(reg, model, train, reps: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats, a shorter training")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = cpu_args(__doc__, "fewer repeats, a shorter training")
     reps = 2 if args.quick else 7
     reg, model, train, test = setup(40, 8 if args.quick else 16, 2 if args.quick else 12)
     records = robustness_case(model, test, reps)
