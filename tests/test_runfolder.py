@@ -38,7 +38,7 @@ from ada_core.runfolder import (
     write_json,
     write_training_state,
 )
-from ada_core.runfolder._io import read_torch, write_torch
+from ada_core.runfolder._io import atomic_write, read_torch, write_torch
 
 
 def _job(tmp_path: Path) -> JobPaths:
@@ -61,6 +61,34 @@ def test_writes_are_atomic_strict_json_and_leave_no_temporary(tmp_path):
     write_json(root / "n.json", root, {"v": float("nan"), "w": [1.0, float("inf")]})
     assert json.loads((root / "n.json").read_text()) == {"v": None, "w": [1.0, None]}
     assert sorted(p.name for p in root.rglob("*")) == ["a", "ck.pt", "n.json"]
+
+
+class _CtrlCDuringWrite:
+    """A file that receives Ctrl-C on its third write, from inside torch.save's zip writer."""
+
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def write(self, data):
+        self.calls += 1
+        if self.calls == 3:
+            signal.raise_signal(signal.SIGINT)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def test_ctrl_c_during_a_checkpoint_write_lands_the_file_then_interrupts(tmp_path):
+    # CI saw this as a failed job: KeyboardInterrupt inside torch.save's C++ writer comes out
+    # as RuntimeError "unexpected pos ...". The write must finish, then the interrupt follow.
+    root, state = tmp_path / "run", {"w": torch.arange(10_000.0), "b": torch.ones(7)}
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(root / "ck.pt", root, lambda f: torch.save(state, _CtrlCDuringWrite(f)))
+    back = torch.load(root / "ck.pt", weights_only=True)
+    assert torch.equal(back["w"], state["w"]) and torch.equal(back["b"], state["b"])
+    assert sorted(p.name for p in root.iterdir()) == ["ck.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_missing_and_damaged_checkpoints_name_the_file(tmp_path):

@@ -6,7 +6,8 @@
   append to or replace a file elsewhere. Files are opened with ``O_NOFOLLOW``.
 - **Atomic.** A write goes to a temporary in the same folder (created with ``O_EXCL``), is
   fsynced, renamed over the target (``os.replace``: a reader sees the old file or the new one)
-  and the folder is fsynced so the rename survives a power cut.
+  and the folder is fsynced so the rename survives a power cut. Ctrl-C waits for the write
+  to land and then interrupts (inside ``torch.save`` it would read as a failed job).
 - **Out of space is the user's to fix, not a failed job.** A full disk, a quota or a file-size
   limit while writing raises :class:`StorageError` naming the file; the half-written temporary
   is removed and the previous version of the file stays.
@@ -23,7 +24,10 @@ import math
 import os
 import pickle
 import re
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -144,6 +148,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block is done, then deliver it to the handler it was meant for.
+
+    A KeyboardInterrupt raised inside ``torch.save``'s zip writer comes out as a RuntimeError
+    ("unexpected pos ...") that reads as a failed job, not an interrupt; a write is short, so
+    it finishes first and the interrupt follows it. Only the main thread can set a handler;
+    elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
+
+
 def atomic_write(path: Path, root: Path, write: Callable[[IO[bytes]], None], *,
                  keep_previous: Path | None = None) -> None:  # fmt: skip
     """Write ``path`` atomically through ``write(file)`` (see the module docstring).
@@ -163,14 +189,15 @@ def atomic_write(path: Path, root: Path, write: Callable[[IO[bytes]], None], *,
     if tmp.is_file() and not tmp.is_symlink():
         tmp.unlink()  # our own pid's temporary from a process killed before us: garbage
     try:
-        with open_no_follow(tmp, root, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous is not None and path.is_file():
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        with _interrupt_deferred():
+            with open_no_follow(tmp, root, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            if keep_previous is not None and path.is_file():
+                os.replace(path, keep_previous)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
     except (OSError, RuntimeError) as e:
         space = _space_error(path, e)
         if space is not None:
