@@ -83,9 +83,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run (CI)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=None, help="images (default 64, --quick 16)")
+    parser.add_argument("--reps", type=int, default=None, help="repeats (default 7, --quick 3)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch, n_paper, reps = (16, 1, 3) if args.quick else (64, 2, 7)
+    batch, reps = args.batch or batch, args.reps or reps
     device = torch.device(args.device)
     h = w = 200
     z = 20
