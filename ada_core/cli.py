@@ -80,7 +80,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
         log.warning("%s: %s", args.config, note)
     check_tracking(config)
     if args.action == "validate":
+        from ada_core._allocator import check_choice
         from ada_core.engine.study import check_data
+
+        check_choice()  # ADA_MALLOC, read when the run starts
 
         notes = check_data(plan)
         if args.json:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from ada_core._allocator import keep_freed_memory
 from ada_core._geometry import plan_geometry, to_crops, to_volume
 from ada_core._predict_io import check_cases, plan_cases, read_case, resolve_device, write_like
 from ada_core._slicing import normalise
@@ -263,6 +264,7 @@ def predict_files(
     cases = plan_cases(inputs, output, cords=[Path(c) for c in cords], probabilities=probabilities)
     resolve_device(device)
     check_cases(cases)  # a typo in the 10th file fails before the first mask is written
+    keep_freed_memory()
     ckpt = load_run_checkpoint(run, branch, seed, fold=fold, device=device, registry=registry)
     meta = ckpt.meta
     log.info("predicting %d case(s) with %s (branch %s, seed %s)", len(cases), ckpt.path,

@@ -16,6 +16,11 @@ from collections.abc import Callable
 
 import torch
 
+from ada_core._allocator import keep_freed_memory
+
+# Every bench runs with the allocator settings the engine uses (both sides of each ratio in
+# one process, so each ratio is fair either way); ADA_MALLOC=default measures glibc's own.
+MALLOC = keep_freed_memory()
 
 def sync(device: torch.device) -> None:
     """Wait for queued kernels (CUDA launches are asynchronous)."""
@@ -68,6 +73,7 @@ def compare(
 
 def report(records: list[dict], unit: str) -> None:
     """Print one JSON line per record, then a short table of the ratios."""
+    print(f"# malloc thresholds: {MALLOC}")
     for rec in records:
         print(json.dumps(rec))
     print(f"{'case':<28} {'fast ' + unit:>14} {'naive ' + unit:>14} {'ratio (min-max)':>20}")

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ada_core._allocator import keep_freed_memory
 from ada_core.attribution import attribute_all
 from ada_core.plugins import load_plugins
 
@@ -99,6 +100,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     if not cuda:
         torch.set_num_threads(1)
+    keep_freed_memory()  # as the engine does; both sides of the ratio share it
     width = args.width or (4 if args.quick else 64 if cuda else 8)
     size = args.size or (32 if args.quick else 200 if cuda else 64)
     n = args.n or (8 if args.quick else 512 if cuda else 32)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ada_core._allocator import keep_freed_memory
 from ada_core.augment import AugmentConfig, Augmenter
 from ada_core.config import ComponentSpec
 from ada_core.data import PreprocessConfig, load_slices
@@ -276,6 +277,7 @@ def main() -> None:
     args = ap.parse_args()
     name = "full" if args.full else "smoke" if args.smoke else "quick"
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the engine does (ADA_MALLOC=default: glibc's own)
     repeat = args.repeat or (3 if args.full else 1 if args.smoke else 5)
     p = dict(PROTOCOLS[name])
     if args.train_images:
