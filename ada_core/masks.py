@@ -208,8 +208,10 @@ def _block_boxes(
 ) -> Tensor:
     """:func:`_window_boxes` of one block of images."""
     dtype = _score_dtype(saliency.device)
-    outside = ground_truth[:, 0] == 0
-    sal = (saliency[:, 0] if gt_policy == "ignore" else saliency[:, 0] * outside).to(dtype)
+    outside = torch.logical_not(ground_truth[:, 0])  # validated 0/1: the pixels == 0
+    sal = saliency[:, 0].to(dtype, copy=True)  # a copy: zeroed in place, never the caller's
+    if gt_policy != "ignore":
+        sal.mul_(outside)
     # Rounding errors scale with the magnitudes summed, not with the signed total (which
     # cancels to ~0 for signed saliency), so the tolerance scales with sum(|x|).
     tol = _TIE_RTOL * sal.abs().sum((-2, -1))[:, None]
@@ -228,7 +230,7 @@ def _block_boxes(
     neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=score.device)
     boxes = torch.full((b, regions, 2), -1, dtype=torch.long, device=score.device)
     for k in range(regions):  # a loop over regions only (few), never over images or windows
-        masked = score.masked_fill(~allowed, neg_inf)
+        masked = torch.where(allowed, score, neg_inf)
         best = masked.amax(1, keepdim=True)
         found = best[:, 0] > neg_inf  # scores are finite: -inf only without an allowed window
         # argmax of 0/1 bytes picks the first 1: the first window (row-major) within tolerance.

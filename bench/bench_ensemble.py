@@ -29,7 +29,7 @@ import json
 import math
 
 import torch
-from _timing import compare
+from _timing import MALLOC, compare
 
 from ada_core.augment import AugmentConfig, Augmenter
 from ada_core.config import ComponentSpec
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict:
            "branches": args.branches, "images_per_branch": int(members[0]["images"].shape[0]),
            "batch": args.batch, "ensemble_img_s": r["fast_per_s"], "alone_img_s": r["ref_per_s"],
            "ratio": r["ratio"], "ratio_min": r["ratio_min"], "ratio_max": r["ratio_max"],
-           "reps": r["reps"]}  # fmt: skip
+           "reps": r["reps"], "malloc": MALLOC}  # fmt: skip
     return out
 
 

@@ -92,6 +92,18 @@ def test_window_matches_brute_force(policy, kind):
             assert got == chosen
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_callers_saliency_and_ground_truth_are_left_unchanged(dtype):
+    # the scores are zeroed inside the ground truth in place: on a copy, even when the
+    # saliency already has the score dtype (float64) and .to() would return it as it is
+    sal, gt = random_case(torch.Generator().manual_seed(5), 4, 12, 11, "float")
+    sal = sal.to(dtype) - 0.5
+    before_sal, before_gt = sal.clone(), gt.clone()
+    window_keep_mask(sal, gt, 4, 1, 2, "restore")
+    window_boxes(sal, gt, 4, 1, 2, "avoid")
+    assert torch.equal(sal, before_sal) and torch.equal(gt, before_gt)
+
+
 @pytest.mark.parametrize("block", [1, 3])  # images per CPU block: one; 3 (7 images: 3+3+1)
 @pytest.mark.parametrize("policy", ["restore", "avoid"])
 def test_images_scored_in_blocks_match_brute_force(monkeypatch, block, policy):
