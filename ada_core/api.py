@@ -137,6 +137,7 @@ def run(
         DataError: the data cannot be loaded or split.
         RunLockedError: another process holds the run folder.
     """
+    from ada_core._allocator import check_choice
     from ada_core.engine import build_plan, run_study
     from ada_core.engine.distributed import check_processes
     from ada_core.logs import LineLogger, run_log
@@ -151,6 +152,7 @@ def run(
     run_dir = Path(cfg.output) / cfg.name
     build_plan(cfg, registry, mode=mode, source=source)  # every check before the log file
     check_processes(shard, ddp=cfg.train.ddp, given=cfg.train.model_fields_set)
+    check_choice()  # ADA_MALLOC, which run_study reads
     with run_log(run_dir, verbose) as log_file:
         log.info("ada %s %s", mode, source)
         # The engine reports status with print(); those lines are log records here.

@@ -132,3 +132,14 @@ def test_config_validate_refuses_a_bad_ada_malloc_with_exit_2(tmp_path):
                          cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
     assert out.returncode == 2, out.stderr
     assert "ADA_MALLOC='fast'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_compare_refuses_a_bad_ada_malloc_before_it_creates_anything(tmp_path):
+    env = {**os.environ, "ADA_MALLOC": "fast"}
+    out = subprocess.run([sys.executable, "-m", "ada_core.cli", "compare", "configs/demo.toml",
+                          "--quiet", "--set", f"output={tmp_path / 'runs'}"],
+                         env=env, capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "ADA_MALLOC='fast'" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()  # not even the log folder
