@@ -124,22 +124,21 @@ def test_a_bad_ada_malloc_is_refused_by_name(monkeypatch):
     assert _allocator._state is None  # nothing was decided
 
 
-def test_config_validate_refuses_a_bad_ada_malloc_with_exit_2(tmp_path):
-    env = {**os.environ, "ADA_MALLOC": "fast"}
-    out = subprocess.run([sys.executable, "-m", "ada_core.cli", "config", "validate",
-                          "configs/demo.toml", "--set", f"output={tmp_path / 'run'}"],
-                         env=env, capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+def _ada_with_bad_malloc(*args: str) -> subprocess.CompletedProcess:
+    """``ada ARGS`` with ``ADA_MALLOC=fast``; it must exit 2 naming the variable, no traceback."""
+    out = subprocess.run([sys.executable, "-m", "ada_core.cli", *args],
+                         env={**os.environ, "ADA_MALLOC": "fast"}, capture_output=True,
+                         text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
     assert out.returncode == 2, out.stderr
     assert "ADA_MALLOC='fast'" in out.stderr and "Traceback" not in out.stderr
+    return out
+
+
+def test_config_validate_refuses_a_bad_ada_malloc_with_exit_2(tmp_path):
+    _ada_with_bad_malloc("config", "validate", "configs/demo.toml", "--set", f"output={tmp_path}")
 
 
 def test_compare_refuses_a_bad_ada_malloc_before_it_creates_anything(tmp_path):
-    env = {**os.environ, "ADA_MALLOC": "fast"}
-    out = subprocess.run([sys.executable, "-m", "ada_core.cli", "compare", "configs/demo.toml",
-                          "--quiet", "--set", f"output={tmp_path / 'runs'}"],
-                         env=env, capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    assert "ADA_MALLOC='fast'" in out.stderr and "Traceback" not in out.stderr
+    _ada_with_bad_malloc("compare", "configs/demo.toml", "--quiet", "--set",
+                         f"output={tmp_path / 'runs'}")  # fmt: skip
     assert not (tmp_path / "runs").exists()  # not even the log folder
