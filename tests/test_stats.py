@@ -345,6 +345,32 @@ def test_mde_has_the_stated_power(df, alpha):
     assert df > 2 or power(z, 0.7, 2.0, 0.05) < 0.78
 
 
+@pytest.mark.parametrize("df, alpha", [(2.0, 0.01), (2.0, 0.05 / 30), (1.5, 0.05 / 6), (4.0, 0.05 / 30)])
+def test_the_mde_has_its_power_in_simulation_at_few_seeds_and_holm_alphas(df, alpha):
+    # Independent of scipy's nct: a noncentral t drawn as (nc + Z) / sqrt(chi2_df / df). The
+    # regime of 3 seeds (df 2) at a Holm-sized alpha, where scipy's far tail returns NaN.
+    delta = mde(1.0, df, alpha)
+    rng = np.random.default_rng(int(df * 100) + int(1 / alpha))
+    z = rng.standard_normal(400_000)
+    t = (delta + z) / np.sqrt(rng.chisquare(df, z.size) / df)
+    mc = np.mean(np.abs(t) > sps.t.ppf(1 - alpha / 2, df))
+    assert mc == pytest.approx(0.8, abs=4 * math.sqrt(0.16 / z.size))
+
+
+@pytest.mark.parametrize("df, alpha", [(1.5, 0.05), (2.0, 0.05 / 30), (9.0, 0.05), (400.0, 0.01)])
+def test_detects_agrees_with_solving_for_the_mde(df, alpha):
+    from ada_core.stats._core import _detects
+
+    se = 0.7
+    m = mde(se, df, alpha)
+    # either side of the MDE, down to 1e-6 relative, and far out (where scipy's nct underflows)
+    for factor, expected in [(0.5, False), (1 - 1e-6, False), (1 + 1e-6, True), (3.0, True),
+                             (1e3, True), (1e-3, False)]:  # fmt: skip
+        # (1e-6 relative: the power curve is smooth through the MDE, no jump to stop at)
+        assert _detects(factor * m, se, df, alpha, 0.8) is expected, factor
+        assert (mde(se, df, alpha) <= factor * m) is expected
+
+
 def _projected_var(ma, mb, me, s, n, s2, n2):
     """The crossed estimate's variance at S' seeds and N' persons, written out."""
     return ma / (s2 * n) + max(0.0, mb - me) / (s * n2)
