@@ -22,6 +22,7 @@ from ada_core._allocator import keep_freed_memory
 # one process, so each ratio is fair either way); ADA_MALLOC=default measures glibc's own.
 MALLOC = keep_freed_memory()
 
+
 def sync(device: torch.device) -> None:
     """Wait for queued kernels (CUDA launches are asynchronous)."""
     if device.type == "cuda":

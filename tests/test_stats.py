@@ -358,16 +358,15 @@ def test_the_mde_has_its_power_in_simulation_at_few_seeds_and_holm_alphas(df, al
 
 
 @pytest.mark.parametrize("df, alpha", [(1.5, 0.05), (2.0, 0.05 / 30), (9.0, 0.05), (400.0, 0.01)])
-def test_detects_agrees_with_solving_for_the_mde(df, alpha):
-    from ada_core.stats._core import _detects
-
+def test_power_at_a_difference_reaches_80_percent_exactly_when_the_mde_is_below_it(df, alpha):
+    # what needed() relies on to ask the power instead of solving for the MDE
     se = 0.7
     m = mde(se, df, alpha)
     # either side of the MDE, down to 1e-6 relative, and far out (where scipy's nct underflows)
     for factor, expected in [(0.5, False), (1 - 1e-6, False), (1 + 1e-6, True), (3.0, True),
                              (1e3, True), (1e-3, False)]:  # fmt: skip
         # (1e-6 relative: the power curve is smooth through the MDE, no jump to stop at)
-        assert _detects(factor * m, se, df, alpha, 0.8) is expected, factor
+        assert (power(factor * m, se, df, alpha) >= 0.8) is expected, factor
         assert (mde(se, df, alpha) <= factor * m) is expected
 
 

@@ -278,13 +278,6 @@ def mde(se: float, df: float, alpha: float = 0.05, target: float = 0.8) -> float
                                  xtol=1e-10)) * se  # fmt: skip
 
 
-def _detects(delta: float, se: float, df: float, alpha: float, target: float) -> bool:
-    """``mde(se, df, alpha, target) <= delta`` without solving for the MDE: the power grows
-    with the true difference, so the MDE is at most ``delta`` exactly when the power at
-    ``delta`` reaches ``target`` (one evaluation instead of a root search's ~16)."""
-    return _power_at(sps.t.ppf(1 - alpha / 2, df), df, delta / se) >= target
-
-
 def _projected(d: Design, s2: int, n2: int) -> tuple[float, float]:
     """Variance and Satterthwaite df of the crossed design's estimate at S' seeds, N' persons.
 
@@ -331,7 +324,9 @@ def needed(d: Design, resolve: float, alpha: float, target: float = 0.8,
 
     def resolves(s2: int, n2: int) -> bool:
         v, dof = at(s2, n2)
-        return v <= 0 or _detects(resolve, float(np.sqrt(v)), dof, alpha, target)
+        # MDE <= resolve exactly when the power at resolve reaches the target (the power
+        # grows with the difference): one evaluation instead of solving for the MDE
+        return v <= 0 or power(resolve, float(np.sqrt(v)), dof, alpha) >= target
 
     limit_mde = mde(np.sqrt(limit_var), limit_df, alpha, target) if limit_var > 0 else 0.0
     seeds = None
